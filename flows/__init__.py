@@ -1,0 +1,1 @@
+"""amtsbote procedures, building blocks, routing and the CLI — the only package that imports Prefect."""

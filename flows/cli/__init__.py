@@ -1,0 +1,57 @@
+"""The ``amtsbote`` command line.
+
+Each sub-command lives in its own module in this package and exposes
+``register(subparsers: argparse._SubParsersAction) -> None``; modules are discovered, so adding a
+command is adding a module. Modules import heavy things (Prefect, SQLAlchemy, FastAPI) inside their
+handlers so that ``amtsbote validate`` stays fast.
+
+Exit codes: 0 ok, 1 findings, 2 unusable input (argparse's own usage errors are 2 as well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_UNUSABLE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_UNUSABLE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amtsbote",
+        description="XÖV messages between agencies, as Prefect flows.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except KeyboardInterrupt:
+        print("amtsbote: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

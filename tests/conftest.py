@@ -1,0 +1,119 @@
+"""Shared fixtures.
+
+* Outbound sockets to anything but loopback are refused in every test (unit tests never reach the
+  network; integration tests use real servers on 127.0.0.1).
+* ``shared_dir``: the read-only ``../shared`` material, read in place. Missing under ``CI=true`` is a
+  failure, never a skip.
+* ``pg_url``: a fresh PostgreSQL database on 127.0.0.1:5432 for the test session (dropped after).
+  Missing PostgreSQL under ``CI=true`` is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get("AMTSBOTE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _allowed(address: object) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX
+        return True
+    if isinstance(address, tuple) and address:
+        host = address[0]
+        if host in ("localhost",):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+    return False
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    if not _allowed(address):
+        raise ConnectionRefusedError(f"tests may only connect to loopback, not {address!r}")
+    _real_connect(self, address)  # type: ignore[arg-type]
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    if not _allowed(address):
+        raise ConnectionRefusedError(f"tests may only connect to loopback, not {address!r}")
+    return _real_connect_ex(self, address)  # type: ignore[arg-type]
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true but missing", pytrace=False)
+    pytest.skip(f"{what} missing (would fail under CI=true)")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "xoev").is_dir():
+        _missing(f"shared material at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def xgwa_samples(shared_dir: Path) -> Path:
+    return shared_dir / "xoev" / "beispiele" / "xgewerbeanzeige-2.2"
+
+
+@pytest.fixture(scope="session")
+def schemata_dir(shared_dir: Path) -> Path:
+    return shared_dir / "xoev" / "schemata"
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh database ``amtsbote_t_<hex>`` on the local PostgreSQL."""
+    if not _pg_available():
+        _missing(f"PostgreSQL at {PG_ADMIN_URL}")
+    import psycopg
+
+    name = f"amtsbote_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
