@@ -52,6 +52,10 @@ class StandardVersion:
     code_bindings: Mapping[str, str] = field(default_factory=dict)
     """Element local name → listURI, for code elements whose list the standard fixes (code types
     1 and 2) so that the instance need not carry ``listURI``."""
+    in_reply_to_element: str | None = None
+    """Local name of the child of the root that holds the nachrichtenUUID a reply answers (e.g.
+    ``bezug`` in a Rückmeldung); :func:`xoev.message.inspect_message` reads it into
+    ``MessageInfo.in_reply_to`` so that the journal can correlate the reply."""
 
     def message_type_for_root(self, local_name: str) -> MessageType | None:
         for mt in self.message_types:
