@@ -1,0 +1,107 @@
+"""``amtsbote agencies``: show the agency directory (and check the file).
+
+::
+
+    amtsbote agencies [--file PATH] [--format table|json] [--role ROLE]
+
+Without ``--file`` the directory named by ``AMTSBOTE_AGENCIES`` or the shipped OWL directory is
+read. The TOKEN column tells whether each agency's token variable is set (``env``), replaced by a
+development token (``dev``, with ``AMTSBOTE_DEV_TOKENS=1``) or ``missing``; tokens are never shown.
+Exit 0; 2 when the file is unusable (every problem as ``file:line:column: field: message`` on
+stderr) or the role is unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "agencies",
+        help="show the agency directory",
+        description="Show the agency directory: ids, Behördenkennungen, channels, roles.",
+    )
+    parser.add_argument(
+        "--file",
+        metavar="PATH",
+        help="directory file (default: $AMTSBOTE_AGENCIES or deployments/owl/agencies.yaml)",
+    )
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--role", help="only agencies holding this role")
+    parser.set_defaults(handler=run)
+
+
+def _target(agency: Any) -> str:
+    if agency.endpoint:
+        return str(agency.endpoint)
+    if agency.mailbox_host:
+        return f"mailbox on {agency.mailbox_host}"
+    return str(agency.drop_dir)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from connectors.directory import Directory, DirectoryError, InvalidDirectoryError
+
+    from . import EXIT_OK, EXIT_UNUSABLE
+
+    try:
+        directory = Directory.load(args.file) if args.file else Directory.default()
+    except InvalidDirectoryError as exc:
+        count = len(exc.problems)
+        print(
+            f"amtsbote agencies: unusable directory ({count} problem{'s' * (count != 1)}):",
+            file=sys.stderr,
+        )
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        agencies = list(directory.by_role(args.role)) if args.role else list(directory)
+    except DirectoryError as exc:
+        print(f"amtsbote agencies: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+    if args.format == "json":
+        data = {
+            "source": str(directory.source) if directory.source else None,
+            "roles": list(directory.roles),
+            "agencies": [{**a.to_dict(), "token": directory.token_source(a.id)} for a in agencies],
+        }
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK
+
+    rows = [
+        ["ID", "BEHOERDENKENNUNG", "CHANNEL", "TARGET", "RATE", "CONC", "TOKEN", "ROLES", "NAME"]
+    ]
+    for a in agencies:
+        rows.append(
+            [
+                a.id,
+                a.behoerdenkennung,
+                a.channel.value,
+                _target(a),
+                f"{a.rate_limit:g}/s",
+                str(a.concurrency),
+                f"{a.token_env} ({directory.token_source(a.id)})",
+                ", ".join(a.roles),
+                a.name,
+            ]
+        )
+    print(_table(rows))
+    print(f"\n{len(agencies)} agencies from {directory.source}")
+    return EXIT_OK
