@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .exceptions import ConnectorError
+
 __all__ = [
     "AGENCIES_ENV",
     "DEFAULT_CONCURRENCY",
@@ -81,7 +83,7 @@ _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # --------------------------------------------------------------------------------------- errors
 
 
-class DirectoryError(ValueError):
+class DirectoryError(ConnectorError, ValueError):
     """Base of the directory's errors."""
 
 

@@ -36,6 +36,7 @@ OWL_IDS = [
     "hwk-owl",
     "finanzamt-paderborn",
     "dguv",
+    "wsp-nrw",
 ]
 
 
@@ -47,10 +48,10 @@ def owl() -> Directory:
 # ------------------------------------------------------------------------- the shipped file
 
 
-def test_shipped_file_is_the_default_and_has_the_eight_owl_agencies(owl: Directory) -> None:
+def test_shipped_file_is_the_default_and_has_the_owl_agencies_and_the_portal(owl: Directory) -> None:
     assert DEFAULT_PATH == ROOT / "deployments" / "owl" / "agencies.yaml"
     assert [a.id for a in owl] == OWL_IDS
-    assert len(owl) == 8
+    assert len(owl) == 9
     assert [a.id for a in Directory.default(environ={})] == OWL_IDS
 
 
@@ -65,6 +66,7 @@ def test_shipped_roles(owl: Directory) -> None:
         "HWK": ["hwk-owl"],
         "Finanzamt": ["finanzamt-paderborn"],
         "Unfallversicherung": ["dguv"],
+        "Portal": ["wsp-nrw"],
     }
     for role, ids in expected.items():
         assert [a.id for a in owl.by_role(role)] == ids, role
@@ -84,7 +86,7 @@ def test_shipped_channels_endpoints_and_tokens(owl: Directory) -> None:
     ihk = owl.get("ihk-owl")
     assert ihk.channel is Channel.MAILBOX and ihk.endpoint is None
     assert ihk.mailbox_host == "stadt-paderborn"
-    assert owl.hosted_by("stadt-paderborn") == (ihk,)
+    assert owl.hosted_by("stadt-paderborn") == (ihk, owl.get("wsp-nrw"))
     assert owl.delivery_endpoint("ihk-owl") == stadt.endpoint
 
     finanzamt = owl.get("finanzamt-paderborn")
@@ -102,7 +104,7 @@ def test_shipped_channels_endpoints_and_tokens(owl: Directory) -> None:
         ports.add(parts.port)
     assert len(ports) == len(http) == 6
     envs = [a.token_env for a in owl]
-    assert len(set(envs)) == 8 and all(e.startswith("AMTSBOTE_TOKEN_") for e in envs)
+    assert len(set(envs)) == len(OWL_IDS) and all(e.startswith("AMTSBOTE_TOKEN_") for e in envs)
     assert owl.get("kreis-paderborn").token_env == "AMTSBOTE_TOKEN_KREIS_PADERBORN"
     assert all(a.rate_limit > 0 and a.concurrency >= 1 for a in owl)
     with pytest.raises(UnknownAgencyError, match="nowhere"):
@@ -494,14 +496,14 @@ def test_cli_prints_the_table(
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["ID", "BEHOERDENKENNUNG", "CHANNEL", "TARGET"]
-    rows = {line.split()[0]: line for line in lines[1:9]}
+    rows = {line.split()[0]: line for line in lines[1:10]}
     assert list(rows) == OWL_IDS
     assert "MELDID:05774032" in rows["stadt-paderborn"]
     assert "mailbox on stadt-paderborn" in rows["ihk-owl"]
     assert "AMTSBOTE_TOKEN_DGUV (env)" in rows["dguv"]
     assert "AMTSBOTE_TOKEN_IT_NRW (missing)" in rows["it-nrw"]
     assert "do-not-print-me" not in out
-    assert f"8 agencies from {DEFAULT_PATH}" in out
+    assert f"{len(OWL_IDS)} agencies from {DEFAULT_PATH}" in out
 
 
 def test_cli_json_and_role_filter(capsys: pytest.CaptureFixture[str]) -> None:

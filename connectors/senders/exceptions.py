@@ -34,6 +34,8 @@ from typing import Any
 
 import httpx
 
+from ..exceptions import ConnectorError
+
 __all__ = [
     "PermanentSendError",
     "SendError",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class SendError(Exception):
+class SendError(ConnectorError):
     """A message could not be delivered. ``transient`` says whether a retry may help."""
 
     transient: bool = False

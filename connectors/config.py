@@ -1,0 +1,146 @@
+"""Settings of the connectors, read from ``AMTSBOTE_*`` environment variables.
+
+=========================  ===============================================================
+variable                   meaning (default)
+=========================  ===============================================================
+``AMTSBOTE_DATA_DIR``      directory for local state (``./var`` below the *current working
+                           directory*, made absolute when read). Chosen over
+                           ``~/.local/share/amtsbote`` because a checkout's ``make demo`` then
+                           keeps its state beside the project (``/var/`` is git-ignored) and
+                           nothing is hidden in the home directory; services set it explicitly,
+                           e.g. ``/var/lib/amtsbote``.
+``AMTSBOTE_DATABASE_URL``  SQLAlchemy URL of the message journal (``sqlite:///<data dir>/
+                           journal.sqlite``). PostgreSQL: ``postgresql+psycopg://user@host/db``.
+``AMTSBOTE_JOURNAL_KEY``   Fernet key encrypting stored payloads (none: payloads are stored
+                           zlib-compressed but **not encrypted**). Several comma-separated keys
+                           rotate: the first encrypts, all decrypt. Create one with
+                           ``amtsbote db genkey``. Passphrases are refused on purpose (see
+                           :mod:`connectors.journal.crypto`).
+=========================  ===============================================================
+
+Empty variables count as unset. The key and the database password are kept out of ``repr()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .exceptions import ConfigError
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DATA_DIR_ENV",
+    "DEFAULT_DATA_DIR",
+    "JOURNAL_FILE_NAME",
+    "JOURNAL_KEY_ENV",
+    "Settings",
+    "default_sqlite_url",
+    "mask_url",
+]
+
+DATA_DIR_ENV = "AMTSBOTE_DATA_DIR"
+DATABASE_URL_ENV = "AMTSBOTE_DATABASE_URL"
+JOURNAL_KEY_ENV = "AMTSBOTE_JOURNAL_KEY"
+#: Default data directory, relative to the current working directory.
+DEFAULT_DATA_DIR = Path("var")
+JOURNAL_FILE_NAME = "journal.sqlite"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        # Not parseable: show only the scheme, the rest may hold a secret.
+        scheme = url.split(":", 1)[0] if ":" in url else "?"
+        return f"{scheme}://…"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Settings:
+    """Where the connectors keep their state. Build with :meth:`from_env` or directly.
+
+    ``repr()`` masks the database password and shows only whether a key is set."""
+
+    data_dir: Path
+    """Absolute directory for local state (the default SQLite journal lives here)."""
+    database_url: str
+    """SQLAlchemy URL of the journal database."""
+    journal_key: str | None = field(default=None, repr=False)
+    """Fernet key(s) for payload encryption at rest, comma-separated; ``None`` = not encrypted."""
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(data_dir={str(self.data_dir)!r}, "
+            f"database_url={mask_url(self.database_url)!r}, "
+            f"journal_key={'<set>' if self.journal_key else None})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the ``AMTSBOTE_*`` variables from ``environ`` (default ``os.environ``)."""
+        env = os.environ if environ is None else environ
+        raw_dir = (env.get(DATA_DIR_ENV) or "").strip()
+        data_dir = Path(raw_dir).expanduser() if raw_dir else DEFAULT_DATA_DIR
+        try:
+            data_dir = data_dir.resolve()
+        except OSError as exc:  # pragma: no cover - e.g. a broken cwd
+            raise ConfigError(DATA_DIR_ENV, f"cannot resolve {data_dir}: {exc}") from exc
+        if data_dir.exists() and not data_dir.is_dir():
+            raise ConfigError(DATA_DIR_ENV, f"{data_dir} exists and is not a directory")
+
+        url = (env.get(DATABASE_URL_ENV) or "").strip()
+        if url:
+            _check_url(url)
+        else:
+            url = default_sqlite_url(data_dir)
+        key = (env.get(JOURNAL_KEY_ENV) or "").strip() or None
+        return cls(data_dir=data_dir, database_url=url, journal_key=key)
+
+    @property
+    def journal_file(self) -> Path | None:
+        """The SQLite journal file, or ``None`` when the journal is not a SQLite file."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database or "")
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data directory (mode 0700 when new) and return it."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(DATA_DIR_ENV, f"cannot create {self.data_dir}: {exc}") from exc
+        return self.data_dir
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    """``sqlite:///<data_dir>/journal.sqlite``."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("sqlite", database=str(data_dir / JOURNAL_FILE_NAME)).render_as_string(
+        hide_password=False
+    )
+
+
+def _check_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(DATABASE_URL_ENV, f"not a database URL: {mask_url(url)}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            DATABASE_URL_ENV,
+            f"unsupported database {backend!r} in {mask_url(url)} (use sqlite or postgresql)",
+        )

@@ -1,0 +1,74 @@
+"""The message journal: the store every other part of amtsbote relies on.
+
+What it keeps (tables, see :mod:`.models`): ``cases`` (procedure instances), ``messages`` (every
+XÖV message received or sent, payload compressed and — with a key — encrypted), ``deliveries``
+(one per message and recipient agency, with the states of an XTA-like Laufzettel),
+``delivery_attempts``, ``events`` (append-only audit log, enforced by database triggers) and
+``expectations`` (procedures waiting for replies).
+
+Use it through :class:`Journal`::
+
+    from connectors.journal import Journal, MessageMeta
+
+    journal = Journal.from_env()                  # AMTSBOTE_DATABASE_URL, AMTSBOTE_JOURNAL_KEY
+    message, created = journal.record_inbound(xml_bytes, MessageMeta.from_info(info),
+                                              sender_agency="psw:01003110")
+    journal.payload(message.nachrichten_uuid)     # the original bytes, verified
+
+Databases: SQLite (default ``<data dir>/journal.sqlite``, WAL) for single hosts and tests;
+PostgreSQL (``postgresql+psycopg://…``) for production. The schema is created and migrated by
+Alembic revisions shipped in this package: ``amtsbote db upgrade`` (or ``Journal(create=True)``).
+
+Encryption at rest: set ``AMTSBOTE_JOURNAL_KEY`` to a Fernet key (``amtsbote db genkey``).
+**Without a key the payloads are stored compressed but NOT encrypted.** No other column holds
+personal data: metadata comes from the Nachrichtenkopf (agency ids, types, UUIDs), and callers
+must keep ``reference``, ``summary``, event ``detail`` and error texts free of personal data.
+"""
+
+from __future__ import annotations
+
+from .crypto import PayloadCodec, generate_key
+from .engine import JournalOptions
+from .migrate import UpgradeResult, head_revision
+from .records import (
+    DELIVERY_TRANSITIONS,
+    AttemptRecord,
+    CaseRecord,
+    CaseStatus,
+    CorrelationState,
+    DeliveryRecord,
+    DeliveryState,
+    Direction,
+    EventRecord,
+    ExpectationRecord,
+    ExpectationState,
+    MessageMeta,
+    MessageRecord,
+    StatusChange,
+    xdomea_message_uuid,
+)
+from .store import Journal
+
+__all__ = [
+    "DELIVERY_TRANSITIONS",
+    "AttemptRecord",
+    "CaseRecord",
+    "CaseStatus",
+    "CorrelationState",
+    "DeliveryRecord",
+    "DeliveryState",
+    "Direction",
+    "EventRecord",
+    "ExpectationRecord",
+    "ExpectationState",
+    "Journal",
+    "JournalOptions",
+    "MessageMeta",
+    "MessageRecord",
+    "PayloadCodec",
+    "StatusChange",
+    "UpgradeResult",
+    "generate_key",
+    "head_revision",
+    "xdomea_message_uuid",
+]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the journal (``script_location = connectors.journal:migrations``)."""
