@@ -247,7 +247,9 @@ class MessageMeta:
             raise JournalValueError("erstellungszeitpunkt", f"unusable {type(created).__name__}")
         message_uuid = text("nachrichten_uuid", required=True) or ""
         standard = text("standard", required=True) or ""
-        message_type = text("message_type", required=True) or ""
+        # the root element name (``abh.gewerbemeldung.0500``) names the type unambiguously
+        # across standards; the bare code (``0500``) only where no root is given
+        message_type = text("root", required=False) or text("message_type", required=True) or ""
         in_reply_to = text("in_reply_to", required=False)
         if standard.lower() == "xdomea":
             # xdomea has no per-message UUID: its Kopf carries the ProzessID, shared by every

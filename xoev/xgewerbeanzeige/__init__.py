@@ -1,5 +1,5 @@
 """XGewerbeanzeige support: the versions the registry knows (:data:`VERSIONS`) and our sample
-messages (:func:`samples`).
+messages (:func:`samples`, the intake notifications among them: :func:`notifications`).
 
 Version 2.2 (namespace ``http://www.xgewerbeanzeige.de/spezifikation/2.2``):
 
@@ -8,7 +8,10 @@ Version 2.2 (namespace ``http://www.xgewerbeanzeige.de/spezifikation/2.2``):
 * ``message_types`` — the message-type table ``types_v2_2.yaml``
 * ``codelisten`` — the genericode lists in ``codelists/`` and the element bindings
 * ``schema/2.2/xgewerbeanzeige.xsd`` — the schema we ship; ``samples/`` — fictitious Paderborn
-  messages
+  messages: outgoing ones (``<art>-<betrieb>-<praefix>-<code>.xml``, ``invalid-…`` deliberately
+  invalid) and intake notifications from the portal to the Gewerbeamt (``notification-….xml``,
+  ``gwa.gewerbemeldung.0010``, each a complete record from which every recipient type can be
+  projected with ``v2_2.build_for``)
 
 Importing this package is cheap (no XSD compilation, no xmlschema import): the registry reads
 :data:`VERSIONS` only. The model lives in :mod:`xoev.xgewerbeanzeige.v2_2`.
@@ -27,10 +30,20 @@ from .codelisten import code_bindings, codelist_paths
 from .message_types import NAMESPACE, nachrichtentypen
 from .rules_v2_2 import check_rules
 
-__all__ = ["SAMPLES_DIR", "V2_2", "VERSIONS", "Sample", "samples"]
+__all__ = [
+    "NOTIFICATION_PREFIX",
+    "SAMPLES_DIR",
+    "V2_2",
+    "VERSIONS",
+    "Sample",
+    "notifications",
+    "samples",
+]
 
 _HERE = Path(__file__).parent
 SAMPLES_DIR = _HERE / "samples"
+NOTIFICATION_PREFIX = "notification-"
+"""File-name prefix of the intake notifications among the samples."""
 
 V2_2 = StandardVersion(
     standard="XGewerbeanzeige",
@@ -63,9 +76,15 @@ class Sample:
     def read_bytes(self) -> bytes:
         return self.path.read_bytes()
 
+    @property
+    def is_notification(self) -> bool:
+        """An intake notification (portal → Gewerbeamt, file name ``notification-…``)."""
+        return self.name.startswith(NOTIFICATION_PREFIX)
+
 
 def samples() -> tuple[Sample, ...]:
-    """Our fictitious Paderborn sample messages (package data), sorted by file name."""
+    """Our fictitious Paderborn sample messages (package data), sorted by file name: the outgoing
+    messages and the intake notifications (:func:`notifications`)."""
     out: list[Sample] = []
     for path in sorted(SAMPLES_DIR.glob("*.xml")):
         tree = parse_file(path)
@@ -82,3 +101,10 @@ def samples() -> tuple[Sample, ...]:
             description=description,
         ))
     return tuple(out)
+
+
+def notifications() -> tuple[Sample, ...]:
+    """The intake notifications among :func:`samples`: complete records
+    (``gwa.gewerbemeldung.0010``) that the Wirtschafts-Service-Portal.NRW (``PORTAL:05-wsp``)
+    sends to the Gewerbeamt of the Stadt Paderborn (``MELDID:05774032``), sorted by file name."""
+    return tuple(s for s in samples() if s.is_notification)

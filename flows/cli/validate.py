@@ -1,0 +1,164 @@
+"""``amtsbote validate`` and ``amtsbote schemas``.
+
+::
+
+    amtsbote validate FILE... [--schema-path DIR]... [--format text|json]
+    amtsbote schemas [--schema-path DIR]... [--format text|json]
+
+``validate`` checks each file (hardened parse, XSD, codelists, business rules) and prints one
+report per usable file on stdout. Exit codes:
+
+* 0 — every file is valid (no error findings; warnings are printed but do not count);
+* 1 — at least one report has error findings;
+* 2 — at least one file is unusable: missing/unreadable, too large, not XML, hostile XML
+  (DOCTYPE, XXE, entity bomb, external DTD), wrong encoding, too deep, an **unknown document**
+  (root namespace of no known standard version — there is nothing to check it against, so it is
+  unusable input rather than a finding, like the KoSIT test case ``xy-unknown.xml``), or a known
+  standard whose schema bundle is not on the schema path. The reason goes to stderr, naming the
+  file. Other files are still checked; 2 wins over 1.
+
+``schemas`` lists the known standards and versions with namespace, message types and where each
+schema bundle came from (built-in or the schema-path directory), plus loaded codelists.
+
+``--schema-path DIR`` (repeatable) is searched recursively before the directories in
+``AMTSBOTE_SCHEMA_PATH``; bundles found there override built-in ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register", "run_schemas", "run_validate"]
+
+
+def _add_schema_path(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--schema-path",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="directory searched recursively for XSD bundles and genericode codelists "
+        "(repeatable; before $AMTSBOTE_SCHEMA_PATH; overrides built-in bundles)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    validate = subparsers.add_parser(
+        "validate",
+        help="check XÖV messages (XSD, codelists, business rules)",
+        description="Check XÖV message files: hardened XML intake, XML Schema of the standard "
+        "version named by the root namespace, codelists, business rules. Exit 0 all valid, "
+        "1 findings, 2 unusable input (missing file, not XML, hostile XML, unknown document, "
+        "schema bundle not found).",
+    )
+    validate.add_argument("files", metavar="FILE", nargs="+", help="message file(s) to check")
+    _add_schema_path(validate)
+    validate.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format on stdout"
+    )
+    validate.set_defaults(handler=run_validate)
+
+    schemas = subparsers.add_parser(
+        "schemas",
+        help="list known standards, versions, namespaces and schema origins",
+        description="List the XÖV standards and versions amtsbote knows: namespace, message "
+        "types, and where each schema bundle came from (built-in or schema path).",
+    )
+    _add_schema_path(schemas)
+    schemas.add_argument("--format", choices=("text", "json"), default="text")
+    schemas.set_defaults(handler=run_schemas)
+
+
+def _registry(args: argparse.Namespace, command: str) -> Any:
+    from xoev.exceptions import SchemaPathError
+    from xoev.registry import SchemaRegistry
+
+    try:
+        return SchemaRegistry(args.schema_path)
+    except SchemaPathError as exc:
+        print(f"amtsbote {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from xoev.exceptions import SchemaError, UnusableInputError
+    from xoev.findings import reports_to_json, reports_to_text
+    from xoev.validation import validate_file
+
+    from . import EXIT_FINDINGS, EXIT_OK, EXIT_UNUSABLE
+
+    registry = _registry(args, "validate")
+    if registry is None:
+        return EXIT_UNUSABLE
+    code = EXIT_OK
+    reports = []
+    for name in args.files:
+        try:
+            report = validate_file(name, registry=registry)
+        except UnusableInputError as exc:
+            print(f"amtsbote validate: unusable input: {exc}", file=sys.stderr)
+            code = EXIT_UNUSABLE
+            continue
+        except SchemaError as exc:
+            print(f"amtsbote validate: {name}: cannot check: {exc}", file=sys.stderr)
+            code = EXIT_UNUSABLE
+            continue
+        reports.append(report)
+        if not report.ok and code == EXIT_OK:
+            code = EXIT_FINDINGS
+    if args.format == "json":
+        print(reports_to_json(reports))
+    elif reports:
+        print(reports_to_text(reports))
+    return code
+
+
+def run_schemas(args: argparse.Namespace) -> int:
+    from . import EXIT_OK, EXIT_UNUSABLE
+
+    registry = _registry(args, "schemas")
+    if registry is None:
+        return EXIT_UNUSABLE
+    statuses = registry.status()
+    codelists = sorted(registry.codelists, key=lambda c: (c.canonical_uri, c.version))
+    if args.format == "json":
+        data = {
+            "schema_path": [str(p) for p in registry.schema_path],
+            "versions": [s.to_dict() for s in statuses],
+            "codelists": [
+                {"uri": c.canonical_uri, "version": c.version, "name": c.short_name,
+                 "codes": len(c), "source": c.source}
+                for c in codelists
+            ],
+            "problems": list(registry.problems),
+        }
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK
+
+    lines = [
+        "schema path: "
+        + (", ".join(str(p) for p in registry.schema_path) or "(empty)")
+    ]
+    for status in statuses:
+        sv = status.version
+        lines.append("")
+        lines.append(f"{sv.standard} {sv.version}")
+        lines.append(f"  namespace:  {sv.namespace}")
+        if status.available:
+            lines.append(f"  schema:     {sv.schema} ({sv.origin})")
+        else:
+            entry = sv.entry_name or "?"
+            where = ", ".join(status.searched) or "empty schema path"
+            lines.append(f"  schema:     not found: {entry} (searched: {where})")
+        lines.append(f"  messages:   {len(sv.message_types)}")
+        lines.extend(f"    {mt.code}  {mt.root}" for mt in sv.message_types)
+    lines.append("")
+    lines.append(f"codelists: {len(codelists)}")
+    lines.extend(f"  {c.canonical_uri} {c.version} ({len(c)} codes)" for c in codelists)
+    print("\n".join(lines))
+    for problem in registry.problems:
+        print(f"amtsbote schemas: warning: {problem}", file=sys.stderr)
+    return EXIT_OK

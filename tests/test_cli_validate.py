@@ -1,0 +1,269 @@
+"""``amtsbote validate`` / ``amtsbote schemas``: exit codes, output shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from xoev.namespaces import XDOMEA_3_0_0, XGEWERBEANZEIGE_2_2
+from xoev.registry import SCHEMA_PATH_ENV, SchemaRegistry
+from xoev.xdomea import SAMPLES
+
+ROOT = Path(__file__).resolve().parents[1]
+MINIMAL = SAMPLES / "empfangbestaetigen-0102.xml"
+INFORMATION = SAMPLES / "information-0101.xml"
+
+
+@pytest.fixture(autouse=True)
+def _no_env_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SCHEMA_PATH_ENV, raising=False)
+
+
+@pytest.fixture
+def invalid_xdomea(tmp_path: Path) -> Path:
+    path = tmp_path / "invalid-0102.xml"
+    path.write_bytes(
+        MINIMAL.read_bytes().replace(
+            b"<xdomea:Erstellungszeitpunkt>2024-05-02T11:00:00+02:00</xdomea:Erstellungszeitpunkt>",
+            b"",
+        )
+    )
+    return path
+
+
+def test_valid_exits_0(schemata_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", str(MINIMAL), str(INFORMATION), "--schema-path", str(schemata_dir)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert f"{MINIMAL}: valid (xdomea 3.0.0, 0102)" in out.out
+    assert f"{INFORMATION}: valid (xdomea 3.0.0, 0101)" in out.out
+    assert out.err == ""
+
+
+def test_findings_exit_1(
+    schemata_dir: Path, invalid_xdomea: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["validate", str(MINIMAL), str(invalid_xdomea), "--schema-path", str(schemata_dir)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"{invalid_xdomea}: INVALID (xdomea 3.0.0, 0102)" in out
+    assert "[xsd:SCHEMAV_ELEMENT_CONTENT] Pflichtelement Erstellungszeitpunkt fehlt in Kopf" in out
+
+
+def test_unusable_input_exits_2_and_names_the_file(
+    schemata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xxe = tmp_path / "xxe.xml"
+    xxe.write_bytes(b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>')
+    notxml = tmp_path / "notxml.xml"
+    notxml.write_bytes(b"PK\x03\x04 zip, not xml")
+    missing = tmp_path / "missing.xml"
+    code = main(
+        [
+            "validate",
+            str(MINIMAL),
+            str(xxe),
+            str(notxml),
+            str(missing),
+            "--schema-path",
+            str(schemata_dir),
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 2
+    assert f"{MINIMAL}: valid" in out.out  # the usable file is still checked
+    err = out.err.splitlines()
+    assert any(str(xxe) in line and "external entity" in line for line in err)
+    assert any(str(notxml) in line and "not well-formed XML" in line for line in err)
+    assert any(str(missing) in line and "file not found" in line for line in err)
+
+
+def test_two_wins_over_one(
+    schemata_dir: Path, invalid_xdomea: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "validate",
+            str(invalid_xdomea),
+            str(tmp_path / "gone.xml"),
+            "--schema-path",
+            str(schemata_dir),
+        ]
+    )
+    assert code == 2
+    assert "INVALID" in capsys.readouterr().out
+
+
+def test_unknown_document_exits_2(xgwa_samples: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    unknown = xgwa_samples / "xy-unknown.xml"
+    code = main(["validate", str(unknown)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(unknown) in err
+    assert "unknown document" in err and "no namespace" in err
+    assert XDOMEA_3_0_0 in err  # lists what is supported
+
+
+def test_missing_bundle_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", str(MINIMAL)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(MINIMAL) in err and "xdomea.xsd not found" in err
+
+
+def test_bad_schema_path_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(MINIMAL), "--schema-path", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert main(["schemas", "--schema-path", str(tmp_path / "nope")]) == 2
+
+
+def test_json_output_shape(
+    schemata_dir: Path, invalid_xdomea: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "validate",
+            str(MINIMAL),
+            str(invalid_xdomea),
+            "--format",
+            "json",
+            "--schema-path",
+            str(schemata_dir),
+        ]
+    )
+    assert code == 1
+    data = json.loads(capsys.readouterr().out)
+    assert isinstance(data, list) and len(data) == 2
+    keys = {"source", "valid", "standard", "version", "message_type", "nachrichtenUUID", "findings"}
+    assert all(set(report) == keys for report in data)
+    good, bad = data
+    assert good["valid"] is True and good["findings"] == []
+    assert (good["standard"], good["version"], good["message_type"]) == ("xdomea", "3.0.0", "0102")
+    assert bad["valid"] is False and bad["source"] == str(invalid_xdomea)
+    assert bad["findings"] == [
+        {
+            "severity": "error",
+            "message": "Pflichtelement Erstellungszeitpunkt fehlt in Kopf",
+            "rule": "xsd:SCHEMAV_ELEMENT_CONTENT",
+            "line": 11,
+            "xpath": "/xdomea:Information.EmpfangBestaetigen.0102/xdomea:Kopf",
+        }
+    ]
+
+
+def test_env_schema_path_for_the_cli(
+    schemata_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(SCHEMA_PATH_ENV, str(schemata_dir))
+    assert main(["validate", str(MINIMAL)]) == 0
+    assert "valid (xdomea 3.0.0, 0102)" in capsys.readouterr().out
+
+
+def test_schemas_text(schemata_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schemas"]) == 0
+    out = capsys.readouterr().out
+    assert "xdomea 3.0.0" in out and XDOMEA_3_0_0 in out
+    assert "not found: xdomea.xsd (searched: empty schema path)" in out
+
+    assert main(["schemas", "--schema-path", str(schemata_dir)]) == 0
+    out = capsys.readouterr().out
+    resolved = schemata_dir.resolve()
+    assert f"{resolved / 'xdomea-3.0.0' / 'xdomea.xsd'} ({resolved})" in out
+    assert "0501  Aussonderung.Anbieteverzeichnis.0501" in out
+    assert "urn:xoev-de:xdomea:codeliste:nachrichtentyp 2.0 (63 codes)" in out
+
+
+def test_schemas_json(schemata_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schemas", "--format", "json", "--schema-path", str(schemata_dir)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema_path"] == [str(schemata_dir.resolve())]
+    xdomea = next(v for v in data["versions"] if v["namespace"] == XDOMEA_3_0_0)
+    assert xdomea["available"] is True
+    assert xdomea["origin"] == str(schemata_dir.resolve())
+    assert xdomea["standard"] == "xdomea" and xdomea["version"] == "3.0.0"
+    assert len(xdomea["message_types"]) == 64
+    assert {
+        "code": "0102",
+        "root": "Information.EmpfangBestaetigen.0102",
+        "description": "Information.EmpfangBestaetigen",
+    } in xdomea["message_types"]
+    assert sum(c["source"].startswith(str(schemata_dir)) for c in data["codelists"]) == 48
+    assert isinstance(data["problems"], list)
+
+
+@pytest.mark.parametrize("command", [["validate"], ["schemas"], []])
+def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: amtsbote" in out
+    if command:
+        assert "--schema-path DIR" in out and "--format" in out
+
+
+def test_real_process_exit_codes(schemata_dir: Path, invalid_xdomea: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != SCHEMA_PATH_ENV}
+    entry = "import sys; from flows.cli import main; sys.exit(main())"
+    base = [sys.executable, "-c", entry, "validate", "--schema-path", str(schemata_dir)]
+    codes = [
+        subprocess.run(
+            [*base, str(path)], cwd=ROOT, env=env, capture_output=True, timeout=120
+        ).returncode
+        for path in (MINIMAL, invalid_xdomea, invalid_xdomea.parent / "missing.xml")
+    ]
+    assert codes == [0, 1, 2]
+
+
+# -- the KoSIT XGewerbeanzeige 2.2 test messages (the xgewerbeanzeige package ships the XSD) ------
+
+
+def test_xgewerbeanzeige_is_built_in() -> None:
+    sv = SchemaRegistry(use_env=False).get(XGEWERBEANZEIGE_2_2)
+    assert sv is not None and sv.schema is not None and sv.origin == "built-in"
+
+
+def test_kosit_valid(xgwa_samples: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = xgwa_samples / "xgwa2.2-valid.xml"
+    assert main(["validate", str(sample)]) == 0
+    assert f"{sample}: valid (XGewerbeanzeige 2.2, 0500)" in capsys.readouterr().out
+
+
+def test_kosit_invalid_names_both_defects(
+    xgwa_samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = xgwa_samples / "xgwa2.2-invalid.xml"
+    assert main(["validate", str(sample), "--format", "json"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False
+    assert report["nachrichtenUUID"] == "00000000-0000-0000-0000-000000000001"
+    found = [(f["message"], f["xpath"]) for f in report["findings"]]
+    gewerbe = "/xga:abh.gewerbemeldung.0500/xga:satz/xga:anmeldung/xga:gewerbe"
+    assert found == [
+        ("Pflichtelement betriebArt fehlt in gewerbe", gewerbe),
+        (
+            "Pflichtelement familienname fehlt in beteiligtePerson",
+            f"{gewerbe}/xga:beteiligtePerson",
+        ),
+    ]
+    assert [f["line"] for f in report["findings"]] == [137, 172]
+
+
+def test_kosit_all_three(xgwa_samples: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = [
+        str(xgwa_samples / n)
+        for n in ("xgwa2.2-valid.xml", "xgwa2.2-invalid.xml", "xy-unknown.xml")
+    ]
+    assert main(["validate", *files]) == 2
+    out = capsys.readouterr()
+    assert "xgwa2.2-valid.xml: valid" in out.out
+    assert "Pflichtelement betriebArt fehlt in gewerbe" in out.out
+    assert "Pflichtelement familienname fehlt in beteiligtePerson" in out.out
+    assert "xy-unknown.xml:1: unknown document" in out.err
+    assert XGEWERBEANZEIGE_2_2 in out.err

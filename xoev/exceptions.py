@@ -1,0 +1,216 @@
+"""Errors raised by the XÖV core.
+
+Every error names what went wrong and where (file, line, column, namespace, path searched).
+Findings about a *usable* message (schema, codelist, business rules) are never raised: they come
+back as :class:`xoev.findings.Finding` in a :class:`xoev.findings.Report`. What is raised is input
+that cannot be checked at all, or a registry that cannot check it::
+
+    XoevError
+    ├── UnusableInputError            the input cannot be checked (CLI exit 2)
+    │   ├── InputTooLargeError        body larger than ParserConfig.max_bytes (checked first)
+    │   ├── NotXMLError               not well-formed XML (line, column)
+    │   ├── InputEncodingError        bytes do not match the declared/detected encoding, or the
+    │   │                             declared encoding is unknown
+    │   ├── NestingTooDeepError       elements nested deeper than ParserConfig.max_depth
+    │   ├── ForbiddenDoctypeError     a DOCTYPE (XÖV messages have none); rejected before expansion
+    │   │   ├── ExternalEntityError   XXE: an entity declared with SYSTEM/PUBLIC
+    │   │   ├── EntityDeclarationError  internal entity declarations (billion laughs)
+    │   │   └── ExternalDTDError      DOCTYPE with an external subset (SYSTEM/PUBLIC)
+    │   └── UnknownDocumentError      root namespace belongs to no known standard version
+    ├── SchemaError                   the registry cannot check a known standard (CLI exit 2)
+    │   ├── SchemaPathError           a --schema-path directory does not exist
+    │   ├── SchemaUnavailableError    known namespace, but its XSD bundle was not found
+    │   └── SchemaCompileError        the XSD bundle was found but does not compile
+    └── CodelistError                 a genericode file cannot be read
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CodelistError",
+    "EntityDeclarationError",
+    "ExternalDTDError",
+    "ExternalEntityError",
+    "ForbiddenDoctypeError",
+    "InputEncodingError",
+    "InputTooLargeError",
+    "NestingTooDeepError",
+    "NotXMLError",
+    "SchemaCompileError",
+    "SchemaError",
+    "SchemaPathError",
+    "SchemaUnavailableError",
+    "UnknownDocumentError",
+    "UnusableInputError",
+    "XoevError",
+]
+
+
+class XoevError(Exception):
+    """Base of everything the XÖV core raises."""
+
+
+class UnusableInputError(XoevError):
+    """The input cannot be checked at all. ``source`` names the input (file name or ``<bytes>``);
+    ``line``/``column`` point into it where known."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.source = source
+        self.line = line
+        self.column = column
+
+    def __str__(self) -> str:
+        where = self.source or "<input>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.reason}"
+
+
+class InputTooLargeError(UnusableInputError):
+    def __init__(self, size: int, limit: int, *, source: str | None = None) -> None:
+        super().__init__(
+            f"input is {size} bytes, more than the limit of {limit} bytes (ParserConfig.max_bytes)",
+            source=source,
+        )
+        self.size = size
+        self.limit = limit
+
+
+class NotXMLError(UnusableInputError):
+    """Not well-formed XML; ``line``/``column`` from the parser."""
+
+
+class InputEncodingError(UnusableInputError):
+    """Encoding problem: bytes invalid in the declared (or, undeclared, UTF-8) encoding, an unknown
+    encoding name, or a declaration that contradicts the byte-order mark."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        declared: str | None = None,
+    ) -> None:
+        super().__init__(reason, source=source, line=line, column=column)
+        self.declared = declared
+
+
+class NestingTooDeepError(UnusableInputError):
+    def __init__(
+        self, limit: int, *, source: str | None = None, line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(
+            f"elements nested deeper than {limit} levels (ParserConfig.max_depth)",
+            source=source, line=line, column=column,
+        )
+        self.limit = limit
+
+
+class ForbiddenDoctypeError(UnusableInputError):
+    """The document has a DOCTYPE. XÖV messages are defined by XML Schema and carry none; DOCTYPEs
+    are the vehicle of XXE and entity-expansion attacks, so they are refused before parsing."""
+
+
+class ExternalEntityError(ForbiddenDoctypeError):
+    """XXE: an entity declared with ``SYSTEM``/``PUBLIC`` (would read a file or URL)."""
+
+
+class EntityDeclarationError(ForbiddenDoctypeError):
+    """Internal entity declarations (the billion-laughs expansion bomb and its relatives)."""
+
+
+class ExternalDTDError(ForbiddenDoctypeError):
+    """``<!DOCTYPE x SYSTEM "…">``: an external DTD that would be loaded."""
+
+
+class UnknownDocumentError(UnusableInputError):
+    """The root element's namespace is not one of a known standard version."""
+
+    def __init__(
+        self,
+        namespace: str | None,
+        root: str,
+        supported: Sequence[str],
+        *,
+        source: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        ns = f"namespace {namespace}" if namespace else "no namespace"
+        listing = ", ".join(supported) if supported else "none"
+        reason = (
+            f"unknown document: root element {root} has {ns}, which is not a supported XÖV "
+            f"standard version (supported: {listing})"
+        )
+        if hint:
+            reason += f"; {hint}"
+        super().__init__(reason, source=source, line=1)
+        self.namespace = namespace
+        self.root = root
+        self.supported = tuple(supported)
+
+
+class SchemaError(XoevError):
+    """The registry cannot check a known standard version."""
+
+
+class SchemaPathError(SchemaError):
+    def __init__(self, path: str, problem: str = "is not a directory") -> None:
+        super().__init__(f"schema path {path} {problem}")
+        self.path = path
+
+
+class SchemaUnavailableError(SchemaError):
+    """A known namespace whose XSD bundle is neither built in nor on the schema path."""
+
+    def __init__(
+        self,
+        *,
+        standard: str,
+        version: str,
+        namespace: str,
+        entry_name: str | None,
+        searched: Sequence[str],
+    ) -> None:
+        where = (
+            f"searched recursively in {', '.join(searched)}" if searched
+            else "the schema path is empty"
+        )
+        super().__init__(
+            f"{standard} {version} ({namespace}): schema entry file {entry_name or '?'} not found "
+            f"({where}); give the directory holding it with --schema-path or AMTSBOTE_SCHEMA_PATH"
+        )
+        self.standard = standard
+        self.version = version
+        self.namespace = namespace
+        self.entry_name = entry_name
+        self.searched = tuple(searched)
+
+
+class SchemaCompileError(SchemaError):
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"schema {path} does not compile: {detail}")
+        self.path = path
+        self.detail = detail
+
+
+class CodelistError(XoevError):
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"codelist {path}: {detail}")
+        self.path = path
+        self.detail = detail
