@@ -117,3 +117,60 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- Prefect
+
+# Prefect reads its settings when first imported: point it at a private home and at the API of
+# the test server (started on demand by the ``prefect_server`` fixture) before anything imports it.
+import tempfile as _tempfile  # noqa: E402
+
+_PREFECT_TMP = Path(_tempfile.mkdtemp(prefix="amtsbote-prefect-"))
+PREFECT_TEST_PORT = free_port()
+os.environ["PREFECT_HOME"] = str(_PREFECT_TMP / "home")
+os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{PREFECT_TEST_PORT}/api"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ.pop("PREFECT_API_KEY", None)
+
+
+@pytest.fixture(scope="session")
+def prefect_pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the Prefect server (asyncpg URL)."""
+    if not _pg_available():
+        _missing(f"PostgreSQL at {PG_ADMIN_URL}")
+    import psycopg
+
+    name = f"amtsbote_prefect_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def prefect_server(prefect_pg_url: str) -> Iterator[object]:
+    """A real Prefect server on PostgreSQL, on the port PREFECT_API_URL names (session-wide)."""
+    from flows.local import PrefectServer
+
+    server = PrefectServer(home=_PREFECT_TMP / "server", port=PREFECT_TEST_PORT,
+                           database_url=prefect_pg_url)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def write_agencies(target: Path, *, drop_dir: Path) -> Path:
+    """A copy of the shipped OWL directory with every loopback endpoint on a free port."""
+    import re
+
+    text = (ROOT / "deployments" / "owl" / "agencies.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"http://127\.0\.0\.1:\d+", lambda m: f"http://127.0.0.1:{free_port()}", text)
+    text = re.sub(r"drop_dir: .*", f"drop_dir: {drop_dir}", text)
+    target.write_text(text, encoding="utf-8")
+    return target

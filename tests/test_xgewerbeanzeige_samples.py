@@ -25,19 +25,23 @@ def by_name(prefix: str) -> bytes:
     return next(s for s in samples() if s.name.startswith(prefix)).read_bytes()
 
 
-def test_samples_lists_four_messages_with_descriptions() -> None:
+def test_samples_lists_the_messages_with_descriptions() -> None:
     found = samples()
     assert [s.name for s in found] == [
         "abmeldung-fahrradwerkstatt-sta-0100",
         "anmeldung-restaurant-abh-0500",
         "invalid-ummeldung-ihk-0200",
+        "notification-abmeldung-kiosk",
+        "notification-anmeldung-restaurant",
+        "notification-ummeldung-friseur",
         "ummeldung-verlegung-lue-0290",
     ]
-    assert [s.valid for s in found] == [True, True, False, True]
+    assert [s.valid for s in found] == [True, True, False, True, True, True, True]
     assert [s.root for s in found] == [
         "sta.gewerbemeldung.0100", "abh.gewerbemeldung.0500", "ihk.gewerbemeldung.0200",
-        "lue.gewerbemeldung.0290",
+        *["gwa.gewerbemeldung.0010"] * 3, "lue.gewerbemeldung.0290",
     ]
+    assert [s.is_notification for s in found] == [False] * 3 + [True] * 3 + [False]
     assert all(s.description.startswith("Fiktives Beispiel (amtsbote)") for s in found)
     assert all(s.path.parent == SAMPLES_DIR for s in found)
 

@@ -63,7 +63,8 @@ def test_required_types_and_prefixes_are_in_the_table() -> None:
         assert root in by_root
     assert by_root["sta.gewerbemeldung.0100"].profil == "statistik"
     assert {t.beleg for t in nachrichtentypen()} <= set(BELEGE)
-    assert {t.root for t in nachrichtentypen() if t.beleg == "amtsbote"} == {"gwa.gewerbemeldung.0010"}
+    eigene = {t.root for t in nachrichtentypen() if t.beleg == "amtsbote"}
+    assert eigene == {"gwa.gewerbemeldung.0010"}
     assert {t.praefix for t in nachrichtentypen() if t.beleg == "angenommen"} == {
         "ihk",
         "hwk",

@@ -588,6 +588,8 @@ def build(msg: Gewerbemeldung, *, validate: bool = True) -> bytes:
 
     The XSD check uses libxml2 (compiled once, cheap enough for one call per recipient); the full
     findings of an invalid message come from :func:`schema_findings` (see :func:`_build_errors`).
+    A shipped XSD that does not compile (a packaging defect) raises
+    :class:`xoev.exceptions.SchemaCompileError`.
     """
     root = to_element(msg)
     data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -1,0 +1,157 @@
+"""``amtsbote inbox``: run an agency's inbox service.
+
+::
+
+    amtsbote inbox serve --agency ID [--host 127.0.0.1] [--port N] [--database-url URL]
+                         [--agencies FILE] [--max-body-bytes N] [--schema-path DIR]...
+                         [--log-level LEVEL] [--no-migrate]
+
+Serves ``POST /v1/messages``, the mailboxes of the agencies it hosts and the status reports
+(``docs/inbox-api.md``; OpenAPI at ``/docs``) until SIGINT/SIGTERM. The agency must have channel
+``http`` in the directory (``--agencies`` or ``AMTSBOTE_AGENCIES`` or the shipped OWL file). The
+port defaults to the one of the agency's directory endpoint; the host to 127.0.0.1.
+
+Journal: ``--database-url``; else the home agency (``AMTSBOTE_HOME_AGENCY``, default
+stadt-paderborn) uses the main journal (``AMTSBOTE_DATABASE_URL`` or ``<data dir>/
+journal.sqlite``) and every other agency ``<data dir>/inbox/<agency>.sqlite`` (see
+:mod:`connectors.inbox.config`). The schema is created/migrated at start unless
+``--no-migrate``. Tokens come from the directory's ``token_env`` variables
+(``AMTSBOTE_DEV_TOKENS=1`` for development tokens).
+
+Exit 0 after a clean shutdown; 2 when the directory, the agency, the journal or the address is
+unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from . import EXIT_OK, EXIT_UNUSABLE
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "inbox",
+        help="run an agency's inbox service (messages, mailboxes, status)",
+        description="Run the inbox service of one agency.",
+    )
+    actions = parser.add_subparsers(dest="inbox_command", metavar="ACTION")
+    actions.required = True
+    serve = actions.add_parser(
+        "serve",
+        help="serve the inbox of one agency until interrupted",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--agency", required=True, metavar="ID", help="agency id (channel http)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, metavar="N", help="port (default: from the agency's endpoint)"
+    )
+    serve.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="journal database (default: home agency → main journal, others → "
+        "<data dir>/inbox/<agency>.sqlite)",
+    )
+    serve.add_argument(
+        "--agencies",
+        metavar="FILE",
+        help="directory file (default: $AMTSBOTE_AGENCIES or deployments/owl/agencies.yaml)",
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, metavar="N", help="largest accepted message (10 MiB)"
+    )
+    serve.add_argument(
+        "--schema-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory with further XSD bundles/codelists (repeatable)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="log level (default info)",
+    )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not create/migrate the journal schema; refuse to start unless it is current",
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _fail(message: object) -> int:
+    print(f"amtsbote inbox: {message}", file=sys.stderr)
+    return EXIT_UNUSABLE
+
+
+def _default_port(endpoint: str | None) -> int | None:
+    from urllib.parse import urlsplit
+
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from connectors.config import Settings
+    from connectors.directory import Directory, DirectoryError
+    from connectors.exceptions import ConnectorError
+    from connectors.inbox import InboxConfig, create_app, journal_url_for, serve
+    from connectors.journal import Journal
+    from xoev.exceptions import XoevError
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        directory = (
+            Directory.load(args.agencies) if args.agencies else Directory.default()
+        )
+        agency = directory.get(args.agency)
+    except DirectoryError as exc:
+        return _fail(exc)
+    port = args.port if args.port is not None else _default_port(agency.endpoint)
+    if port is None:
+        return _fail(
+            f"agency {agency.id} has channel {agency.channel.value} and no endpoint; only "
+            "agencies with channel http run an inbox (give --port to override)"
+        )
+    try:
+        options: dict[str, Any] = {"schema_path": tuple(args.schema_path)}
+        if args.max_body_bytes is not None:
+            options["max_body_bytes"] = args.max_body_bytes
+        config = InboxConfig(**options)
+        settings = Settings.from_env()
+        url = journal_url_for(agency.id, database_url=args.database_url)
+        journal = Journal(url, key=settings.journal_key, create=not args.no_migrate)
+    except (ConnectorError, XoevError, OSError) as exc:
+        return _fail(exc)
+    try:
+        try:
+            app = create_app(agency.id, journal=journal, directory=directory, config=config)
+        except (ConnectorError, XoevError) as exc:
+            return _fail(exc)
+        hosted = ", ".join(a.id for a in directory.hosted_by(agency.id)) or "none"
+        print(
+            f"amtsbote inbox: {agency.id} on http://{args.host}:{port} "
+            f"(journal {journal.url}; mailboxes hosted: {hosted})",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            serve(app, host=args.host, port=port, log_level=args.log_level)
+        except ConnectorError as exc:
+            return _fail(exc)
+    finally:
+        journal.close()
+    return EXIT_OK

@@ -1,0 +1,161 @@
+"""Correlation: replies and notifications arriving at the city's inbox reach their procedures.
+
+Prefect has no message correlation by key; this layer is ours. The journal keeps the expectations
+(case ↔ flow run ↔ expected reply). When a message is accepted by the home agency's inbox the
+hook made by :func:`make_inbox_hook` runs (after the commit, in the inbox process):
+
+* a **reply** (its standard names the answered nachrichtenUUID, e.g. a Rückmeldung's ``bezug``) is
+  matched to the waiting expectation; the waiting flow run is resumed with the reply's UUID as run
+  input. A reply that arrives before the run waits is kept and taken when it does; a reply for no
+  known case is kept (``amtsbote cases --unmatched``), never dropped.
+* a **notification** (an XGewerbeanzeige for the home agency) starts its procedure: by default a
+  Prefect event ``amtsbote.message.accepted`` that the deployments' triggers turn into a flow run,
+  once per nachrichtenUUID (only newly stored messages emit, and intake is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from connectors.journal import Direction, Journal
+
+__all__ = [
+    "EVENT_ACCEPTED",
+    "approve_case",
+    "emit_accepted_event",
+    "make_inbox_hook",
+    "procedure_for",
+    "resume_with_retry",
+]
+
+log = logging.getLogger("amtsbote.correlation")
+EVENT_ACCEPTED = "amtsbote.message.accepted"
+_KIND_TO_PROCEDURE = {"anmeldung": "gewerbeanmeldung", "ummeldung": "gewerbeummeldung",
+                      "abmeldung": "gewerbeabmeldung"}
+
+NotificationHandler = Callable[[str, str], None]
+"""``(nachrichten_uuid, procedure)`` → start that procedure."""
+
+
+def procedure_for(payload: bytes) -> str | None:
+    """The procedure a Gewerbeanzeige starts (by the Meldungsart of its first Satz)."""
+    from lxml import etree
+
+    from xoev.parsing import parse_xml
+    from xoev.xgewerbeanzeige.message_types import NAMESPACE
+
+    root = parse_xml(payload).getroot()
+    if etree.QName(root).namespace != NAMESPACE:
+        return None
+    for satz in root.iterfind(f"{{{NAMESPACE}}}satz"):
+        for child in satz:
+            kind = etree.QName(child).localname
+            if kind in _KIND_TO_PROCEDURE:
+                return _KIND_TO_PROCEDURE[kind]
+    return None
+
+
+def emit_accepted_event(nachrichten_uuid: str, procedure: str) -> None:
+    """The Prefect event the deployments' triggers listen for (ids only, no payload)."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event=EVENT_ACCEPTED,
+        resource={
+            "prefect.resource.id": f"amtsbote.message.{nachrichten_uuid}",
+            "amtsbote.nachrichten-uuid": nachrichten_uuid,
+            "amtsbote.procedure": procedure,
+        },
+    )
+
+
+def resume_with_retry(flow_run_id: str, run_input: dict[str, Any], *, attempts: int = 30,
+                      delay: float = 1.0) -> bool:
+    """Resume a paused/suspended run; when it is not paused yet (the reply overtook the run on
+    its way into the wait) try again for a while. The run also re-checks the journal right
+    before it waits, so a reply is never lost — this only saves a long wait."""
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError
+    from prefect.flow_runs import resume_flow_run
+
+    for _ in range(attempts):
+        try:
+            resume_flow_run(UUID(flow_run_id), run_input=run_input)
+            return True
+        except NotPausedError:
+            time.sleep(delay)
+        except FlowPauseTimeout:
+            return False
+        except Exception as exc:  # the server may be briefly away; keep trying
+            log.warning("resume of flow run %s failed: %s", flow_run_id, type(exc).__name__)
+            time.sleep(delay)
+    return False
+
+
+def _in_background(fn: Callable[..., Any], *args: Any) -> None:
+    threading.Thread(target=fn, args=args, daemon=True, name="amtsbote-resume").start()
+
+
+def make_inbox_hook(
+    journal: Journal,
+    *,
+    home_agency_kennung: str,
+    on_notification: NotificationHandler | None = emit_accepted_event,
+    background: bool = True,
+) -> Callable[..., None]:
+    """The ``on_accepted(record, info, created)`` hook for the home agency's inbox."""
+
+    def on_accepted(record: Any, info: Any, created: bool) -> None:
+        if not created:
+            return
+        uuid = record.nachrichten_uuid
+        if getattr(record, "in_reply_to", None):
+            expectation = journal.match_reply(uuid, actor="inbox")
+            if expectation is None:
+                log.info("reply %s kept unmatched (no waiting case)", uuid)
+                return
+            if expectation.flow_run_id:
+                args = (expectation.flow_run_id, {"nachrichten_uuid": uuid})
+                if background:
+                    _in_background(resume_with_retry, *args)
+                else:
+                    resume_with_retry(*args)
+            return
+        if on_notification is None or record.reader != home_agency_kennung:
+            return
+        if record.standard != "XGewerbeanzeige":
+            return
+        procedure = procedure_for(journal.payload(uuid, direction=Direction.INBOUND))
+        if procedure is not None:
+            on_notification(uuid, procedure)
+
+    return on_accepted
+
+
+def approve_case(journal: Journal, case_id: str, *, decision: str, reason: str = "ok",
+                 comment: str | None = None, via: str = "cli") -> bool:
+    """What ``amtsbote approve`` does: record the decision in the journal (with the comment —
+    never given to Prefect) and resume the waiting run with the decision as run input. Returns
+    whether a waiting run was resumed (False: the run takes the decision when it gets there)."""
+    from .blocks import Decision, recorded_decision
+    from .runtime import get_runtime
+
+    rt = get_runtime()
+    case = journal.get_case(case_id)
+    d = Decision(decision=decision, reason=reason, via=via)  # type: ignore[arg-type]
+    existing = recorded_decision(rt, case_id)
+    if existing is None:
+        detail: dict[str, Any] = {"decision": decision, "reason": reason, "via": via}
+        if comment:
+            detail["comment"] = comment[:500]
+        journal.log_event("case.decision", actor=via, case_id=case_id, detail=detail)
+    elif existing.decision != d.decision:
+        raise ValueError(f"case {case_id} was already decided: {existing.decision}")
+    if not case.flow_run_id:
+        return False
+    return resume_with_retry(case.flow_run_id,
+                             {"decision": decision, "reason": reason, "via": via}, attempts=3)

@@ -1,0 +1,85 @@
+"""Errors of the procedures layer.
+
+::
+
+    AmtsboteFlowError
+    ├── RoutingError            routing.yaml unusable: file, line, field
+    ├── CaseError               a case cannot be processed (case id, step)
+    │   ├── IntakeRejected      the inbound notification has findings or is no Gewerbeanzeige
+    │   └── UnknownCaseError    no such case in the journal
+    └── CorrelationError        a reply cannot be matched or delivered to its flow run
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "AmtsboteFlowError",
+    "CaseError",
+    "CorrelationError",
+    "IntakeRejected",
+    "RoutingError",
+    "RoutingProblem",
+    "UnknownCaseError",
+]
+
+
+class AmtsboteFlowError(Exception):
+    """Base of every error raised by ``flows``."""
+
+
+class RoutingProblem:
+    __slots__ = ("field", "file", "line", "message")
+
+    def __init__(self, file: str, line: int | None, field: str, message: str) -> None:
+        self.file, self.line, self.field, self.message = file, line, field, message
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line if self.line is not None else '?'}: {self.field}: {self.message}"
+
+
+class RoutingError(AmtsboteFlowError, ValueError):
+    """The routing file is unusable; every problem names file, line and field."""
+
+    def __init__(self, problems: Iterable[RoutingProblem]) -> None:
+        self.problems: Sequence[RoutingProblem] = tuple(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class CaseError(AmtsboteFlowError):
+    def __init__(self, case_id: str | None, message: str, *, step: str | None = None) -> None:
+        self.case_id, self.step, self.message = case_id, step, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"case {self.case_id}" if self.case_id else "case ?"
+        if self.step:
+            where += f" ({self.step})"
+        return f"{where}: {self.message}"
+
+
+class IntakeRejected(CaseError):
+    """The notification cannot start a procedure; ``findings`` says why (no personal data)."""
+
+    def __init__(self, nachrichten_uuid: str, message: str, *, findings: Sequence[str] = ()) -> None:
+        self.nachrichten_uuid = nachrichten_uuid
+        self.findings = tuple(findings)
+        super().__init__(None, f"message {nachrichten_uuid}: {message}", step="intake")
+
+
+class UnknownCaseError(CaseError, LookupError):
+    def __init__(self, case_id: str) -> None:
+        super().__init__(case_id, "no such case in the journal")
+
+
+class CorrelationError(AmtsboteFlowError):
+    def __init__(self, nachrichten_uuid: str, message: str) -> None:
+        self.nachrichten_uuid, self.message = nachrichten_uuid, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"reply {self.nachrichten_uuid}: {self.message}"

@@ -1,0 +1,134 @@
+"""What a flow run works with: journal, directory, routing, senders and the procedure settings.
+
+One :class:`Runtime` per process, built lazily from the environment (``AMTSBOTE_*``); tests and the
+demo install their own with :func:`use_runtime`. Nothing here holds personal data.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from connectors.directory import Agency, Directory
+from connectors.journal import Journal
+from connectors.senders import Sender, SenderConfig, sender_for
+
+from .routing import Routing, parse_duration
+
+__all__ = ["FlowSettings", "Runtime", "get_runtime", "reset_runtime", "use_runtime"]
+
+
+def _floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise ValueError(f"{name}: expected comma-separated seconds, got {text!r}") from exc
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"{name}: expected non-negative seconds, got {text!r}")
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    """How the procedures behave. From the environment by :meth:`from_env`:
+
+    ``AMTSBOTE_SEND_RETRY_DELAYS`` comma-separated seconds between send attempts (its length is
+    the number of retries; default ``2,10,60,300``); ``AMTSBOTE_RECEIPT_WAIT`` how long
+    ``await_receipts`` waits for mailbox agencies to fetch (ISO duration, default ``PT60S``);
+    ``AMTSBOTE_POLL_INTERVAL`` seconds between checks while waiting (default 2);
+    ``AMTSBOTE_SUSPEND`` ``1`` to suspend (free the worker) instead of pausing in-process when a
+    run from a deployment waits for an approval or a reply (default 1)."""
+
+    retry_delays: tuple[float, ...] = (2.0, 10.0, 60.0, 300.0)
+    receipt_wait: timedelta = timedelta(seconds=60)
+    poll_interval: float = 2.0
+    suspend: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FlowSettings:
+        env = os.environ if environ is None else environ
+        kw: dict[str, Any] = {}
+        if env.get("AMTSBOTE_SEND_RETRY_DELAYS"):
+            kw["retry_delays"] = _floats(env["AMTSBOTE_SEND_RETRY_DELAYS"], "AMTSBOTE_SEND_RETRY_DELAYS")
+        if env.get("AMTSBOTE_RECEIPT_WAIT"):
+            kw["receipt_wait"] = parse_duration(env["AMTSBOTE_RECEIPT_WAIT"])
+        if env.get("AMTSBOTE_POLL_INTERVAL"):
+            kw["poll_interval"] = _floats(env["AMTSBOTE_POLL_INTERVAL"], "AMTSBOTE_POLL_INTERVAL")[0]
+        if env.get("AMTSBOTE_SUSPEND"):
+            kw["suspend"] = env["AMTSBOTE_SUSPEND"].strip().lower() in ("1", "true", "yes", "on")
+        return cls(**kw)
+
+
+@dataclass
+class Runtime:
+    journal: Journal
+    directory: Directory
+    routing: Routing
+    settings: FlowSettings = field(default_factory=FlowSettings)
+    sender_config: SenderConfig = field(default_factory=SenderConfig)
+    _senders: dict[str, Sender] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def home(self) -> Agency:
+        """The agency running the procedures (routing ``sender``)."""
+        return self.directory.get(self.routing.sender)
+
+    def sender(self, recipient: str) -> Sender:
+        """One sender per recipient, reused (it enforces the recipient's rate and concurrency)."""
+        with self._lock:
+            sender = self._senders.get(recipient)
+            if sender is None:
+                sender = sender_for(recipient, self.directory, config=self.sender_config)
+                self._senders[recipient] = sender
+            return sender
+
+    def close(self) -> None:
+        with self._lock:
+            senders, self._senders = list(self._senders.values()), {}
+        for s in senders:
+            try:
+                s.close()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                pass
+
+    @classmethod
+    def from_env(cls) -> Runtime:
+        directory = Directory.default()
+        return cls(
+            journal=Journal.from_env(create=True),
+            directory=directory,
+            routing=Routing.default(directory=directory),
+            settings=FlowSettings.from_env(),
+        )
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.from_env()
+        return _runtime
+
+
+def use_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Install ``runtime`` for this process (``None`` to go back to the environment); returns
+    the previous one."""
+    global _runtime
+    with _runtime_lock:
+        previous, _runtime = _runtime, runtime
+        return previous
+
+
+def reset_runtime() -> None:
+    previous = use_runtime(None)
+    if previous is not None:
+        previous.close()
