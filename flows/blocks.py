@@ -34,6 +34,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import apause_flow_run, asuspend_flow_run
 from prefect.input import RunInput
 from pydantic import Field
@@ -169,6 +170,19 @@ async def _rename_run(name: str, tags: list[str] | None = None) -> None:
         await client.update_flow_run(ctx.flow_run.id, name=name, tags=merged)
 
 
+async def _run_is_active(flow_run_id: str) -> bool:
+    """Whether another flow run still works on a case (then a second run for the same
+    notification must not): scheduled, pending, running, paused or suspended."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        try:
+            run = await client.read_flow_run(uuid.UUID(flow_run_id))
+        except Exception:
+            return False
+    return run.state is not None and not run.state.is_final()
+
+
 def _behoerde(rt: Runtime, agency_id: str) -> Behoerde:
     agency = rt.directory.get(agency_id)
     return Behoerde(behoerdenkennung=Behoerdenkennung.from_string(agency.behoerdenkennung),
@@ -225,7 +239,10 @@ async def intake(message_uuid: str, procedure: str) -> CaseRef:
     if case.procedure != procedure:
         raise IntakeRejected(message_uuid, f"already handled by case {case.case_id} "
                                            f"({case.procedure})")
-    if not created and case.flow_run_id != _flow_run_id():
+    if not created and case.flow_run_id and case.flow_run_id != _flow_run_id():
+        if await _run_is_active(case.flow_run_id):
+            raise IntakeRejected(message_uuid, f"case {case.case_id} is being handled by flow "
+                                               f"run {case.flow_run_id}")
         rt.journal.update_case(case.case_id, flow_run_id=_flow_run_id(), actor="intake",
                                detail={"rerun_of": case.flow_run_id})
     await _rename_run(f"{procedure}-{case.case_id}", [procedure])
@@ -458,11 +475,22 @@ async def consult(case: CaseRef, route: Route) -> str:
                               route.recipient, sent_uuid)
         expectation = rt.journal.check_expectation(expectation.id)
         if expectation.state.value != "satisfied":
-            await wait_for_input(ReplyInput, key=f"reply-{route.rule}", timeout=route.reply_within)
+            remaining = (expectation.expires_at - datetime.now(UTC)) if expectation.expires_at \
+                else route.reply_within
+            try:
+                await wait_for_input(ReplyInput, key=f"reply-{route.rule}",
+                                     timeout=max(remaining, timedelta(seconds=1)))
+            except FlowPauseTimeout:
+                pass  # decided below from the journal: a reply may still have come in
             expectation = rt.journal.check_expectation(expectation.id)
         if expectation.state.value != "satisfied" or not expectation.reply_uuid:
-            raise CaseError(case.case_id, f"no reply from {route.recipient} to {sent_uuid}",
-                            step="consult")
+            if expectation.state.value == "waiting":
+                rt.journal.expire_expectation(expectation.id, actor="consult",
+                                              reason="no reply in time")
+            rt.journal.update_case(case.case_id, status=CaseStatus.FAILED, actor="consult",
+                                   detail={"reason": f"no reply from {route.recipient}"})
+            raise CaseError(case.case_id, f"no reply from {route.recipient} to {sent_uuid} "
+                                          f"within {route.reply_within}", step="consult")
         rt.journal.update_case(case.case_id, status=CaseStatus.OPEN, actor="consult")
     return await record_reply(case, expectation.reply_uuid, route.rule)
 

@@ -205,6 +205,8 @@ class LocalInstallation:
     home_journal: Journal
     failing: frozenset[str] = frozenset()
     simulate_partners: bool = True
+    auto_reply: bool = True
+    """With ``simulate_partners``: the Ausländerbehörde answers consultations by itself."""
     on_notification: NotificationHandler | None = None
     mailbox_interval: float = 0.5
     environ: dict[str, str] | None = None
@@ -230,7 +232,7 @@ class LocalInstallation:
                 hook = make_inbox_hook(self.home_journal,
                                        home_agency_kennung=home.behoerdenkennung,
                                        on_notification=self.on_notification)
-            elif self.simulate_partners and agency.has_role("Ausländerbehörde"):
+            elif self.simulate_partners and self.auto_reply and agency.has_role("Ausländerbehörde"):
                 hook = _auto_reply_hook(self.directory, agency, home)
             app = create_app(agency.id, journal=self.journal_of(agency.id),
                              directory=self.directory, on_accepted=hook)

@@ -197,3 +197,231 @@ def test_reply_for_no_known_case_is_kept_and_listed(env: Env) -> None:
     reply = _reply(env, "11111111-2222-3333-4444-555555555555")
     unmatched = [m.nachrichten_uuid for m in env.journal.unmatched_replies()]
     assert reply in unmatched
+
+
+# --------------------------------------------------------------------------- correlation
+
+
+@pytest.fixture
+def quiet_env(tmp_path: Path, prefect_server: Any) -> Iterator[Env]:
+    """Like ``env`` but the Ausländerbehörde does not answer by itself: the test replies."""
+    e = Env(tmp_path, auto_reply=False)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def _run_in_thread(coro_fn: Any, *args: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(coro_fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, box
+
+
+def _wait(predicate: Any, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _mark_crashed(flow_run_id: str) -> None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Crashed(message="process killed"),
+                                  force=True)
+
+
+def _flow_state(flow_run_id: str) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id)).state.type.value
+
+
+def test_reply_early_is_kept_and_taken_when_the_run_asks(quiet_env: Env) -> None:
+    from flows.blocks import message_uuid_for
+    from flows.procedures import gewerbeanmeldung
+
+    env = quiet_env
+    uuid = env.submit("notification-anmeldung")
+    consult_uuid = message_uuid_for(uuid, "auslaenderbehoerde")
+    reply = _reply(env, consult_uuid)  # before any run has sent or waits
+    assert reply in [m.nachrichten_uuid for m in env.journal.unmatched_replies()]
+    clerk = _approve_when_waiting(env)
+    summary = asyncio.run(gewerbeanmeldung(message_uuid=uuid))
+    clerk.join(timeout=5)
+    assert summary["status"] == "closed"
+    assert reply not in [m.nachrichten_uuid for m in env.journal.unmatched_replies()]
+    [ev] = env.journal.events(case_id=summary["case_id"], kind="case.reply")
+    assert ev.nachrichten_uuid == reply and ev.detail["ergebnis"] == "01"
+
+
+def test_reply_on_time_resumes_the_paused_run(quiet_env: Env) -> None:
+    from flows.blocks import message_uuid_for
+    from flows.procedures import gewerbeanmeldung
+
+    env = quiet_env
+    uuid = env.submit("notification-anmeldung")
+    thread, box = _run_in_thread(gewerbeanmeldung, uuid)
+
+    def paused_for_reply() -> bool:
+        case_id = env.journal.get_message(uuid).case_id
+        if not case_id:
+            return False
+        case = env.journal.get_case(case_id)
+        return bool(case.flow_run_id) and _flow_state(case.flow_run_id) == "PAUSED"
+
+    _wait(paused_for_reply, what="the run to pause for the Rückmeldung")
+    case = env.journal.get_case(env.journal.get_message(uuid).case_id)
+    assert case.status.value == "waiting"
+    clerk = _approve_when_waiting(env)
+    _reply(env, message_uuid_for(uuid, "auslaenderbehoerde"), ergebnis="01")
+    thread.join(timeout=90)
+    clerk.join(timeout=5)
+    assert "error" not in box, box.get("error")
+    assert box["result"]["status"] == "closed"
+    assert _flow_state(case.flow_run_id) == "COMPLETED"
+
+
+def test_reply_late_fails_the_case_and_is_kept(quiet_env: Env, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from flows.blocks import message_uuid_for
+    from flows.exceptions import CaseError
+    from flows.procedures import gewerbeanmeldung
+    from flows.routing import Routing
+
+    env = quiet_env
+    short = [r if not r.consult else type(r)(rule=r.rule, recipient=r.recipient,
+                                              message_type=r.message_type, consult=True,
+                                              reply_within=timedelta(seconds=2), when=r.when)
+             for r in env.routing.rules]
+    env.rt.routing = Routing(sender=env.routing.sender, rules=tuple(short),
+                             approval=env.routing.approval, source="test")
+    uuid = env.submit("notification-anmeldung")
+    with pytest.raises(CaseError, match="no reply"):
+        asyncio.run(gewerbeanmeldung(message_uuid=uuid))
+    case = env.journal.get_case(env.journal.get_message(uuid).case_id)
+    assert case.status.value == "failed"
+    reply = _reply(env, message_uuid_for(uuid, "auslaenderbehoerde"))
+    assert reply in [m.nachrichten_uuid for m in env.journal.unmatched_replies()]
+
+
+# --------------------------------------------------------------------------- crash and re-run
+
+_CHILD = """
+import asyncio, sys
+from flows.procedures import gewerbeabmeldung
+asyncio.run(gewerbeabmeldung(message_uuid=sys.argv[1]))
+"""
+
+
+def test_process_killed_mid_distribution_rerun_sends_nothing_twice(tmp_path: Path,
+                                                                  prefect_server: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from flows.procedures import gewerbeabmeldung
+
+    env = Env(tmp_path)
+    try:
+        # the DGUV's inbox answers slowly: the flow process is killed while it waits for it
+        slow = env.installation.servers["dguv"]
+        inner = slow.app
+
+        async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["method"] == "POST":
+                await asyncio.sleep(3)
+            await inner(scope, receive, send)
+
+        slow.app = slow_app
+        slow.stop()
+        slow.start()
+        uuid = env.submit("notification-abmeldung")
+        child_env = dict(os.environ, AMTSBOTE_SEND_RETRY_DELAYS="0.2",
+                         AMTSBOTE_RECEIPT_WAIT="PT10S")
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, uuid], env=child_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def some_delivered() -> bool:
+                msg = env.journal.get_message(uuid)
+                if not msg.case_id:
+                    return False
+                states = [d.state for d in env.journal.deliveries(case_id=msg.case_id,
+                                                                  direction=Direction.OUTBOUND)]
+                return DeliveryState.DELIVERED in states and len(states) >= 4
+
+            _wait(some_delivered, timeout=90, what="the first deliveries of the child run")
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+        case_id = env.journal.get_message(uuid).case_id
+        before = {d.recipient: d.nachrichten_uuid for d in env.journal.deliveries(
+            case_id=case_id, direction=Direction.OUTBOUND)}
+        # a second run refuses while the killed one still counts as running …
+        from flows.exceptions import IntakeRejected
+
+        with pytest.raises(IntakeRejected, match="being handled"):
+            asyncio.run(gewerbeabmeldung(message_uuid=uuid))
+        # … until it is marked crashed, as the zombie automation does when heartbeats stop
+        _mark_crashed(env.journal.get_case(case_id).flow_run_id)
+        summary = asyncio.run(gewerbeabmeldung(message_uuid=uuid))
+        assert summary["case_id"] == case_id and summary["status"] == "closed"
+        after = {d.recipient: d.nachrichten_uuid for d in env.journal.deliveries(
+            case_id=case_id, direction=Direction.OUTBOUND)}
+        assert after == before  # same messages, same UUIDs
+        for recipient, msg_uuid in after.items():
+            if recipient not in env.installation.servers:
+                continue
+            inbound = env.installation.journal_of(recipient).messages(direction=Direction.INBOUND)
+            assert [m.nachrichten_uuid for m in inbound] == [msg_uuid], recipient
+    finally:
+        env.close()
+
+
+# --------------------------------------------------------------------------- PostgreSQL journal
+
+
+def test_anmeldung_with_the_journal_on_postgresql(tmp_path: Path, prefect_server: Any,
+                                                  pg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from flows.procedures import gewerbeanmeldung
+
+    schema = f"t_{os.urandom(4).hex()}"
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    url = f"{pg_url}?options=-csearch_path%3D{schema}"
+    env = Env(tmp_path, journal_url=url)
+    try:
+        assert env.journal.dialect == "postgresql"
+        uuid = env.submit("notification-anmeldung")
+        clerk = _approve_when_waiting(env)
+        summary = asyncio.run(gewerbeanmeldung(message_uuid=uuid))
+        clerk.join(timeout=5)
+        assert summary["status"] == "closed"
+        assert env.journal.get_case(summary["case_id"]).status.value == "closed"
+        assert all(d.state in (DeliveryState.DELIVERED, DeliveryState.FETCHED)
+                   for d in env.journal.deliveries(case_id=summary["case_id"]))
+    finally:
+        env.close()

@@ -29,11 +29,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-redeliver", action="store_true",
                    help="with --fail: only print the redeliver command, do not run it")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds for all cases (300)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where each demo run keeps its journals (default: var/demo)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import DemoOptions, main
 
-    return main(DemoOptions(fail=tuple(args.fail), keep_running=args.keep_running,
-                            redeliver=not args.no_redeliver, timeout=args.timeout))
+    from pathlib import Path
+
+    opts = DemoOptions(fail=tuple(args.fail), keep_running=args.keep_running,
+                       redeliver=not args.no_redeliver, timeout=args.timeout)
+    if args.data_dir:
+        opts.data_dir = Path(args.data_dir)
+    return main(opts)

@@ -171,7 +171,7 @@ class ReportData:
             "period_end": self.window.end.isoformat(),
             "as_of": self.window.as_of.isoformat(),
             "cases": in_window,
-            "open": int(len(self.open)),
+            "open": len(self.open),
             "overdue": self.overdue,
             "deliveries": messages,
             "acknowledged": ack,
@@ -262,8 +262,8 @@ def lead_time_table(cases: pd.DataFrame, deadlines: pd.DataFrame) -> pd.DataFram
         done = int(sel["done"].sum())
         rows.append({
             "procedure": proc,
-            "cases": int(len(sel)),
-            "with_lead_time": int(len(sel_h)),
+            "cases": len(sel),
+            "with_lead_time": len(sel_h),
             "median_h": _quantile(sel_h, 0.5),
             "p90_h": _quantile(sel_h, 0.9),
             "max_h": float(sel_h.max()) if len(sel_h) else float("nan"),
@@ -284,7 +284,7 @@ def deadline_table(deadlines: pd.DataFrame) -> pd.DataFrame:
         sel = opened if proc == "all" else opened[opened["procedure"] == proc]
         rows.append({
             "procedure": proc,
-            "open": int(len(sel)),
+            "open": len(sel),
             "waiting": int((sel["status"] == "waiting").sum()),
             "failed": int((sel["status"] == "failed").sum()),
             "overdue": int(sel["overdue"].sum()),

@@ -48,7 +48,7 @@ def lead_time_figure(report: ReportData) -> Figure:
         return fig
     days = data["hours"].to_numpy() / 24.0
     top = max(float(np.quantile(days, 0.99)), 1.0)
-    bins = np.linspace(0.0, top, 40)
+    bins = [float(b) for b in np.linspace(0.0, top, 40)]
     for colour, (procedure, group) in zip(_COLOURS, data.groupby("procedure"), strict=False):
         values = np.clip(group["hours"].to_numpy() / 24.0, 0.0, top)
         ax.hist(values, bins=bins, histtype="step", linewidth=1.6, color=colour,

@@ -47,7 +47,9 @@ def flow_run_durations(start: datetime | None, end: datetime, *, flows: tuple[st
     )
     from prefect.client.schemas.sorting import FlowRunSort
 
-    run_filter = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=start, before_=end))
+    run_filter = FlowRunFilter(
+        start_time=FlowRunFilterStartTime(after_=start, before_=end)  # type: ignore[arg-type]
+    )
     flow_filter = FlowFilter(name=FlowFilterName(any_=list(flows))) if flows else None
     rows: list[dict[str, object]] = []
     with get_client(sync_client=True, httpx_settings={"timeout": 30.0}) as client:

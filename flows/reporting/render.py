@@ -32,10 +32,12 @@ from .exceptions import ReportInputError, ReportOutputError
 
 __all__ = [
     "FORMATS",
+    "artifact_tables",
     "check_output",
     "default_output",
     "display_frame",
     "render_html",
+    "render_markdown",
     "render_text",
     "write_csv",
     "write_text",
@@ -283,3 +285,58 @@ def write_text(content: str, path: Path) -> Path:
     except OSError as exc:
         raise ReportOutputError(path, exc.strerror or str(exc)) from exc
     return path
+
+
+# --------------------------------------------------------------------------- Prefect artifacts
+
+
+def _md_table(frame: pd.DataFrame, max_rows: int) -> list[str]:
+    shown = display_frame(frame.head(max_rows))
+    cells = [[str(c) for c in shown.columns], *shown.astype(str).to_numpy().tolist()]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+    lines.extend("| " + " | ".join(c.replace("|", "/") for c in row) + " |"
+                 for row in cells[1:])
+    if len(frame) > max_rows:
+        lines.append(f"\n… {len(frame) - max_rows} more")
+    return lines
+
+
+def render_markdown(report: ReportData, *, max_rows: int = 20) -> str:
+    """The report as Markdown for a Prefect artifact: headline figures, lead times, deadlines,
+    agencies, the overdue cases (ids only) and failure classes — no free text from the journal
+    (the failures' example texts are left out)."""
+    lines = ["# amtsbote daily report", "", *[f"* {line}" for line in _header_lines(report)], ""]
+    sections = report.sections()
+    for name in ("cases_by_state", "lead_times", "deadlines", "agencies"):
+        title, frame = sections[name]
+        lines.extend([f"## {title}", ""])
+        lines.extend(_md_table(frame, max_rows) if len(frame) else ["none"])
+        lines.append("")
+    overdue = report.open[report.open["overdue"]] if len(report.open) else report.open
+    lines.extend([f"## Overdue cases ({len(overdue)})", ""])
+    lines.extend(_md_table(overdue.drop(columns=["overdue"]), max_rows) if len(overdue)
+                 else ["none"])
+    lines.append("")
+    failures = report.failures.drop(columns=["example"], errors="ignore")
+    lines.extend(["## Top failure reasons", ""])
+    lines.extend(_md_table(failures, max_rows) if len(failures) else ["none"])
+    if report.flow_runs is not None:
+        lines.extend(["", "## Prefect flow-run durations (seconds)", ""])
+        lines.extend(_md_table(report.flow_runs, max_rows) if len(report.flow_runs)
+                     else ["none"])
+    return "\n".join(lines) + "\n"
+
+
+def artifact_tables(report: ReportData) -> dict[str, list[dict[str, object]]]:
+    """Tables for Prefect table artifacts (JSON-ready; no free text): key → rows."""
+    from .data import as_records
+
+    overdue = report.open[report.open["overdue"]] if len(report.open) else report.open
+    return {
+        "daily-report-cases": as_records(report.cases_by_state),
+        "daily-report-lead-times": as_records(report.lead_times),
+        "daily-report-agencies": as_records(report.agencies),
+        "daily-report-overdue": as_records(overdue.head(500)),
+        "daily-report-failures": as_records(
+            report.failures.drop(columns=["example"], errors="ignore")),
+    }

@@ -65,7 +65,7 @@ class WorkCalendar:
         cal = self._calendar(received)
         return np.busday_offset(received, working_days, roll="backward", busdaycal=cal)
 
-    def elapsed(self, received: np.ndarray, as_of: np.ndarray) -> np.ndarray:
+    def elapsed(self, received: np.ndarray, as_of: np.ndarray | np.datetime64) -> np.ndarray:
         """Working days after the intake day up to and including ``as_of`` (0 on the intake
         day itself)."""
         received = np.asarray(received, dtype="datetime64[D]")

@@ -1,0 +1,96 @@
+"""``amtsbote demo`` as a user runs it (subprocess), against the test session's Prefect server on
+PostgreSQL — and afterwards Prefect's own database holds no personal data from the notifications."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import write_agencies
+
+from xoev.xgewerbeanzeige import notifications, v2_2
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _demo(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    agencies = write_agencies(tmp / "agencies.yaml", drop_dir=tmp / "drop")
+    env = dict(os.environ, AMTSBOTE_AGENCIES=str(agencies))
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())",
+         "demo", "--data-dir", str(tmp / "demo"), *args],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _personal_data() -> set[str]:
+    """Names, birth dates and streets of the people in the demo's notifications."""
+    values: set[str] = set()
+    for sample in notifications():
+        msg = v2_2.parse(sample.path.read_bytes())
+        for satz in msg.saetze:
+            for person in satz.meldung.gewerbe.beteiligte_personen:
+                values.update(v for v in (person.familienname, person.vorname,
+                                          person.geburtsname) if v)
+                if person.geburtsdatum is not None:
+                    values.add(str(person.geburtsdatum))
+                if person.anschrift is not None and person.anschrift.strasse:
+                    values.add(person.anschrift.strasse)
+    return {v for v in values if len(v) >= 4}
+
+
+def _prefect_database_text(pg_url: str) -> str:
+    import psycopg
+
+    url = pg_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    chunks: list[str] = []
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]
+        for table in tables:
+            for (row,) in conn.execute(f'SELECT t::text FROM "{table}" t'):
+                chunks.append(row)
+    return "\n".join(chunks)
+
+
+def test_demo_closes_every_case_and_prefect_holds_no_personal_data(
+    tmp_path: Path, prefect_server: Any, prefect_pg_url: str
+) -> None:
+    result = _demo(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "approved AUTOMATICALLY" in out
+    assert "every case closed, every delivery acknowledged" in out
+    for procedure in ("gewerbeanmeldung", "gewerbeummeldung", "gewerbeabmeldung"):
+        assert procedure in out
+    assert "abh.gewerbemeldung.0500" in out and "fetched" in out
+
+    dump = _prefect_database_text(prefect_pg_url)
+    assert "gewerbeanmeldung-05774032-" in dump  # the runs are there, named after their cases
+    personal = _personal_data()
+    assert len(personal) >= 6  # names, birth dates and streets of three people were submitted
+    leaked = sorted(v for v in personal if v in dump)
+    assert not leaked, f"personal data in Prefect's database: {leaked}"
+
+
+def test_demo_with_a_failing_agency_shows_dead_letters_and_redelivers(
+    tmp_path: Path, prefect_server: Any
+) -> None:
+    result = _demo(tmp_path, "--fail", "bezreg-detmold")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "dead letter(s)" in out
+    assert "amtsbote redeliver --case 05774032-" in out
+    assert "bezreg-detmold is back" in out
+    assert "every case closed, every delivery acknowledged" in out
+
+
+def test_demo_rejects_an_unknown_agency(tmp_path: Path, prefect_server: Any) -> None:
+    result = _demo(tmp_path, "--fail", "no-such-agency")
+    assert result.returncode == 2
+    assert "unknown agency" in result.stderr
