@@ -159,15 +159,14 @@ def _flow_run_id() -> str | None:
 
 
 async def _rename_run(name: str, tags: list[str] | None = None) -> None:
-    """Name the flow run after its case and tag it (best effort; the journal is the record)."""
+    """Name the flow run after its case and tag it (the journal is the record; this is for
+    operators in the UI). Uses the run's own API client."""
     ctx = FlowRunContext.get()
-    if not ctx or not ctx.flow_run:
+    if not ctx or not ctx.flow_run or ctx.client is None:
         return
-    from prefect.client.orchestration import get_client
-
-    async with get_client() as client:
-        merged = sorted(set(ctx.flow_run.tags or []) | set(tags or []))
-        await client.update_flow_run(ctx.flow_run.id, name=name, tags=merged)
+    merged = sorted(set(ctx.flow_run.tags or []) | set(tags or []))
+    await ctx.client.update_flow_run(ctx.flow_run.id, name=name, tags=merged)
+    ctx.flow_run.tags = merged
 
 
 async def _run_is_active(flow_run_id: str) -> bool:
@@ -175,11 +174,15 @@ async def _run_is_active(flow_run_id: str) -> bool:
     notification must not): scheduled, pending, running, paused or suspended."""
     from prefect.client.orchestration import get_client
 
-    async with get_client() as client:
-        try:
-            run = await client.read_flow_run(uuid.UUID(flow_run_id))
-        except Exception:
-            return False
+    ctx = FlowRunContext.get()
+    try:
+        if ctx is not None and ctx.client is not None:
+            run = await ctx.client.read_flow_run(uuid.UUID(flow_run_id))
+        else:
+            async with get_client() as client:
+                run = await client.read_flow_run(uuid.UUID(flow_run_id))
+    except Exception:
+        return False
     return run.state is not None and not run.state.is_final()
 
 
@@ -210,10 +213,24 @@ async def wait_for_input(model: type[RunInput], *, key: str, timeout: timedelta)
 async def intake(message_uuid: str, procedure: str) -> CaseRef:
     """Parse and validate the notification (kept in the journal by the inbox), check it fits the
     procedure, and open its case — or find the case a previous run opened for it."""
-    rt = get_runtime()
     if procedure not in PROCEDURE_KIND:
         raise CaseError(None, f"unknown procedure {procedure!r}", step="intake")
-    record = rt.journal.get_message(message_uuid, direction=Direction.INBOUND)
+    case, created, facts = await asyncio.to_thread(_open_case, message_uuid, procedure,
+                                                   _flow_run_id())
+    rt = get_runtime()
+    if not created and case.flow_run_id and case.flow_run_id != _flow_run_id():
+        if await _run_is_active(case.flow_run_id):
+            raise IntakeRejected(message_uuid, f"case {case.case_id} is being handled by flow "
+                                               f"run {case.flow_run_id}")
+        await asyncio.to_thread(rt.journal.update_case, case.case_id, flow_run_id=_flow_run_id(),
+                                actor="intake", detail={"rerun_of": case.flow_run_id})
+    get_run_logger().info("case %s %s for message %s", case.case_id,
+                          "opened" if created else "resumed", message_uuid)
+    return CaseRef(case.case_id, procedure, message_uuid, facts)
+
+
+def _open_case(message_uuid: str, procedure: str, flow_run_id: str | None) -> tuple[Any, bool, CaseFacts]:
+    rt = get_runtime()
     payload = rt.journal.payload(message_uuid, direction=Direction.INBOUND)
     report = xoev.validate(payload, source=f"message {message_uuid}")
     if not report.ok:
@@ -232,23 +249,14 @@ async def intake(message_uuid: str, procedure: str) -> CaseRef:
         message_uuid,
         procedure=procedure,
         prefix=f"{home.kennung}-{datetime.now(UTC).year}-",
-        flow_run_id=_flow_run_id(),
+        flow_run_id=flow_run_id,
         summary={"facts": facts.summary()},
         actor="intake",
     )
     if case.procedure != procedure:
         raise IntakeRejected(message_uuid, f"already handled by case {case.case_id} "
                                            f"({case.procedure})")
-    if not created and case.flow_run_id and case.flow_run_id != _flow_run_id():
-        if await _run_is_active(case.flow_run_id):
-            raise IntakeRejected(message_uuid, f"case {case.case_id} is being handled by flow "
-                                               f"run {case.flow_run_id}")
-        rt.journal.update_case(case.case_id, flow_run_id=_flow_run_id(), actor="intake",
-                               detail={"rerun_of": case.flow_run_id})
-    await _rename_run(f"{procedure}-{case.case_id}", [procedure])
-    get_run_logger().info("case %s %s for message %s", case.case_id,
-                          "opened" if created else "resumed", message_uuid)
-    return CaseRef(case.case_id, procedure, message_uuid, facts)
+    return case, created, facts
 
 
 # --------------------------------------------------------------------------- check
@@ -264,12 +272,14 @@ async def check(case: CaseRef) -> Plan:
         consultations=tuple(r for r in routes if r.consult),
         distribution=tuple(r for r in routes if not r.consult),
     )
-    rt.journal.log_event("case.planned", actor="check", case_id=case.case_id, detail={
+    await asyncio.to_thread(rt.journal.log_event, "case.planned", actor="check",
+                            case_id=case.case_id, detail={
         "approval": plan.needs_approval,
         "consult": [r.rule for r in plan.consultations],
         "distribute": [r.rule for r in plan.distribution],
     })
-    await _rename_run(f"{case.procedure}-{case.case_id}", [f"agency:{a}" for a in plan.agencies])
+    await _rename_run(f"{case.procedure}-{case.case_id}",
+                      [case.procedure, *(f"agency:{a}" for a in plan.agencies)])
     return plan
 
 
@@ -335,6 +345,10 @@ async def approve(case: CaseRef, *, deadline: timedelta | None = None) -> Decisi
 @task(name="prepare-messages", cache_policy=NO_CACHE, persist_result=False)
 async def prepare_messages(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
     """Build and record (outbox) one message per route; existing ones are taken as recorded."""
+    return await asyncio.to_thread(_prepare, case, routes)
+
+
+def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
     rt = get_runtime()
     inbound: v2_2.Gewerbemeldung | None = None
     out: list[DeliveryRecord] = []
@@ -375,10 +389,9 @@ async def send_delivery(delivery_id: int) -> DeliveryOutcome:
     """Send one delivery; a transient error is retried (delays from ``FlowSettings``), every attempt
     is recorded. Already acknowledged deliveries are not sent again."""
     rt = get_runtime()
-    d = rt.journal.get_delivery(delivery_id)
-    if d.state in ACKNOWLEDGED or d.state is DeliveryState.DEAD:
+    d, payload = await asyncio.to_thread(_load_delivery, delivery_id)
+    if payload is None:
         return DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts)
-    payload = rt.journal.payload(d.nachrichten_uuid, direction=Direction.OUTBOUND)
     sender = rt.sender(d.recipient)
     started = time.perf_counter()
     try:
@@ -388,18 +401,26 @@ async def send_delivery(delivery_id: int) -> DeliveryOutcome:
         ))
     except SendError as exc:
         ms = int((time.perf_counter() - started) * 1000)
-        rt.journal.record_attempt(
+        await asyncio.to_thread(
+            rt.journal.record_attempt,
             d.id, ok=False, status_code=exc.status_code, error_class=type(exc).__name__,
             error=str(exc)[:500], duration_ms=ms, new_state=DeliveryState.FAILED,
         )
         raise
     ms = int((time.perf_counter() - started) * 1000)
-    state = DeliveryState.DELIVERED
-    if d.state is DeliveryState.CREATED:
-        rt.journal.transition(d.id, DeliveryState.SENT, actor="sender")
-    d = rt.journal.record_attempt(d.id, ok=True, status_code=202, duration_ms=ms, new_state=state)
+    d = await asyncio.to_thread(rt.journal.record_attempt, d.id, ok=True, status_code=202,
+                                duration_ms=ms, new_state=DeliveryState.DELIVERED)
     return DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts,
                            meta={"receipt_state": receipt.state})
+
+
+def _load_delivery(delivery_id: int) -> tuple[DeliveryRecord, bytes | None]:
+    """The delivery and its payload; no payload when there is nothing (more) to send."""
+    rt = get_runtime()
+    d = rt.journal.get_delivery(delivery_id)
+    if d.state in ACKNOWLEDGED or d.state is DeliveryState.DEAD:
+        return d, None
+    return d, rt.journal.payload(d.nachrichten_uuid, direction=Direction.OUTBOUND)
 
 
 async def send_all(deliveries: list[DeliveryRecord]) -> list[DeliveryOutcome]:
@@ -507,10 +528,14 @@ async def await_receipts(case: CaseRef) -> dict[str, int]:
 
     rt = get_runtime()
     deadline = time.monotonic() + rt.settings.receipt_wait.total_seconds()
+    def current() -> list[DeliveryRecord]:
+        return rt.journal.deliveries(case_id=case.case_id, direction=Direction.OUTBOUND)
+
     while True:
-        deliveries = rt.journal.deliveries(case_id=case.case_id, direction=Direction.OUTBOUND)
-        await refresh_mailbox_states(rt, deliveries)
-        deliveries = rt.journal.deliveries(case_id=case.case_id, direction=Direction.OUTBOUND)
+        deliveries = await asyncio.to_thread(current)
+        if any(d.state is DeliveryState.DELIVERED for d in deliveries):
+            await refresh_mailbox_states(rt, deliveries)
+            deliveries = await asyncio.to_thread(current)
         pending = [d for d in deliveries if not _acknowledged(rt, d) and d.state is not DeliveryState.DEAD]
         if not pending or time.monotonic() >= deadline:
             return dict(Counter(d.state.value for d in deliveries))
@@ -526,10 +551,11 @@ def _acknowledged(rt: Runtime, d: DeliveryRecord) -> bool:
 
 
 def delivery_rows(rt: Runtime, case_id: str) -> list[dict[str, Any]]:
+    types = {m.nachrichten_uuid: m.message_type
+             for m in rt.journal.messages(case_id=case_id, direction=Direction.OUTBOUND)}
     rows = []
     for d in rt.journal.deliveries(case_id=case_id, direction=Direction.OUTBOUND):
-        msg = rt.journal.get_message(d.nachrichten_uuid, direction=Direction.OUTBOUND)
-        rows.append({"recipient": d.recipient, "message_type": msg.message_type,
+        rows.append({"recipient": d.recipient, "message_type": types.get(d.nachrichten_uuid, "?"),
                      "state": d.state.value, "attempts": d.attempts,
                      "nachrichtenUUID": d.nachrichten_uuid,
                      "last_error": (d.last_error or "")[:120]})
@@ -568,15 +594,19 @@ def finish_case(rt: Runtime, case_id: str, *, outcome: str | None = None, actor:
 async def close(case: CaseRef, *, outcome: str | None = None) -> dict[str, Any]:
     """Final status, a table artifact (recipient, type, state, attempts) and a timeline."""
     rt = get_runtime()
-    summary = finish_case(rt, case.case_id, outcome=outcome, actor="close")
+    summary = await asyncio.to_thread(finish_case, rt, case.case_id, outcome=outcome,
+                                      actor="close")
     await publish_case_artifacts(rt, case.case_id)
     return summary
 
 
 async def publish_case_artifacts(rt: Runtime, case_id: str) -> None:
+    """A table (recipient, type, state, attempts) and a markdown timeline for operators."""
     key = "case-" + "".join(c if c.isalnum() else "-" for c in case_id.lower())
-    rows = [{k: v for k, v in r.items() if k != "last_error"} for r in delivery_rows(rt, case_id)]
-    await acreate_table_artifact(key=key, table=rows or [{"recipient": "-", "state": "none"}],
+    rows, timeline = await asyncio.to_thread(
+        lambda: (delivery_rows(rt, case_id), timeline_markdown(rt, case_id)))
+    table = [{k: v for k, v in r.items() if k != "last_error"} for r in rows]
+    await acreate_table_artifact(key=key, table=table or [{"recipient": "-", "state": "none"}],
                                  description=f"Deliveries of case {case_id}")
-    await acreate_markdown_artifact(key=f"{key}-timeline", markdown=timeline_markdown(rt, case_id),
+    await acreate_markdown_artifact(key=f"{key}-timeline", markdown=timeline,
                                     description=f"Timeline of case {case_id}")

@@ -14,6 +14,8 @@ A new procedure is a new composition of the same blocks, e.g.::
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -59,8 +61,13 @@ async def run_procedure(message_uuid: str, procedure: str) -> dict[str, Any]:
     return await close(case)
 
 
+# Results are never persisted (payloads and facts stay in the journal). An explicit result
+# storage spares every run the server lookup of a default storage; with persist_result=False
+# nothing is ever written there.
+_NO_RESULTS = Path(tempfile.gettempdir()) / "amtsbote-no-results"
 _FLOW_OPTIONS: dict[str, Any] = {
     "persist_result": False,
+    "result_storage": _NO_RESULTS,
     "log_prints": False,
     "validate_parameters": True,
 }
