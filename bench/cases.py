@@ -54,8 +54,10 @@ def write_config(tmp: Path) -> tuple[Path, Path]:
     text = re.sub(r"concurrency: .*", "concurrency: 32", text)
     agencies = tmp / "agencies.yaml"
     agencies.write_text(text, encoding="utf-8")
-    rules = "\n".join(f"  - id: {rule}\n    recipient: {agency}\n    message_type: {mt}"
-                      for rule, (agency, mt) in RECIPIENTS.items())
+    rules = "\n".join(
+        f"  - id: {rule}\n    recipient: {agency}\n    message_type: {mt}"
+        for rule, (agency, mt) in RECIPIENTS.items()
+    )
     routing = tmp / "routing.yaml"
     routing.write_text(f"version: 1\nsender: stadt-paderborn\nrules:\n{rules}\n", encoding="utf-8")
     return agencies, routing
@@ -69,7 +71,8 @@ from connectors.journal import Journal
 from flows.local import LocalInstallation
 d = Directory.default()
 inst = LocalInstallation(directory=d, home="stadt-paderborn",
-                         home_journal=Journal(f"sqlite:///{sys.argv[1]}/home-unused.sqlite", create=True),
+                         home_journal=Journal(f"sqlite:///{sys.argv[1]}/unused.sqlite",
+                                              create=True),
                          failing=frozenset({"stadt-paderborn"}), simulate_partners=False).start()
 print("ready", flush=True)
 stop = threading.Event()
@@ -106,9 +109,14 @@ def notification_payloads(n: int) -> list[tuple[str, bytes]]:
     out = []
     for _ in range(n):
         kopf = Nachrichtenkopf.neu(nachrichtentyp="0010", leser=city, autor=portal)
-        out.append((kopf.nachrichten_uuid,
-                    v2_2.build(v2_2.project(model, "gwa.gewerbemeldung.0010", kopf=kopf),
-                               validate=False)))
+        out.append(
+            (
+                kopf.nachrichten_uuid,
+                v2_2.build(
+                    v2_2.project(model, "gwa.gewerbemeldung.0010", kopf=kopf), validate=False
+                ),
+            )
+        )
     return out
 
 
@@ -134,18 +142,30 @@ def baseline(payloads: list[tuple[str, bytes]]) -> float:
             for agency_id, mt in RECIPIENTS.values():
                 agency = directory.get(agency_id)
                 kopf = Nachrichtenkopf.neu(
-                    nachrichtentyp=mt.rsplit(".", 1)[1], autor=author,
-                    leser=Behoerde(behoerdenkennung=Behoerdenkennung.from_string(
-                        agency.behoerdenkennung)))
+                    nachrichtentyp=mt.rsplit(".", 1)[1],
+                    autor=author,
+                    leser=Behoerde(
+                        behoerdenkennung=Behoerdenkennung.from_string(agency.behoerdenkennung)
+                    ),
+                )
                 body = v2_2.build(v2_2.build_for(model, mt, kopf=kopf))
-                r = client.post(f"{agency.endpoint}/v1/messages", content=body, headers={
-                    "Content-Type": "application/xml", "Authorization": f"Bearer {token}",
-                    "X-Nachrichten-UUID": kopf.nachrichten_uuid, "X-Empfaenger": agency_id})
+                r = client.post(
+                    f"{agency.endpoint}/v1/messages",
+                    content=body,
+                    headers={
+                        "Content-Type": "application/xml",
+                        "Authorization": f"Bearer {token}",
+                        "X-Nachrichten-UUID": kopf.nachrichten_uuid,
+                        "X-Empfaenger": agency_id,
+                    },
+                )
                 assert r.status_code in (200, 202), r.text
     return time.perf_counter() - started
 
 
-async def with_flows(payloads: list[tuple[str, bytes]], journal_url: str, concurrency: int) -> float:
+async def with_flows(
+    payloads: list[tuple[str, bytes]], journal_url: str, concurrency: int
+) -> float:
     from connectors.directory import Directory
     from connectors.journal import Journal, MessageMeta
     from flows.procedures import gewerbeummeldung
@@ -154,14 +174,26 @@ async def with_flows(payloads: list[tuple[str, bytes]], journal_url: str, concur
 
     directory = Directory.default()
     journal = Journal(journal_url, create=True)
-    rt = Runtime(journal=journal, directory=directory, routing=Routing.default(directory=directory),
-                 settings=FlowSettings(retry_delays=(0.5, 1.0), poll_interval=0.2))
+    rt = Runtime(
+        journal=journal,
+        directory=directory,
+        routing=Routing.default(directory=directory),
+        settings=FlowSettings(retry_delays=(0.5, 1.0), poll_interval=0.2),
+    )
     use_runtime(rt)
     for msg_uuid, payload in payloads:  # what the city's inbox would have stored
-        journal.record_inbound(payload, MessageMeta(
-            nachrichten_uuid=msg_uuid, standard="XGewerbeanzeige", version="2.2",
-            message_type="gwa.gewerbemeldung.0010", author="PORTAL:05-wsp",
-            reader="MELDID:05774032"), sender_agency="wsp-nrw")
+        journal.record_inbound(
+            payload,
+            MessageMeta(
+                nachrichten_uuid=msg_uuid,
+                standard="XGewerbeanzeige",
+                version="2.2",
+                message_type="gwa.gewerbemeldung.0010",
+                author="PORTAL:05-wsp",
+                reader="MELDID:05774032",
+            ),
+            sender_agency="wsp-nrw",
+        )
     gate = asyncio.Semaphore(concurrency)
 
     async def one(msg_uuid: str) -> dict[str, object]:
@@ -187,24 +219,31 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="amtsbote-bench-"))
     agencies, routing = write_config(tmp)
-    os.environ.update({
-        "AMTSBOTE_AGENCIES": str(agencies), "AMTSBOTE_ROUTING": str(routing),
-        "AMTSBOTE_DATA_DIR": str(tmp / "data"), "AMTSBOTE_DEV_TOKENS": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_HOME": str(tmp / "prefect-client"),
-        "PREFECT_LOGGING_LEVEL": "ERROR",
-    })
+    os.environ.update(
+        {
+            "AMTSBOTE_AGENCIES": str(agencies),
+            "AMTSBOTE_ROUTING": str(routing),
+            "AMTSBOTE_DATA_DIR": str(tmp / "data"),
+            "AMTSBOTE_DEV_TOKENS": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_HOME": str(tmp / "prefect-client"),
+            "PREFECT_LOGGING_LEVEL": "ERROR",
+        }
+    )
     prefect_db, prefect_pg = create_pg_database("bench_prefect")
     journal_db = None
     from flows.local import PrefectServer
 
-    server = PrefectServer(home=tmp / "prefect", port=free_port(),
-                           database_url=f"postgresql+asyncpg://{prefect_pg}")
+    server = PrefectServer(
+        home=tmp / "prefect", port=free_port(), database_url=f"postgresql+asyncpg://{prefect_pg}"
+    )
     partners = None
     try:
         server.start()
         os.environ["PREFECT_API_URL"] = server.api_url
-        partners = subprocess.Popen([sys.executable, "-c", PARTNERS, str(tmp)],
-                                    stdout=subprocess.PIPE, text=True)
+        partners = subprocess.Popen(
+            [sys.executable, "-c", PARTNERS, str(tmp)], stdout=subprocess.PIPE, text=True
+        )
         assert partners.stdout is not None and partners.stdout.readline().strip() == "ready"
         if args.journal == "postgres":
             journal_db, pg = create_pg_database("bench_journal")
@@ -222,14 +261,20 @@ def main() -> int:
         t_flow = asyncio.run(with_flows(payloads, journal_url, args.concurrency))
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         base_rate, flow_rate = args.n / t_base, args.n / t_flow
-        print(f"cases: {args.n}, recipients per case: {len(RECIPIENTS)} (HTTP), "
-              f"journal: {args.journal}, Prefect server: PostgreSQL, concurrency: "
-              f"{args.concurrency}")
+        print(
+            f"cases: {args.n}, recipients per case: {len(RECIPIENTS)} (HTTP), "
+            f"journal: {args.journal}, Prefect server: PostgreSQL, concurrency: "
+            f"{args.concurrency}"
+        )
         print(f"{'variant':<44} {'seconds':>8} {'cases/s':>8} {'ratio':>6}")
-        print(f"{'bare loop (parse/validate/build/POST)':<44} {t_base:8.2f} {base_rate:8.1f} "
-              f"{1.0:6.2f}")
-        print(f"{'amtsbote: one flow run per case, journal':<44} {t_flow:8.2f} {flow_rate:8.1f} "
-              f"{flow_rate / base_rate:6.2f}")
+        print(
+            f"{'bare loop (parse/validate/build/POST)':<44} {t_base:8.2f} {base_rate:8.1f} "
+            f"{1.0:6.2f}"
+        )
+        print(
+            f"{'amtsbote: one flow run per case, journal':<44} {t_flow:8.2f} {flow_rate:8.1f} "
+            f"{flow_rate / base_rate:6.2f}"
+        )
         print(f"peak RSS of this process: {rss_mb:.0f} MiB")
         return 0
     finally:

@@ -1,1 +1,4 @@
-"""amtsbote procedures, building blocks, routing and the CLI — the only package that imports Prefect."""
+"""amtsbote procedures, building blocks, routing and the CLI.
+
+The only package that imports Prefect (imports go flows → connectors → xoev, never back).
+"""

@@ -23,6 +23,7 @@ the pseudonymised :class:`~flows.routing.CaseFacts` only — payloads stay in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
@@ -42,7 +43,6 @@ from pydantic import Field
 import xoev
 from connectors.journal import CaseStatus, DeliveryRecord, DeliveryState, Direction, MessageMeta
 from connectors.senders import OutgoingMessage, SendError, retry_condition
-from xoev.code import Code
 from xoev.nachrichtenkopf import Behoerde, Behoerdenkennung, Nachrichtenkopf
 from xoev.rueckmeldung import v1_0 as rueckmeldung
 from xoev.xgewerbeanzeige import v2_2
@@ -136,7 +136,9 @@ class ApprovalInput(RunInput):
 class ReplyInput(RunInput):
     """Handed in by the correlation layer when a Rückmeldung for this run arrives."""
 
-    nachrichten_uuid: str = Field(description="nachrichtenUUID of the reply (payload in the journal)")
+    nachrichten_uuid: str = Field(
+        description="nachrichtenUUID of the reply (payload in the journal)"
+    )
 
 
 @dataclass(slots=True)
@@ -165,7 +167,7 @@ async def _rename_run(name: str, tags: list[str] | None = None) -> None:
     if not ctx or not ctx.flow_run or ctx.client is None:
         return
     merged = sorted(set(ctx.flow_run.tags or []) | set(tags or []))
-    await ctx.client.update_flow_run(ctx.flow_run.id, name=name, tags=merged)
+    await ctx.client.update_flow_run(ctx.flow_run.id, name=name, tags=merged)  # type: ignore[misc]
     ctx.flow_run.tags = merged
 
 
@@ -177,7 +179,7 @@ async def _run_is_active(flow_run_id: str) -> bool:
     ctx = FlowRunContext.get()
     try:
         if ctx is not None and ctx.client is not None:
-            run = await ctx.client.read_flow_run(uuid.UUID(flow_run_id))
+            run = await ctx.client.read_flow_run(uuid.UUID(flow_run_id))  # type: ignore[misc]
         else:
             async with get_client() as client:
                 run = await client.read_flow_run(uuid.UUID(flow_run_id))
@@ -188,8 +190,10 @@ async def _run_is_active(flow_run_id: str) -> bool:
 
 def _behoerde(rt: Runtime, agency_id: str) -> Behoerde:
     agency = rt.directory.get(agency_id)
-    return Behoerde(behoerdenkennung=Behoerdenkennung.from_string(agency.behoerdenkennung),
-                    behoerdenname=agency.name)
+    return Behoerde(
+        behoerdenkennung=Behoerdenkennung.from_string(agency.behoerdenkennung),
+        behoerdenname=agency.name,
+    )
 
 
 async def wait_for_input(model: type[RunInput], *, key: str, timeout: timedelta) -> Any:
@@ -201,7 +205,9 @@ async def wait_for_input(model: type[RunInput], *, key: str, timeout: timedelta)
     if rt.settings.suspend and ctx and ctx.flow_run and ctx.flow_run.deployment_id:
         return await asuspend_flow_run(wait_for_input=model, key=key, timeout=seconds)
     return await apause_flow_run(
-        wait_for_input=model, key=key, timeout=seconds,
+        wait_for_input=model,
+        key=key,
+        timeout=seconds,
         poll_interval=max(1, int(rt.settings.poll_interval)),
     )
 
@@ -215,29 +221,46 @@ async def intake(message_uuid: str, procedure: str) -> CaseRef:
     procedure, and open its case — or find the case a previous run opened for it."""
     if procedure not in PROCEDURE_KIND:
         raise CaseError(None, f"unknown procedure {procedure!r}", step="intake")
-    case, created, facts = await asyncio.to_thread(_open_case, message_uuid, procedure,
-                                                   _flow_run_id())
+    case, created, facts = await asyncio.to_thread(
+        _open_case, message_uuid, procedure, _flow_run_id()
+    )
     rt = get_runtime()
     if not created and case.flow_run_id and case.flow_run_id != _flow_run_id():
         if await _run_is_active(case.flow_run_id):
-            raise IntakeRejected(message_uuid, f"case {case.case_id} is being handled by flow "
-                                               f"run {case.flow_run_id}")
-        await asyncio.to_thread(rt.journal.update_case, case.case_id, flow_run_id=_flow_run_id(),
-                                actor="intake", detail={"rerun_of": case.flow_run_id})
-    get_run_logger().info("case %s %s for message %s", case.case_id,
-                          "opened" if created else "resumed", message_uuid)
+            raise IntakeRejected(
+                message_uuid, f"case {case.case_id} is being handled by flow run {case.flow_run_id}"
+            )
+        await asyncio.to_thread(
+            rt.journal.update_case,
+            case.case_id,
+            flow_run_id=_flow_run_id(),
+            actor="intake",
+            detail={"rerun_of": case.flow_run_id},
+        )
+    get_run_logger().info(
+        "case %s %s for message %s", case.case_id, "opened" if created else "resumed", message_uuid
+    )
     return CaseRef(case.case_id, procedure, message_uuid, facts)
 
 
-def _open_case(message_uuid: str, procedure: str, flow_run_id: str | None) -> tuple[Any, bool, CaseFacts]:
+def _open_case(
+    message_uuid: str, procedure: str, flow_run_id: str | None
+) -> tuple[Any, bool, CaseFacts]:
     rt = get_runtime()
     payload = rt.journal.payload(message_uuid, direction=Direction.INBOUND)
     report = xoev.validate(payload, source=f"message {message_uuid}")
     if not report.ok:
-        rt.journal.log_event("case.rejected", actor="intake", nachrichten_uuid=message_uuid,
-                             detail={"findings": [f.rule for f in report.findings]})
-        raise IntakeRejected(message_uuid, "the notification has findings",
-                             findings=[str(f) for f in report.findings])
+        rt.journal.log_event(
+            "case.rejected",
+            actor="intake",
+            nachrichten_uuid=message_uuid,
+            detail={"findings": [f.rule for f in report.findings]},
+        )
+        raise IntakeRejected(
+            message_uuid,
+            "the notification has findings",
+            findings=[str(f) for f in report.findings],
+        )
     if report.standard != "XGewerbeanzeige":
         raise IntakeRejected(message_uuid, f"not a Gewerbeanzeige but {report.standard}")
     model = v2_2.parse(payload)
@@ -254,8 +277,9 @@ def _open_case(message_uuid: str, procedure: str, flow_run_id: str | None) -> tu
         actor="intake",
     )
     if case.procedure != procedure:
-        raise IntakeRejected(message_uuid, f"already handled by case {case.case_id} "
-                                           f"({case.procedure})")
+        raise IntakeRejected(
+            message_uuid, f"already handled by case {case.case_id} ({case.procedure})"
+        )
     return case, created, facts
 
 
@@ -264,7 +288,7 @@ def _open_case(message_uuid: str, procedure: str, flow_run_id: str | None) -> tu
 
 @task(name="check", cache_policy=NO_CACHE, persist_result=False)
 async def check(case: CaseRef) -> Plan:
-    """Apply the routing rules to the case's facts: approval needed? whom to consult? whom to tell?"""
+    """Apply the routing rules to the case's facts: approval? whom to consult? whom to tell?"""
     rt = get_runtime()
     routes = rt.routing.route(case.facts)
     plan = Plan(
@@ -272,14 +296,21 @@ async def check(case: CaseRef) -> Plan:
         consultations=tuple(r for r in routes if r.consult),
         distribution=tuple(r for r in routes if not r.consult),
     )
-    await asyncio.to_thread(rt.journal.log_event, "case.planned", actor="check",
-                            case_id=case.case_id, detail={
-        "approval": plan.needs_approval,
-        "consult": [r.rule for r in plan.consultations],
-        "distribute": [r.rule for r in plan.distribution],
-    })
-    await _rename_run(f"{case.procedure}-{case.case_id}",
-                      [case.procedure, *(f"agency:{a}" for a in plan.agencies)])
+    await asyncio.to_thread(
+        rt.journal.log_event,
+        "case.planned",
+        actor="check",
+        case_id=case.case_id,
+        detail={
+            "approval": plan.needs_approval,
+            "consult": [r.rule for r in plan.consultations],
+            "distribute": [r.rule for r in plan.distribution],
+        },
+    )
+    await _rename_run(
+        f"{case.procedure}-{case.case_id}",
+        [case.procedure, *(f"agency:{a}" for a in plan.agencies)],
+    )
     return plan
 
 
@@ -291,17 +322,23 @@ def recorded_decision(rt: Runtime, case_id: str) -> Decision | None:
     if not events:
         return None
     d = events[-1].detail
-    return Decision(decision=d["decision"], reason=d.get("reason", "ok"), via=d.get("via", "journal"))
+    return Decision(
+        decision=d["decision"], reason=d.get("reason", "ok"), via=d.get("via", "journal")
+    )
 
 
-def record_decision(rt: Runtime, case_id: str, decision: Decision, *, actor: str,
-                    comment: str | None = None) -> Decision:
+def record_decision(
+    rt: Runtime, case_id: str, decision: Decision, *, actor: str, comment: str | None = None
+) -> Decision:
     """Write the decision to the journal (the only place a clerk's comment is kept)."""
     existing = recorded_decision(rt, case_id)
     if existing is not None:
         return existing
-    detail: dict[str, Any] = {"decision": decision.decision, "reason": decision.reason,
-                              "via": decision.via}
+    detail: dict[str, Any] = {
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "via": decision.via,
+    }
     if comment:
         detail["comment"] = comment[:500]
     rt.journal.log_event("case.decision", actor=actor, case_id=case_id, detail=detail)
@@ -315,27 +352,41 @@ async def approve(case: CaseRef, *, deadline: timedelta | None = None) -> Decisi
     rt = get_runtime()
     decision = recorded_decision(rt, case.case_id)
     if decision is None:
-        rt.journal.update_case(case.case_id, status=CaseStatus.WAITING, actor="approve",
-                               detail={"waiting_for": "approval"})
-        get_run_logger().info("case %s waits for approval (amtsbote approve %s --decision "
-                              "approve|reject)", case.case_id, case.case_id)
+        rt.journal.update_case(
+            case.case_id,
+            status=CaseStatus.WAITING,
+            actor="approve",
+            detail={"waiting_for": "approval"},
+        )
+        get_run_logger().info(
+            "case %s waits for approval (amtsbote approve %s --decision approve|reject)",
+            case.case_id,
+            case.case_id,
+        )
         try:
-            answer = await wait_for_input(ApprovalInput, key="approval",
-                                          timeout=deadline or rt.routing.approval_deadline)
+            answer = await wait_for_input(
+                ApprovalInput, key="approval", timeout=deadline or rt.routing.approval_deadline
+            )
         except Exception:
             decision = recorded_decision(rt, case.case_id)  # given while we were not looking
             if decision is None:
                 raise
         else:
             decision = record_decision(
-                rt, case.case_id,
+                rt,
+                case.case_id,
                 Decision(decision=answer.decision, reason=answer.reason, via=answer.via),
                 actor=answer.via,
             )
-        rt.journal.update_case(case.case_id, status=CaseStatus.OPEN, actor="approve",
-                               detail={"decision": decision.decision})
-    get_run_logger().info("case %s: %s (%s, via %s)", case.case_id, decision.decision,
-                          decision.reason, decision.via)
+        rt.journal.update_case(
+            case.case_id,
+            status=CaseStatus.OPEN,
+            actor="approve",
+            detail={"decision": decision.decision},
+        )
+    get_run_logger().info(
+        "case %s: %s (%s, via %s)", case.case_id, decision.decision, decision.reason, decision.via
+    )
     return decision
 
 
@@ -369,22 +420,33 @@ def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
         msg = v2_2.build_for(inbound, route.message_type, kopf=kopf)
         payload = v2_2.build(msg)  # validated against the XSD and the rules (default)
         meta = MessageMeta(
-            nachrichten_uuid=msg_uuid, standard="XGewerbeanzeige", version="2.2",
+            nachrichten_uuid=msg_uuid,
+            standard="XGewerbeanzeige",
+            version="2.2",
             message_type=route.message_type,
             author=rt.home.behoerdenkennung,
             reader=rt.directory.get(route.recipient).behoerdenkennung,
             created_at=kopf.erstellungszeitpunkt,
         )
         _, deliveries, _ = rt.journal.record_outbound(
-            payload, meta, recipients=[route.recipient], case_id=case.case_id,
-            sender_agency=rt.home.id, actor=f"rule:{route.rule}",
+            payload,
+            meta,
+            recipients=[route.recipient],
+            case_id=case.case_id,
+            sender_agency=rt.home.id,
+            actor=f"rule:{route.rule}",
         )
         out.extend(deliveries)
     return out
 
 
-@task(name="send", cache_policy=NO_CACHE, persist_result=False,
-      retry_condition_fn=retry_condition, task_run_name="send-{delivery_id}")
+@task(
+    name="send",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retry_condition_fn=retry_condition,
+    task_run_name="send-{delivery_id}",
+)
 async def send_delivery(delivery_id: int) -> DeliveryOutcome:
     """Send one delivery; a transient error is retried (delays from ``FlowSettings``), every attempt
     is recorded. Already acknowledged deliveries are not sent again."""
@@ -395,23 +457,44 @@ async def send_delivery(delivery_id: int) -> DeliveryOutcome:
     sender = rt.sender(d.recipient)
     started = time.perf_counter()
     try:
-        receipt = await sender.asend(OutgoingMessage(
-            payload=payload, nachrichten_uuid=d.nachrichten_uuid, recipient=d.recipient,
-            sender=rt.home.id,
-        ))
+        receipt = await sender.asend(
+            OutgoingMessage(
+                payload=payload,
+                nachrichten_uuid=d.nachrichten_uuid,
+                recipient=d.recipient,
+                sender=rt.home.id,
+            )
+        )
     except SendError as exc:
         ms = int((time.perf_counter() - started) * 1000)
         await asyncio.to_thread(
             rt.journal.record_attempt,
-            d.id, ok=False, status_code=exc.status_code, error_class=type(exc).__name__,
-            error=str(exc)[:500], duration_ms=ms, new_state=DeliveryState.FAILED,
+            d.id,
+            ok=False,
+            status_code=exc.status_code,
+            error_class=type(exc).__name__,
+            error=str(exc)[:500],
+            duration_ms=ms,
+            new_state=DeliveryState.FAILED,
         )
         raise
     ms = int((time.perf_counter() - started) * 1000)
-    d = await asyncio.to_thread(rt.journal.record_attempt, d.id, ok=True, status_code=202,
-                                duration_ms=ms, new_state=DeliveryState.DELIVERED)
-    return DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts,
-                           meta={"receipt_state": receipt.state})
+    d = await asyncio.to_thread(
+        rt.journal.record_attempt,
+        d.id,
+        ok=True,
+        status_code=202,
+        duration_ms=ms,
+        new_state=DeliveryState.DELIVERED,
+    )
+    return DeliveryOutcome(
+        d.id,
+        d.recipient,
+        d.nachrichten_uuid,
+        d.state.value,
+        d.attempts,
+        meta={"receipt_state": receipt.state},
+    )
 
 
 def _load_delivery(delivery_id: int) -> tuple[DeliveryRecord, bytes | None]:
@@ -429,7 +512,8 @@ async def send_all(deliveries: list[DeliveryRecord]) -> list[DeliveryOutcome]:
     rt = get_runtime()
     delays = list(rt.settings.retry_delays)
     sender_task = send_delivery.with_options(retries=len(delays), retry_delay_seconds=delays)
-    states = await asyncio.gather(*[sender_task(d.id, return_state=True) for d in deliveries])
+    pending: list[Any] = [sender_task(d.id, return_state=True) for d in deliveries]
+    states: list[Any] = await asyncio.gather(*pending)
     outcomes: list[DeliveryOutcome] = []
     for d, state in zip(deliveries, states, strict=True):
         if state.is_completed():
@@ -438,18 +522,38 @@ async def send_all(deliveries: list[DeliveryRecord]) -> list[DeliveryOutcome]:
         current = rt.journal.get_delivery(d.id)
         if current.state is not DeliveryState.DEAD:
             if current.state is not DeliveryState.FAILED:
-                current = rt.journal.transition(d.id, DeliveryState.FAILED, actor="sender",
-                                                error=current.last_error or "send failed")
-            current = rt.journal.transition(d.id, DeliveryState.DEAD, actor="sender",
-                                            detail={"attempts": current.attempts})
-        get_run_logger().warning("dead letter: delivery %s to %s (%s attempts): %s", d.id,
-                                 d.recipient, current.attempts, current.last_error)
-        outcomes.append(DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, "dead",
-                                        current.attempts, error=current.last_error))
+                current = rt.journal.transition(
+                    d.id,
+                    DeliveryState.FAILED,
+                    actor="sender",
+                    error=current.last_error or "send failed",
+                )
+            current = rt.journal.transition(
+                d.id, DeliveryState.DEAD, actor="sender", detail={"attempts": current.attempts}
+            )
+        get_run_logger().warning(
+            "dead letter: delivery %s to %s (%s attempts): %s",
+            d.id,
+            d.recipient,
+            current.attempts,
+            current.last_error,
+        )
+        outcomes.append(
+            DeliveryOutcome(
+                d.id,
+                d.recipient,
+                d.nachrichten_uuid,
+                "dead",
+                current.attempts,
+                error=current.last_error,
+            )
+        )
     return outcomes
 
 
-async def distribute(case: CaseRef, routes: tuple[Route, ...] | list[Route]) -> list[DeliveryOutcome]:
+async def distribute(
+    case: CaseRef, routes: tuple[Route, ...] | list[Route]
+) -> list[DeliveryOutcome]:
     """One data-minimised message per recipient, recorded in the outbox, sent concurrently."""
     if not routes:
         return []
@@ -466,9 +570,13 @@ async def record_reply(case: CaseRef, reply_uuid: str, rule: str) -> str:
     rt = get_runtime()
     rt.journal.consume_reply(reply_uuid, case_id=case.case_id, actor=f"consult:{rule}")
     reply = rueckmeldung.parse(rt.journal.payload(reply_uuid, direction=Direction.INBOUND))
-    rt.journal.log_event("case.reply", actor=f"consult:{rule}", case_id=case.case_id,
-                         nachrichten_uuid=reply_uuid, detail={"ergebnis": reply.ergebnis.code,
-                                                              "rule": rule})
+    rt.journal.log_event(
+        "case.reply",
+        actor=f"consult:{rule}",
+        case_id=case.case_id,
+        nachrichten_uuid=reply_uuid,
+        detail={"ergebnis": reply.ergebnis.code, "rule": rule},
+    )
     return reply.ergebnis.code
 
 
@@ -480,40 +588,66 @@ async def consult(case: CaseRef, route: Route) -> str:
     deliveries = await prepare_messages(case, [route])
     outcomes = await send_all(deliveries)
     if any(o.state == "dead" for o in outcomes):
-        raise CaseError(case.case_id, f"consultation {route.rule}: message could not be "
-                                      f"delivered to {route.recipient}", step="consult")
+        raise CaseError(
+            case.case_id,
+            f"consultation {route.rule}: message could not be delivered to {route.recipient}",
+            step="consult",
+        )
     sent_uuid = deliveries[0].nachrichten_uuid
     expectation = rt.journal.expect_reply(
-        case.case_id, message_type=rueckmeldung.ROOT,
+        case.case_id,
+        message_type=rueckmeldung.ROOT,
         from_agency=rt.directory.get(route.recipient).behoerdenkennung,
-        in_reply_to=sent_uuid, flow_run_id=_flow_run_id(),
-        expires_at=datetime.now(UTC) + route.reply_within, actor=f"consult:{route.rule}",
+        in_reply_to=sent_uuid,
+        flow_run_id=_flow_run_id(),
+        expires_at=datetime.now(UTC) + route.reply_within,
+        actor=f"consult:{route.rule}",
     )
     if expectation.state.value != "satisfied":
-        rt.journal.update_case(case.case_id, status=CaseStatus.WAITING, actor="consult",
-                               detail={"waiting_for": f"reply:{route.rule}"})
-        get_run_logger().info("case %s waits for the reply of %s to %s", case.case_id,
-                              route.recipient, sent_uuid)
+        rt.journal.update_case(
+            case.case_id,
+            status=CaseStatus.WAITING,
+            actor="consult",
+            detail={"waiting_for": f"reply:{route.rule}"},
+        )
+        get_run_logger().info(
+            "case %s waits for the reply of %s to %s", case.case_id, route.recipient, sent_uuid
+        )
         expectation = rt.journal.check_expectation(expectation.id)
         if expectation.state.value != "satisfied":
-            remaining = (expectation.expires_at - datetime.now(UTC)) if expectation.expires_at \
+            remaining = (
+                (expectation.expires_at - datetime.now(UTC))
+                if expectation.expires_at
                 else route.reply_within
-            try:
-                await wait_for_input(ReplyInput, key=f"reply-{route.rule}",
-                                     timeout=max(remaining, timedelta(seconds=1)))
-            except FlowPauseTimeout:
-                pass  # decided below from the journal: a reply may still have come in
+            )
+            # on a timeout the journal decides below: a reply may still have come in
+            with contextlib.suppress(FlowPauseTimeout):
+                await wait_for_input(
+                    ReplyInput,
+                    key=f"reply-{route.rule}",
+                    timeout=max(remaining, timedelta(seconds=1)),
+                )
             expectation = rt.journal.check_expectation(expectation.id)
         if expectation.state.value != "satisfied" or not expectation.reply_uuid:
             if expectation.state.value == "waiting":
-                rt.journal.expire_expectation(expectation.id, actor="consult",
-                                              reason="no reply in time")
-            rt.journal.update_case(case.case_id, status=CaseStatus.FAILED, actor="consult",
-                                   detail={"reason": f"no reply from {route.recipient}"})
-            raise CaseError(case.case_id, f"no reply from {route.recipient} to {sent_uuid} "
-                                          f"within {route.reply_within}", step="consult")
+                rt.journal.expire_expectation(
+                    expectation.id, actor="consult", reason="no reply in time"
+                )
+            rt.journal.update_case(
+                case.case_id,
+                status=CaseStatus.FAILED,
+                actor="consult",
+                detail={"reason": f"no reply from {route.recipient}"},
+            )
+            raise CaseError(
+                case.case_id,
+                f"no reply from {route.recipient} to {sent_uuid} within {route.reply_within}",
+                step="consult",
+            )
         rt.journal.update_case(case.case_id, status=CaseStatus.OPEN, actor="consult")
-    return await record_reply(case, expectation.reply_uuid, route.rule)
+    reply_uuid = expectation.reply_uuid
+    assert reply_uuid is not None  # satisfied expectations name their reply
+    return await record_reply(case, reply_uuid, route.rule)
 
 
 # --------------------------------------------------------------------------- receipts and close
@@ -528,6 +662,7 @@ async def await_receipts(case: CaseRef) -> dict[str, int]:
 
     rt = get_runtime()
     deadline = time.monotonic() + rt.settings.receipt_wait.total_seconds()
+
     def current() -> list[DeliveryRecord]:
         return rt.journal.deliveries(case_id=case.case_id, direction=Direction.OUTBOUND)
 
@@ -536,7 +671,9 @@ async def await_receipts(case: CaseRef) -> dict[str, int]:
         if any(d.state is DeliveryState.DELIVERED for d in deliveries):
             await refresh_mailbox_states(rt, deliveries)
             deliveries = await asyncio.to_thread(current)
-        pending = [d for d in deliveries if not _acknowledged(rt, d) and d.state is not DeliveryState.DEAD]
+        pending = [
+            d for d in deliveries if not _acknowledged(rt, d) and d.state is not DeliveryState.DEAD
+        ]
         if not pending or time.monotonic() >= deadline:
             return dict(Counter(d.state.value for d in deliveries))
         await asyncio.sleep(min(rt.settings.poll_interval, 0.5))
@@ -551,26 +688,41 @@ def _acknowledged(rt: Runtime, d: DeliveryRecord) -> bool:
 
 
 def delivery_rows(rt: Runtime, case_id: str) -> list[dict[str, Any]]:
-    types = {m.nachrichten_uuid: m.message_type
-             for m in rt.journal.messages(case_id=case_id, direction=Direction.OUTBOUND)}
+    types = {
+        m.nachrichten_uuid: m.message_type
+        for m in rt.journal.messages(case_id=case_id, direction=Direction.OUTBOUND)
+    }
     rows = []
     for d in rt.journal.deliveries(case_id=case_id, direction=Direction.OUTBOUND):
-        rows.append({"recipient": d.recipient, "message_type": types.get(d.nachrichten_uuid, "?"),
-                     "state": d.state.value, "attempts": d.attempts,
-                     "nachrichtenUUID": d.nachrichten_uuid,
-                     "last_error": (d.last_error or "")[:120]})
+        rows.append(
+            {
+                "recipient": d.recipient,
+                "message_type": types.get(d.nachrichten_uuid, "?"),
+                "state": d.state.value,
+                "attempts": d.attempts,
+                "nachrichtenUUID": d.nachrichten_uuid,
+                "last_error": (d.last_error or "")[:120],
+            }
+        )
     return rows
 
 
 def timeline_markdown(rt: Runtime, case_id: str) -> str:
-    lines = [f"# Case {case_id}", "", "| time (UTC) | actor | event | details |", "|---|---|---|---|"]
+    lines = [
+        f"# Case {case_id}",
+        "",
+        "| time (UTC) | actor | event | details |",
+        "|---|---|---|---|",
+    ]
     for ev in rt.journal.events(case_id=case_id):
         detail = ", ".join(f"{k}={v}" for k, v in sorted(ev.detail.items()) if k != "comment")
         lines.append(f"| {ev.at:%Y-%m-%d %H:%M:%S} | {ev.actor} | {ev.kind} | {detail[:160]} |")
     return "\n".join(lines)
 
 
-def finish_case(rt: Runtime, case_id: str, *, outcome: str | None = None, actor: str) -> dict[str, Any]:
+def finish_case(
+    rt: Runtime, case_id: str, *, outcome: str | None = None, actor: str
+) -> dict[str, Any]:
     """Set the final status from the deliveries: closed when every one is acknowledged, failed
     while dead letters remain (``amtsbote redeliver``). Returns the non-personal summary."""
     rows = delivery_rows(rt, case_id)
@@ -580,11 +732,13 @@ def finish_case(rt: Runtime, case_id: str, *, outcome: str | None = None, actor:
         status = CaseStatus.CLOSED
     case = rt.journal.get_case(case_id)
     summary = dict(case.summary)
-    summary.update({
-        "outcome": outcome or ("dead-letters" if dead else "distributed"),
-        "deliveries": dict(Counter(r["state"] for r in rows)),
-        "recipients": sorted({r["recipient"] for r in rows}),
-    })
+    summary.update(
+        {
+            "outcome": outcome or ("dead-letters" if dead else "distributed"),
+            "deliveries": dict(Counter(r["state"] for r in rows)),
+            "recipients": sorted({r["recipient"] for r in rows}),
+        }
+    )
     if case.status is not status or case.summary != summary:
         rt.journal.update_case(case_id, status=status, summary=summary, actor=actor)
     return {"case_id": case_id, "status": status.value, **summary}
@@ -594,8 +748,7 @@ def finish_case(rt: Runtime, case_id: str, *, outcome: str | None = None, actor:
 async def close(case: CaseRef, *, outcome: str | None = None) -> dict[str, Any]:
     """Final status, a table artifact (recipient, type, state, attempts) and a timeline."""
     rt = get_runtime()
-    summary = await asyncio.to_thread(finish_case, rt, case.case_id, outcome=outcome,
-                                      actor="close")
+    summary = await asyncio.to_thread(finish_case, rt, case.case_id, outcome=outcome, actor="close")
     await publish_case_artifacts(rt, case.case_id)
     return summary
 
@@ -604,9 +757,14 @@ async def publish_case_artifacts(rt: Runtime, case_id: str) -> None:
     """A table (recipient, type, state, attempts) and a markdown timeline for operators."""
     key = "case-" + "".join(c if c.isalnum() else "-" for c in case_id.lower())
     rows, timeline = await asyncio.to_thread(
-        lambda: (delivery_rows(rt, case_id), timeline_markdown(rt, case_id)))
+        lambda: (delivery_rows(rt, case_id), timeline_markdown(rt, case_id))
+    )
     table = [{k: v for k, v in r.items() if k != "last_error"} for r in rows]
-    await acreate_table_artifact(key=key, table=table or [{"recipient": "-", "state": "none"}],
-                                 description=f"Deliveries of case {case_id}")
-    await acreate_markdown_artifact(key=f"{key}-timeline", markdown=timeline,
-                                    description=f"Timeline of case {case_id}")
+    await acreate_table_artifact(
+        key=key,
+        table=table or [{"recipient": "-", "state": "none"}],
+        description=f"Deliveries of case {case_id}",
+    )
+    await acreate_markdown_artifact(
+        key=f"{key}-timeline", markdown=timeline, description=f"Timeline of case {case_id}"
+    )

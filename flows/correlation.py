@@ -35,8 +35,11 @@ __all__ = [
 
 log = logging.getLogger("amtsbote.correlation")
 EVENT_ACCEPTED = "amtsbote.message.accepted"
-_KIND_TO_PROCEDURE = {"anmeldung": "gewerbeanmeldung", "ummeldung": "gewerbeummeldung",
-                      "abmeldung": "gewerbeabmeldung"}
+_KIND_TO_PROCEDURE = {
+    "anmeldung": "gewerbeanmeldung",
+    "ummeldung": "gewerbeummeldung",
+    "abmeldung": "gewerbeabmeldung",
+}
 
 NotificationHandler = Callable[[str, str], None]
 """``(nachrichten_uuid, procedure)`` → start that procedure."""
@@ -74,8 +77,9 @@ def emit_accepted_event(nachrichten_uuid: str, procedure: str) -> None:
     )
 
 
-def resume_with_retry(flow_run_id: str, run_input: dict[str, Any], *, attempts: int = 30,
-                      delay: float = 1.0) -> bool:
+def resume_with_retry(
+    flow_run_id: str, run_input: dict[str, Any], *, attempts: int = 30, delay: float = 1.0
+) -> bool:
     """Resume a paused/suspended run; when it is not paused yet (the reply overtook the run on
     its way into the wait) try again for a while. The run also re-checks the journal right
     before it waits, so a reply is never lost — this only saves a long wait."""
@@ -136,8 +140,15 @@ def make_inbox_hook(
     return on_accepted
 
 
-def approve_case(journal: Journal, case_id: str, *, decision: str, reason: str = "ok",
-                 comment: str | None = None, via: str = "cli") -> bool:
+def approve_case(
+    journal: Journal,
+    case_id: str,
+    *,
+    decision: str,
+    reason: str = "ok",
+    comment: str | None = None,
+    via: str = "cli",
+) -> bool:
     """What ``amtsbote approve`` does: record the decision in the journal (with the comment —
     never given to Prefect) and resume the waiting run with the decision as run input. Returns
     whether a waiting run was resumed (False: the run takes the decision when it gets there)."""
@@ -157,5 +168,6 @@ def approve_case(journal: Journal, case_id: str, *, decision: str, reason: str =
         raise ValueError(f"case {case_id} was already decided: {existing.decision}")
     if not case.flow_run_id:
         return False
-    return resume_with_retry(case.flow_run_id,
-                             {"decision": decision, "reason": reason, "via": via}, attempts=3)
+    return resume_with_retry(
+        case.flow_run_id, {"decision": decision, "reason": reason, "via": via}, attempts=3
+    )

@@ -105,25 +105,39 @@ def main(opts: DemoOptions) -> int:
         import httpx
 
         try:
-            ok = httpx.get(f"{api_url.rstrip('/')}/health", timeout=3, trust_env=False).status_code == 200
+            ok = (
+                httpx.get(f"{api_url.rstrip('/')}/health", timeout=3, trust_env=False).status_code
+                == 200
+            )
         except httpx.HTTPError:
             ok = False
         if not ok:
-            print(f"PREFECT_API_URL={api_url} does not answer; start that server or unset the "
-                  "variable to let the demo start its own", file=sys.stderr)
+            print(
+                f"PREFECT_API_URL={api_url} does not answer; start that server or unset the "
+                "variable to let the demo start its own",
+                file=sys.stderr,
+            )
             return 2
     else:
         from .local import PrefectServer
 
         port = 4200 if _port_free(4200) else _free_port()
         server = PrefectServer(home=opts.prefect_home, port=port)
-        print(f"starting a local Prefect server on {server.ui_url} (data in {opts.prefect_home}) …",
-              file=out, flush=True)
+        print(
+            f"starting a local Prefect server on {server.ui_url} (data in {opts.prefect_home}) …",
+            file=out,
+            flush=True,
+        )
         server.start()
         os.environ["PREFECT_API_URL"] = server.api_url
     try:
-        return asyncio.run(_run(opts, run_dir, server.ui_url if server else
-                                os.environ["PREFECT_API_URL"].removesuffix("/api")))
+        return asyncio.run(
+            _run(
+                opts,
+                run_dir,
+                server.ui_url if server else os.environ["PREFECT_API_URL"].removesuffix("/api"),
+            )
+        )
     finally:
         _drain_prefect()
         if server is not None:
@@ -142,8 +156,8 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
     from connectors.journal import DeliveryState, Direction, Journal
     from connectors.senders import OutgoingMessage, sender_for
     from xoev.nachrichtenkopf import Nachrichtenkopf
-    from xoev.xgewerbeanzeige import v2_2
     from xoev.xgewerbeanzeige import notifications as sample_notifications
+    from xoev.xgewerbeanzeige import v2_2
 
     from .blocks import delivery_rows
     from .correlation import approve_case
@@ -158,12 +172,16 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
     routing = Routing.default(directory=directory)
     for agency_id in opts.fail:
         if agency_id not in directory:
-            print(f"amtsbote demo: --fail {agency_id}: unknown agency "
-                  f"(known: {', '.join(a.id for a in directory)})", file=sys.stderr)
+            print(
+                f"amtsbote demo: --fail {agency_id}: unknown agency "
+                f"(known: {', '.join(a.id for a in directory)})",
+                file=sys.stderr,
+            )
             return 2
     journal = Journal(create=True)
-    rt = Runtime(journal=journal, directory=directory, routing=routing,
-                 settings=FlowSettings.from_env())
+    rt = Runtime(
+        journal=journal, directory=directory, routing=routing, settings=FlowSettings.from_env()
+    )
     use_runtime(rt)
     home = directory.get(routing.sender)
     portal = directory.by_role("Portal")[0]
@@ -174,15 +192,24 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
     def on_notification(uuid: str, procedure: str) -> None:
         def start() -> None:
             runs[uuid] = loop.create_task(PROCEDURES[procedure](message_uuid=uuid))
+
         loop.call_soon_threadsafe(start)
 
-    print("demo mode: development tokens (AMTSBOTE_DEV_TOKENS=1), short retry delays, partner "
-          "agencies simulated, approvals given AUTOMATICALLY", file=out)
+    print(
+        "demo mode: development tokens (AMTSBOTE_DEV_TOKENS=1), short retry delays, partner "
+        "agencies simulated, approvals given AUTOMATICALLY",
+        file=out,
+    )
     print(f"journal and inbox data: {run_dir}", file=out)
     if opts.fail:
         print(f"failing on purpose: {', '.join(opts.fail)} (inbox not started)", file=out)
-    installation = LocalInstallation(directory=directory, home=home.id, home_journal=journal,
-                                     failing=frozenset(opts.fail), on_notification=on_notification)
+    installation = LocalInstallation(
+        directory=directory,
+        home=home.id,
+        home_journal=journal,
+        failing=frozenset(opts.fail),
+        on_notification=on_notification,
+    )
     installation.start()
     approver = loop.create_task(_auto_approver(rt, approve_case, out))
     try:
@@ -190,11 +217,18 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
         submitted: list[tuple[str, str]] = []
         for sample in sample_notifications():
             model = v2_2.parse(sample.path.read_bytes())
-            kopf = Nachrichtenkopf.neu(nachrichtentyp="0010", leser=behoerde(home),
-                                       autor=behoerde(portal))
+            kopf = Nachrichtenkopf.neu(
+                nachrichtentyp="0010", leser=behoerde(home), autor=behoerde(portal)
+            )
             payload = v2_2.build(v2_2.project(model, "gwa.gewerbemeldung.0010", kopf=kopf))
-            await sender.asend(OutgoingMessage(payload=payload, nachrichten_uuid=kopf.nachrichten_uuid,
-                                               recipient=home.id, sender=portal.id))
+            await sender.asend(
+                OutgoingMessage(
+                    payload=payload,
+                    nachrichten_uuid=kopf.nachrichten_uuid,
+                    recipient=home.id,
+                    sender=portal.id,
+                )
+            )
             submitted.append((kopf.nachrichten_uuid, sample.path.name))
             print(f"submitted {sample.path.name} as {kopf.nachrichten_uuid}", file=out, flush=True)
         await sender.aclose()
@@ -204,45 +238,55 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
             await asyncio.sleep(0.1)
         results = await asyncio.wait_for(
             asyncio.gather(*runs.values(), return_exceptions=True),
-            timeout=max(1.0, deadline - time.monotonic()))
+            timeout=max(1.0, deadline - time.monotonic()),
+        )
         for r in results:
             if isinstance(r, BaseException):
                 print(f"a procedure failed: {type(r).__name__}: {r}", file=out)
 
-        cases = [journal.get_message(uuid, direction=Direction.INBOUND).case_id
-                 for uuid, _ in submitted]
+        cases = [
+            journal.get_message(uuid, direction=Direction.INBOUND).case_id for uuid, _ in submitted
+        ]
         _print_cases(rt, [c for c in cases if c], ui_url, out)
 
         dead = journal.deliveries(state=DeliveryState.DEAD, direction=Direction.OUTBOUND)
         if dead:
             dead_cases = sorted({d.case_id for d in dead if d.case_id})
-            print(f"\n{len(dead)} dead letter(s) — the recipient was down through every retry.",
-                  file=out)
+            print(
+                f"\n{len(dead)} dead letter(s) — the recipient was down through every retry.",
+                file=out,
+            )
             for cid in dead_cases:
                 print(f"  re-drive with:  amtsbote redeliver --case {cid}", file=out)
             if opts.redeliver:
                 for agency_id in opts.fail:
                     installation.start_agency(agency_id)
-                print(f"\n{', '.join(opts.fail)} is back; running the redeliver command(s) now:",
-                      file=out)
+                print(
+                    f"\n{', '.join(opts.fail)} is back; running the redeliver command(s) now:",
+                    file=out,
+                )
                 for cid in dead_cases:
                     print(f"$ amtsbote redeliver --case {cid}", file=out)
                     for s in await redeliver(case_id=cid):
                         print(f"  case {s['case_id']}: {s['status']}", file=out)
                 _print_cases(rt, dead_cases, ui_url, out)
 
-        ok = True
-        for cid in cases:
-            if cid is None:
-                ok = False
+        ok = len(cases) == len(submitted) and all(cases)
+        for case_id in cases:
+            if case_id is None:
                 continue
-            case = journal.get_case(cid)
-            rows = delivery_rows(rt, cid)
+            case = journal.get_case(case_id)
+            rows = delivery_rows(rt, case_id)
             if case.status.value != "closed" or any(
-                    r["state"] not in ("delivered", "fetched") for r in rows):
+                r["state"] not in ("delivered", "fetched") for r in rows
+            ):
                 ok = False
-        print(f"\n{'every case closed, every delivery acknowledged' if ok else 'NOT all cases closed'}"
-              f" — Prefect UI: {ui_url}/runs", file=out)
+        print(
+            "\n"
+            + ("every case closed, every delivery acknowledged" if ok else "NOT all cases closed")
+            + f" — Prefect UI: {ui_url}/runs",
+            file=out,
+        )
         return 0 if ok else 1
     finally:
         approver.cancel()
@@ -253,23 +297,35 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
 
 
 async def _auto_approver(rt: Any, approve_case: Any, out: TextIO) -> None:
-    """Demo mode only: give every pending approval, through the same path as ``amtsbote approve``."""
+    """Demo mode only: give every pending approval (same path as ``amtsbote approve``)."""
     done: set[str] = set()
     while True:
         await asyncio.sleep(0.5)
         for case in rt.journal.list_cases(status="waiting"):
             if case.case_id in done:
                 continue
-            waiting = [e for e in rt.journal.events(case_id=case.case_id, kind="case.updated")
-                       if e.detail.get("waiting_for") == "approval"]
+            waiting = [
+                e
+                for e in rt.journal.events(case_id=case.case_id, kind="case.updated")
+                if e.detail.get("waiting_for") == "approval"
+            ]
             if not waiting:
                 continue
             done.add(case.case_id)
-            print(f"  case {case.case_id} waits for a clerk's approval — approved AUTOMATICALLY "
-                  f"(demo mode; normally: amtsbote approve {case.case_id} --decision approve)",
-                  file=out, flush=True)
-            await asyncio.to_thread(approve_case, rt.journal, case.case_id, decision="approve",
-                                    reason="ok", via="demo-auto")
+            print(
+                f"  case {case.case_id} waits for a clerk's approval — approved AUTOMATICALLY "
+                f"(demo mode; normally: amtsbote approve {case.case_id} --decision approve)",
+                file=out,
+                flush=True,
+            )
+            await asyncio.to_thread(
+                approve_case,
+                rt.journal,
+                case.case_id,
+                decision="approve",
+                reason="ok",
+                via="demo-auto",
+            )
 
 
 def _print_cases(rt: Any, case_ids: Sequence[str], ui_url: str, out: TextIO) -> None:
@@ -282,10 +338,14 @@ def _print_cases(rt: Any, case_ids: Sequence[str], ui_url: str, out: TextIO) -> 
         if case.flow_run_id:
             print(f"  Prefect UI: {ui_url}/runs/flow-run/{case.flow_run_id}", file=out)
         rows = delivery_rows(rt, cid)
-        print("  " + table([[r["recipient"], r["message_type"], r["state"], r["attempts"]]
-                            for r in rows],
-                           ["recipient", "message type", "state", "attempts"]).replace("\n", "\n  "),
-              file=out)
+        print(
+            "  "
+            + table(
+                [[r["recipient"], r["message_type"], r["state"], r["attempts"]] for r in rows],
+                ["recipient", "message type", "state", "attempts"],
+            ).replace("\n", "\n  "),
+            file=out,
+        )
 
 
 def clean(opts: DemoOptions) -> None:

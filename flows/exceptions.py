@@ -36,7 +36,8 @@ class RoutingProblem:
         self.file, self.line, self.field, self.message = file, line, field, message
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line if self.line is not None else '?'}: {self.field}: {self.message}"
+        line = self.line if self.line is not None else "?"
+        return f"{self.file}:{line}: {self.field}: {self.message}"
 
 
 class RoutingError(AmtsboteFlowError, ValueError):
@@ -65,7 +66,9 @@ class CaseError(AmtsboteFlowError):
 class IntakeRejected(CaseError):
     """The notification cannot start a procedure; ``findings`` says why (no personal data)."""
 
-    def __init__(self, nachrichten_uuid: str, message: str, *, findings: Sequence[str] = ()) -> None:
+    def __init__(
+        self, nachrichten_uuid: str, message: str, *, findings: Sequence[str] = ()
+    ) -> None:
         self.nachrichten_uuid = nachrichten_uuid
         self.findings = tuple(findings)
         super().__init__(None, f"message {nachrichten_uuid}: {message}", step="intake")

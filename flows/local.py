@@ -44,8 +44,10 @@ log = logging.getLogger("amtsbote.local")
 
 
 def behoerde(agency: Agency) -> Behoerde:
-    return Behoerde(behoerdenkennung=Behoerdenkennung.from_string(agency.behoerdenkennung),
-                    behoerdenname=agency.name)
+    return Behoerde(
+        behoerdenkennung=Behoerdenkennung.from_string(agency.behoerdenkennung),
+        behoerdenname=agency.name,
+    )
 
 
 # --------------------------------------------------------------------------- Prefect server
@@ -72,43 +74,61 @@ class PrefectServer:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.api_url}/health", timeout=2.0, trust_env=False).status_code == 200
+            return (
+                httpx.get(f"{self.api_url}/health", timeout=2.0, trust_env=False).status_code == 200
+            )
         except httpx.HTTPError:
             return False
 
     def start(self) -> PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        env.update({
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(self.port),
-            "PREFECT_UI_API_URL": self.api_url,
-        })
+        env.update(
+            {
+                "PREFECT_HOME": str(self.home),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DO_NOT_TRACK": "1",
+                "PREFECT_SERVER_API_HOST": "127.0.0.1",
+                "PREFECT_SERVER_API_PORT": str(self.port),
+                "PREFECT_UI_API_URL": self.api_url,
+            }
+        )
         env.pop("PREFECT_API_URL", None)
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         log_path = self.log_file or self.home / "server.log"
         out = open(log_path, "ab")  # noqa: SIM115 - owned by the subprocess
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         out.close()
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"Prefect server exited with {self._proc.returncode}; "
-                                   f"see {log_path}")
+                raise RuntimeError(
+                    f"Prefect server exited with {self._proc.returncode}; see {log_path}"
+                )
             if self.healthy():
                 return self
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"Prefect server not healthy after {self.start_timeout:.0f} s; "
-                           f"see {log_path}")
+        raise RuntimeError(
+            f"Prefect server not healthy after {self.start_timeout:.0f} s; see {log_path}"
+        )
 
     def stop(self) -> None:
         if self._proc is None:
@@ -157,17 +177,27 @@ def _mailbox_fetcher(directory: Directory, agency: Agency) -> Callable[[], None]
     return fetch_all
 
 
-def _auto_reply_hook(directory: Directory, responder: Agency, home: Agency,
-                     *, ergebnis: str = "01", delay: float = 0.5) -> Callable[..., None]:
+def _auto_reply_hook(
+    directory: Directory,
+    responder: Agency,
+    home: Agency,
+    *,
+    ergebnis: str = "01",
+    delay: float = 0.5,
+) -> Callable[..., None]:
     """The Ausländerbehörde's clerk, simulated: answers every abh.gewerbemeldung.0500 it receives
     with a Rückmeldung (``01`` keine Bedenken) to the home agency's inbox."""
 
     def answer(bezug: str) -> None:
         time.sleep(delay)
-        kopf = Nachrichtenkopf.neu(nachrichtentyp=rueckmeldung.MESSAGE_TYPE,
-                                   leser=behoerde(home), autor=behoerde(responder))
+        kopf = Nachrichtenkopf.neu(
+            nachrichtentyp=rueckmeldung.MESSAGE_TYPE,
+            leser=behoerde(home),
+            autor=behoerde(responder),
+        )
         msg = rueckmeldung.Rueckmeldung(
-            nachrichtenkopf=kopf, bezug=bezug,
+            nachrichtenkopf=kopf,
+            bezug=bezug,
             ergebnis=Code(ergebnis, list_uri=rueckmeldung.ERGEBNIS_LIST_URI, list_version_id="1.0"),
         )
         payload = rueckmeldung.build(msg)
@@ -175,9 +205,14 @@ def _auto_reply_hook(directory: Directory, responder: Agency, home: Agency,
         try:
             for attempt in range(10):
                 try:
-                    sender.send(OutgoingMessage(payload=payload,
-                                                nachrichten_uuid=kopf.nachrichten_uuid,
-                                                recipient=home.id, sender=responder.id))
+                    sender.send(
+                        OutgoingMessage(
+                            payload=payload,
+                            nachrichten_uuid=kopf.nachrichten_uuid,
+                            recipient=home.id,
+                            sender=responder.id,
+                        )
+                    )
                     return
                 except Exception as exc:
                     log.debug("auto reply attempt %d failed: %s", attempt, exc)
@@ -187,8 +222,9 @@ def _auto_reply_hook(directory: Directory, responder: Agency, home: Agency,
 
     def on_accepted(record: Any, info: Any, created: bool) -> None:
         if created and record.message_type == "abh.gewerbemeldung.0500":
-            threading.Thread(target=answer, args=(record.nachrichten_uuid,), daemon=True,
-                             name="auto-reply").start()
+            threading.Thread(
+                target=answer, args=(record.nachrichten_uuid,), daemon=True, name="auto-reply"
+            ).start()
 
     return on_accepted
 
@@ -229,20 +265,29 @@ class LocalInstallation:
                 continue
             hook: Callable[..., None] | None = None
             if agency.id == self.home:
-                hook = make_inbox_hook(self.home_journal,
-                                       home_agency_kennung=home.behoerdenkennung,
-                                       on_notification=self.on_notification)
+                hook = make_inbox_hook(
+                    self.home_journal,
+                    home_agency_kennung=home.behoerdenkennung,
+                    on_notification=self.on_notification,
+                )
             elif self.simulate_partners and self.auto_reply and agency.has_role("Ausländerbehörde"):
                 hook = _auto_reply_hook(self.directory, agency, home)
-            app = create_app(agency.id, journal=self.journal_of(agency.id),
-                             directory=self.directory, on_accepted=hook)
+            app = create_app(
+                agency.id,
+                journal=self.journal_of(agency.id),
+                directory=self.directory,
+                on_accepted=hook,
+            )
             port = int(str(agency.endpoint).rsplit(":", 1)[1].split("/")[0])
             self.servers[agency.id] = InboxServer(app, port=port).start()
         if self.simulate_partners:
             for agency in self.directory:
                 if agency.channel is Channel.MAILBOX and agency.mailbox_host not in self.failing:
-                    poller = _Poller(self.mailbox_interval, _mailbox_fetcher(self.directory, agency),
-                                     name=f"mailbox-{agency.id}")
+                    poller = _Poller(
+                        self.mailbox_interval,
+                        _mailbox_fetcher(self.directory, agency),
+                        name=f"mailbox-{agency.id}",
+                    )
                     poller.start()
                     self._pollers.append(poller)
         return self
@@ -265,7 +310,9 @@ class LocalInstallation:
         self.failing = self.failing - {agency_id}
         agency = self.directory.get(agency_id)
         if agency.channel is Channel.HTTP and agency_id not in self.servers:
-            app = create_app(agency_id, journal=self.journal_of(agency_id), directory=self.directory)
+            app = create_app(
+                agency_id, journal=self.journal_of(agency_id), directory=self.directory
+            )
             port = int(str(agency.endpoint).rsplit(":", 1)[1].split("/")[0])
             self.servers[agency_id] = InboxServer(app, port=port).start()
 

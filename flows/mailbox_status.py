@@ -2,8 +2,8 @@
 
 A deposit is acknowledged by the mailbox host with a receipt (``delivered``); the agency fetches
 later. The sender asks the host's transport report (``GET /v1/messages/{uuid}/status``) and moves
-its own delivery to ``fetched``. When the host is this installation and keeps the inbound copy in the
-same journal, the journal is read directly.
+its own delivery to ``fetched``. When the host is this installation and keeps the inbound copy in
+the same journal, the journal is read directly.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from connectors.journal import DeliveryRecord, DeliveryState, Direction
 from connectors.exceptions import JournalNotFoundError
+from connectors.journal import DeliveryRecord, DeliveryState, Direction
 
 from .runtime import Runtime
 
@@ -23,8 +23,9 @@ __all__ = ["refresh_mailbox_states"]
 
 def _fetched_locally(rt: Runtime, d: DeliveryRecord) -> bool | None:
     try:
-        copies = rt.journal.deliveries(nachrichten_uuid=d.nachrichten_uuid,
-                                       direction=Direction.INBOUND, recipient=d.recipient)
+        copies = rt.journal.deliveries(
+            nachrichten_uuid=d.nachrichten_uuid, direction=Direction.INBOUND, recipient=d.recipient
+        )
     except JournalNotFoundError:
         return None
     if not copies:
@@ -33,7 +34,9 @@ def _fetched_locally(rt: Runtime, d: DeliveryRecord) -> bool | None:
 
 
 def _fetched_in_report(report: Any, recipient: str) -> bool:
-    changes = report.get("changes", report.get("history", [])) if isinstance(report, dict) else report
+    changes = (
+        report.get("changes", report.get("history", [])) if isinstance(report, dict) else report
+    )
     for change in changes or []:
         if not isinstance(change, dict):
             continue
@@ -44,8 +47,12 @@ def _fetched_in_report(report: Any, recipient: str) -> bool:
 
 
 async def refresh_mailbox_states(rt: Runtime, deliveries: Iterable[DeliveryRecord]) -> None:
-    pending = [d for d in deliveries if d.state is DeliveryState.DELIVERED
-               and rt.directory.get(d.recipient).channel.value == "mailbox"]
+    pending = [
+        d
+        for d in deliveries
+        if d.state is DeliveryState.DELIVERED
+        and rt.directory.get(d.recipient).channel.value == "mailbox"
+    ]
     if not pending:
         return
     remote: list[DeliveryRecord] = []

@@ -106,8 +106,9 @@ async def redeliver(case_id: str | None = None, all_dead: bool = False) -> list[
     if not case_id and not all_dead:
         raise ValueError("give a case_id or all_dead=True")
     rt = get_runtime()
-    dead = rt.journal.deliveries(case_id=case_id, state=DeliveryState.DEAD,
-                                 direction=Direction.OUTBOUND)
+    dead = rt.journal.deliveries(
+        case_id=case_id, state=DeliveryState.DEAD, direction=Direction.OUTBOUND
+    )
     requeued = [rt.journal.transition(d.id, DeliveryState.CREATED, actor="redeliver") for d in dead]
     await send_all(requeued)
     summaries = []

@@ -193,7 +193,9 @@ class Routing:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise RoutingError([RoutingProblem(str(path), None, "-", f"cannot read: {exc}")]) from exc
+            raise RoutingError(
+                [RoutingProblem(str(path), None, "-", f"cannot read: {exc}")]
+            ) from exc
         return cls.loads(text, source=str(path), directory=directory or Directory.default())
 
     @classmethod
@@ -261,8 +263,11 @@ class _Loader:
             arten = self.strings(m["meldungsart"], f"{label}.meldungsart")
             for a in arten or []:
                 if a not in MELDUNGSARTEN:
-                    self.problem(m["meldungsart"], f"{label}.meldungsart",
-                                 f"unknown Meldungsart {a!r} (one of {', '.join(MELDUNGSARTEN)})")
+                    self.problem(
+                        m["meldungsart"],
+                        f"{label}.meldungsart",
+                        f"unknown Meldungsart {a!r} (one of {', '.join(MELDUNGSARTEN)})",
+                    )
             kw["meldungsart"] = frozenset(arten or ())
         for flag in ("handwerk", "reisegewerbe"):
             if flag in m:
@@ -276,14 +281,19 @@ class _Loader:
         if "nationality" in m:
             nat = self.scalar(m["nationality"], f"{label}.nationality", str)
             if nat is not None and nat not in NATIONALITIES:
-                self.problem(m["nationality"], f"{label}.nationality",
-                             f"unknown value {nat!r} (one of {', '.join(NATIONALITIES)})")
+                self.problem(
+                    m["nationality"],
+                    f"{label}.nationality",
+                    f"unknown value {nat!r} (one of {', '.join(NATIONALITIES)})",
+                )
             kw["nationality"] = nat
         if "land" in m:
             laender = self.strings(m["land"], f"{label}.land") or []
             for land in laender:
                 if not re.fullmatch(r"\d\d", land):
-                    self.problem(m["land"], f"{label}.land", f"Land key must be two digits: {land!r}")
+                    self.problem(
+                        m["land"], f"{label}.land", f"Land key must be two digits: {land!r}"
+                    )
             kw["land"] = frozenset(laender)
         return Conditions(**kw)
 
@@ -311,7 +321,9 @@ class _Loader:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
-            raise RoutingError([RoutingProblem(self.source, line, "-", f"not YAML: {exc}")]) from exc
+            raise RoutingError(
+                [RoutingProblem(self.source, line, "-", f"not YAML: {exc}")]
+            ) from exc
         if root is None:
             raise RoutingError([RoutingProblem(self.source, 1, "-", "empty file")])
         top = self.mapping(root, "", _TOP_KEYS)
@@ -332,8 +344,13 @@ class _Loader:
         if self.problems:
             raise RoutingError(self.problems)
         assert sender is not None
-        return Routing(sender=sender, rules=tuple(routes), approval=approval,
-                       approval_deadline=deadline, source=self.source)
+        return Routing(
+            sender=sender,
+            rules=tuple(routes),
+            approval=approval,
+            approval_deadline=deadline,
+            source=self.source,
+        )
 
     def rules(self, node: yaml.Node) -> list[Route]:
         if not isinstance(node, yaml.SequenceNode):
@@ -355,7 +372,9 @@ class _Loader:
                 if rule_id in seen:
                     self.problem(m["id"], f"{label}.id", "duplicate rule id")
                 seen.add(rule_id)
-            recipient = self.agency(m["recipient"], f"{label}.recipient") if "recipient" in m else None
+            recipient = (
+                self.agency(m["recipient"], f"{label}.recipient") if "recipient" in m else None
+            )
             root = None
             if "message_type" in m:
                 key = self.scalar(m["message_type"], f"{label}.message_type", str)
@@ -363,18 +382,37 @@ class _Loader:
                     try:
                         root = nachrichtentyp(key).root
                     except (KeyError, LookupError, ValueError) as exc:
-                        self.problem(m["message_type"], f"{label}.message_type",
-                                     f"unknown message type {key!r}: {exc}")
+                        self.problem(
+                            m["message_type"],
+                            f"{label}.message_type",
+                            f"unknown message type {key!r}: {exc}",
+                        )
             when = self.conditions(m["when"], f"{label}.when") if "when" in m else Conditions()
-            consult = bool(self.scalar(m["consult"], f"{label}.consult", bool)) if "consult" in m else False
+            consult = (
+                bool(self.scalar(m["consult"], f"{label}.consult", bool))
+                if "consult" in m
+                else False
+            )
             reply_within = timedelta(days=10)
             if "reply_within" in m:
                 if not consult:
-                    self.problem(m["reply_within"], f"{label}.reply_within", "only with consult: true")
-                reply_within = self.duration(m["reply_within"], f"{label}.reply_within") or reply_within
+                    self.problem(
+                        m["reply_within"], f"{label}.reply_within", "only with consult: true"
+                    )
+                reply_within = (
+                    self.duration(m["reply_within"], f"{label}.reply_within") or reply_within
+                )
             if rule_id and recipient and root:
-                routes.append(Route(rule=rule_id, recipient=recipient, message_type=root,
-                                    consult=consult, reply_within=reply_within, when=when))
+                routes.append(
+                    Route(
+                        rule=rule_id,
+                        recipient=recipient,
+                        message_type=root,
+                        consult=consult,
+                        reply_within=reply_within,
+                        when=when,
+                    )
+                )
         return routes
 
 
@@ -383,8 +421,15 @@ def describe(routing: Routing) -> list[dict[str, Any]]:
     rows = []
     for r in routing.rules:
         cond = {k: v for k, v in _conditions_dict(r.when).items() if v is not None}
-        rows.append({"rule": r.rule, "recipient": r.recipient, "message_type": r.message_type,
-                     "consult": r.consult, "when": cond})
+        rows.append(
+            {
+                "rule": r.rule,
+                "recipient": r.recipient,
+                "message_type": r.message_type,
+                "consult": r.consult,
+                "when": cond,
+            }
+        )
     return rows
 
 
@@ -392,6 +437,11 @@ def _conditions_dict(c: Conditions) -> Mapping[str, Any]:
     def norm(v: Iterable[str] | None) -> Sequence[str] | None:
         return sorted(v) if v is not None else None
 
-    return {"meldungsart": norm(c.meldungsart), "handwerk": c.handwerk,
-            "reisegewerbe": c.reisegewerbe, "wz": list(c.wz) if c.wz is not None else None,
-            "nationality": c.nationality, "land": norm(c.land)}
+    return {
+        "meldungsart": norm(c.meldungsart),
+        "handwerk": c.handwerk,
+        "reisegewerbe": c.reisegewerbe,
+        "wz": list(c.wz) if c.wz is not None else None,
+        "nationality": c.nationality,
+        "land": norm(c.land),
+    }

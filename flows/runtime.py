@@ -6,6 +6,7 @@ demo install their own with :func:`use_runtime`. Nothing here holds personal dat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Mapping
@@ -53,11 +54,15 @@ class FlowSettings:
         env = os.environ if environ is None else environ
         kw: dict[str, Any] = {}
         if env.get("AMTSBOTE_SEND_RETRY_DELAYS"):
-            kw["retry_delays"] = _floats(env["AMTSBOTE_SEND_RETRY_DELAYS"], "AMTSBOTE_SEND_RETRY_DELAYS")
+            kw["retry_delays"] = _floats(
+                env["AMTSBOTE_SEND_RETRY_DELAYS"], "AMTSBOTE_SEND_RETRY_DELAYS"
+            )
         if env.get("AMTSBOTE_RECEIPT_WAIT"):
             kw["receipt_wait"] = parse_duration(env["AMTSBOTE_RECEIPT_WAIT"])
         if env.get("AMTSBOTE_POLL_INTERVAL"):
-            kw["poll_interval"] = _floats(env["AMTSBOTE_POLL_INTERVAL"], "AMTSBOTE_POLL_INTERVAL")[0]
+            kw["poll_interval"] = _floats(env["AMTSBOTE_POLL_INTERVAL"], "AMTSBOTE_POLL_INTERVAL")[
+                0
+            ]
         if env.get("AMTSBOTE_SUSPEND"):
             kw["suspend"] = env["AMTSBOTE_SUSPEND"].strip().lower() in ("1", "true", "yes", "on")
         return cls(**kw)
@@ -91,10 +96,8 @@ class Runtime:
         with self._lock:
             senders, self._senders = list(self._senders.values()), {}
         for s in senders:
-            try:
+            with contextlib.suppress(Exception):  # best effort on shutdown
                 s.close()
-            except Exception:  # pragma: no cover - best effort on shutdown
-                pass
 
     @classmethod
     def from_env(cls) -> Runtime:

@@ -21,9 +21,19 @@ def _demo(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     agencies = write_agencies(tmp / "agencies.yaml", drop_dir=tmp / "drop")
     env = dict(os.environ, AMTSBOTE_AGENCIES=str(agencies))
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())",
-         "demo", "--data-dir", str(tmp / "demo"), *args],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from flows.cli import main; sys.exit(main())",
+            "demo",
+            "--data-dir",
+            str(tmp / "demo"),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -34,8 +44,9 @@ def _personal_data() -> set[str]:
         msg = v2_2.parse(sample.path.read_bytes())
         for satz in msg.saetze:
             for person in satz.meldung.gewerbe.beteiligte_personen:
-                values.update(v for v in (person.familienname, person.vorname,
-                                          person.geburtsname) if v)
+                values.update(
+                    v for v in (person.familienname, person.vorname, person.geburtsname) if v
+                )
                 if person.geburtsdatum is not None:
                     values.add(str(person.geburtsdatum))
                 if person.anschrift is not None and person.anschrift.strasse:
@@ -49,9 +60,13 @@ def _prefect_database_text(pg_url: str) -> str:
     url = pg_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     chunks: list[str] = []
     with psycopg.connect(url) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+            )
+        ]
         for table in tables:
             for (row,) in conn.execute(f'SELECT t::text FROM "{table}" t'):
                 chunks.append(row)

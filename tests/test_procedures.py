@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import write_agencies
 
 from connectors.directory import Directory
 from connectors.journal import DeliveryState, Direction, Journal
@@ -24,16 +25,20 @@ from xoev.nachrichtenkopf import Nachrichtenkopf
 from xoev.rueckmeldung import v1_0 as rueckmeldung
 from xoev.xgewerbeanzeige import notifications, v2_2
 
-from conftest import write_agencies
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 class Env:
     """One installation: directory, routing, home journal, inboxes, runtime."""
 
-    def __init__(self, tmp: Path, *, journal_url: str | None = None, auto_reply: bool = True,
-                 failing: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        journal_url: str | None = None,
+        auto_reply: bool = True,
+        failing: frozenset[str] = frozenset(),
+    ) -> None:
         from flows.local import LocalInstallation
         from flows.routing import Routing
         from flows.runtime import FlowSettings, Runtime, use_runtime
@@ -49,18 +54,26 @@ class Env:
         os.environ.update(self._env)
         self.directory = Directory.default()
         self.routing = Routing.default(directory=self.directory)
-        self.journal = Journal(journal_url or f"sqlite:///{tmp / 'data' / 'journal.sqlite'}",
-                               create=True)
-        settings = FlowSettings(retry_delays=(0.2, 0.2), poll_interval=0.5,
-                                receipt_wait=__import__("datetime").timedelta(seconds=20),
-                                suspend=False)
-        self.rt = Runtime(journal=self.journal, directory=self.directory, routing=self.routing,
-                          settings=settings)
+        self.journal = Journal(
+            journal_url or f"sqlite:///{tmp / 'data' / 'journal.sqlite'}", create=True
+        )
+        settings = FlowSettings(
+            retry_delays=(0.2, 0.2),
+            poll_interval=0.5,
+            receipt_wait=__import__("datetime").timedelta(seconds=20),
+            suspend=False,
+        )
+        self.rt = Runtime(
+            journal=self.journal, directory=self.directory, routing=self.routing, settings=settings
+        )
         use_runtime(self.rt)
         self.notified: list[tuple[str, str]] = []
         self.installation = LocalInstallation(
-            directory=self.directory, home="stadt-paderborn", home_journal=self.journal,
-            failing=failing, simulate_partners=auto_reply,
+            directory=self.directory,
+            home="stadt-paderborn",
+            home_journal=self.journal,
+            failing=failing,
+            simulate_partners=auto_reply,
             on_notification=lambda u, p: self.notified.append((u, p)),
         ).start()
 
@@ -70,13 +83,21 @@ class Env:
 
         sample = next(s for s in notifications() if s.path.name.startswith(sample_name))
         model = v2_2.parse(sample.path.read_bytes())
-        kopf = Nachrichtenkopf.neu(nachrichtentyp="0010",
-                                   leser=behoerde(self.directory.get("stadt-paderborn")),
-                                   autor=behoerde(self.directory.get("wsp-nrw")))
+        kopf = Nachrichtenkopf.neu(
+            nachrichtentyp="0010",
+            leser=behoerde(self.directory.get("stadt-paderborn")),
+            autor=behoerde(self.directory.get("wsp-nrw")),
+        )
         payload = v2_2.build(v2_2.project(model, "gwa.gewerbemeldung.0010", kopf=kopf))
         with sender_for("stadt-paderborn", self.directory) as sender:
-            sender.send(OutgoingMessage(payload=payload, nachrichten_uuid=kopf.nachrichten_uuid,
-                                        recipient="stadt-paderborn", sender="wsp-nrw"))
+            sender.send(
+                OutgoingMessage(
+                    payload=payload,
+                    nachrichten_uuid=kopf.nachrichten_uuid,
+                    recipient="stadt-paderborn",
+                    sender="wsp-nrw",
+                )
+            )
         return kopf.nachrichten_uuid
 
     def close(self) -> None:
@@ -102,7 +123,9 @@ def env(tmp_path: Path, prefect_server: Any) -> Iterator[Env]:
         e.close()
 
 
-def _approve_when_waiting(env: Env, *, decision: str = "approve", timeout: float = 60) -> threading.Thread:
+def _approve_when_waiting(
+    env: Env, *, decision: str = "approve", timeout: float = 60
+) -> threading.Thread:
     """A clerk: waits until a case waits for approval, then `amtsbote approve` (same code path)."""
     from flows.correlation import approve_case
 
@@ -122,9 +145,12 @@ def _approve_when_waiting(env: Env, *, decision: str = "approve", timeout: float
 
 
 def _outbound(env: Env, case_id: str) -> dict[str, Any]:
-    return {d.recipient + ":" + env.journal.get_message(d.nachrichten_uuid,
-                                                         direction=Direction.OUTBOUND).message_type:
-            d for d in env.journal.deliveries(case_id=case_id, direction=Direction.OUTBOUND)}
+    return {
+        d.recipient
+        + ":"
+        + env.journal.get_message(d.nachrichten_uuid, direction=Direction.OUTBOUND).message_type: d
+        for d in env.journal.deliveries(case_id=case_id, direction=Direction.OUTBOUND)
+    }
 
 
 def test_anmeldung_end_to_end_with_consultation_and_approval(env: Env) -> None:
@@ -149,7 +175,9 @@ def test_anmeldung_end_to_end_with_consultation_and_approval(env: Env) -> None:
     assert "ihk-owl:ihk.gewerbemeldung.0200" in out  # mailbox agency: fetched by its system
     assert "hwk-owl:hwk.gewerbemeldung.0210" not in out  # no Handwerk
     for key, d in out.items():
-        expected = {DeliveryState.FETCHED} if key.startswith("ihk-owl") else {DeliveryState.DELIVERED}
+        expected = (
+            {DeliveryState.FETCHED} if key.startswith("ihk-owl") else {DeliveryState.DELIVERED}
+        )
         assert d.state in expected, (key, d.state)
     # each recipient holds exactly its message, data-minimised: no names for the statistics office
     stat = env.installation.journal_of("it-nrw")
@@ -167,29 +195,51 @@ def test_rerun_sends_nothing_twice(env: Env) -> None:
 
     uuid = env.submit("notification-abmeldung")
     first = asyncio.run(gewerbeabmeldung(message_uuid=uuid))
-    counts = {a.id: env.installation.received(a.id) for a in env.directory
-              if a.id in env.installation.servers and a.id != "stadt-paderborn"}
-    uuids = sorted(d.nachrichten_uuid for d in env.journal.deliveries(case_id=first["case_id"],
-                                                                        direction=Direction.OUTBOUND))
+    counts = {
+        a.id: env.installation.received(a.id)
+        for a in env.directory
+        if a.id in env.installation.servers and a.id != "stadt-paderborn"
+    }
+    uuids = sorted(
+        d.nachrichten_uuid
+        for d in env.journal.deliveries(case_id=first["case_id"], direction=Direction.OUTBOUND)
+    )
     second = asyncio.run(gewerbeabmeldung(message_uuid=uuid))
     assert second["case_id"] == first["case_id"]
-    assert sorted(d.nachrichten_uuid for d in env.journal.deliveries(
-        case_id=first["case_id"], direction=Direction.OUTBOUND)) == uuids
+    assert (
+        sorted(
+            d.nachrichten_uuid
+            for d in env.journal.deliveries(case_id=first["case_id"], direction=Direction.OUTBOUND)
+        )
+        == uuids
+    )
     assert {a: env.installation.received(a) for a in counts} == counts
 
 
 def _reply(env: Env, bezug: str, *, ergebnis: str = "01") -> str:
     from flows.local import behoerde
 
-    kopf = Nachrichtenkopf.neu(nachrichtentyp="0900",
-                               leser=behoerde(env.directory.get("stadt-paderborn")),
-                               autor=behoerde(env.directory.get("kreis-paderborn")))
-    payload = rueckmeldung.build(rueckmeldung.Rueckmeldung(
-        nachrichtenkopf=kopf, bezug=bezug,
-        ergebnis=Code(ergebnis, list_uri=rueckmeldung.ERGEBNIS_LIST_URI, list_version_id="1.0")))
+    kopf = Nachrichtenkopf.neu(
+        nachrichtentyp="0900",
+        leser=behoerde(env.directory.get("stadt-paderborn")),
+        autor=behoerde(env.directory.get("kreis-paderborn")),
+    )
+    payload = rueckmeldung.build(
+        rueckmeldung.Rueckmeldung(
+            nachrichtenkopf=kopf,
+            bezug=bezug,
+            ergebnis=Code(ergebnis, list_uri=rueckmeldung.ERGEBNIS_LIST_URI, list_version_id="1.0"),
+        )
+    )
     with sender_for("stadt-paderborn", env.directory) as sender:
-        sender.send(OutgoingMessage(payload=payload, nachrichten_uuid=kopf.nachrichten_uuid,
-                                    recipient="stadt-paderborn", sender="kreis-paderborn"))
+        sender.send(
+            OutgoingMessage(
+                payload=payload,
+                nachrichten_uuid=kopf.nachrichten_uuid,
+                recipient="stadt-paderborn",
+                sender="kreis-paderborn",
+            )
+        )
     return kopf.nachrichten_uuid
 
 
@@ -218,7 +268,7 @@ def _run_in_thread(coro_fn: Any, *args: Any) -> tuple[threading.Thread, dict[str
     def target() -> None:
         try:
             box["result"] = asyncio.run(coro_fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             box["error"] = exc
 
     t = threading.Thread(target=target, daemon=True)
@@ -242,8 +292,7 @@ def _mark_crashed(flow_run_id: str) -> None:
     from prefect.states import Crashed
 
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(UUID(flow_run_id), Crashed(message="process killed"),
-                                  force=True)
+        client.set_flow_run_state(UUID(flow_run_id), Crashed(message="process killed"), force=True)
 
 
 def _flow_state(flow_run_id: str) -> str:
@@ -309,12 +358,22 @@ def test_reply_late_fails_the_case_and_is_kept(quiet_env: Env, tmp_path: Path) -
     from flows.routing import Routing
 
     env = quiet_env
-    short = [r if not r.consult else type(r)(rule=r.rule, recipient=r.recipient,
-                                              message_type=r.message_type, consult=True,
-                                              reply_within=timedelta(seconds=2), when=r.when)
-             for r in env.routing.rules]
-    env.rt.routing = Routing(sender=env.routing.sender, rules=tuple(short),
-                             approval=env.routing.approval, source="test")
+    short = [
+        r
+        if not r.consult
+        else type(r)(
+            rule=r.rule,
+            recipient=r.recipient,
+            message_type=r.message_type,
+            consult=True,
+            reply_within=timedelta(seconds=2),
+            when=r.when,
+        )
+        for r in env.routing.rules
+    ]
+    env.rt.routing = Routing(
+        sender=env.routing.sender, rules=tuple(short), approval=env.routing.approval, source="test"
+    )
     uuid = env.submit("notification-anmeldung")
     with pytest.raises(CaseError, match="no reply"):
         asyncio.run(gewerbeanmeldung(message_uuid=uuid))
@@ -333,8 +392,9 @@ asyncio.run(gewerbeabmeldung(message_uuid=sys.argv[1]))
 """
 
 
-def test_process_killed_mid_distribution_rerun_sends_nothing_twice(tmp_path: Path,
-                                                                  prefect_server: Any) -> None:
+def test_process_killed_mid_distribution_rerun_sends_nothing_twice(
+    tmp_path: Path, prefect_server: Any
+) -> None:
     import signal
     import subprocess
     import sys
@@ -356,17 +416,27 @@ def test_process_killed_mid_distribution_rerun_sends_nothing_twice(tmp_path: Pat
         slow.stop()
         slow.start()
         uuid = env.submit("notification-abmeldung")
-        child_env = dict(os.environ, AMTSBOTE_SEND_RETRY_DELAYS="0.2",
-                         AMTSBOTE_RECEIPT_WAIT="PT10S")
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, uuid], env=child_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child_env = dict(
+            os.environ, AMTSBOTE_SEND_RETRY_DELAYS="0.2", AMTSBOTE_RECEIPT_WAIT="PT10S"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, uuid],
+            env=child_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
+
             def some_delivered() -> bool:
                 msg = env.journal.get_message(uuid)
                 if not msg.case_id:
                     return False
-                states = [d.state for d in env.journal.deliveries(case_id=msg.case_id,
-                                                                  direction=Direction.OUTBOUND)]
+                states = [
+                    d.state
+                    for d in env.journal.deliveries(
+                        case_id=msg.case_id, direction=Direction.OUTBOUND
+                    )
+                ]
                 return DeliveryState.DELIVERED in states and len(states) >= 4
 
             _wait(some_delivered, timeout=90, what="the first deliveries of the child run")
@@ -374,8 +444,10 @@ def test_process_killed_mid_distribution_rerun_sends_nothing_twice(tmp_path: Pat
         finally:
             proc.wait(timeout=30)
         case_id = env.journal.get_message(uuid).case_id
-        before = {d.recipient: d.nachrichten_uuid for d in env.journal.deliveries(
-            case_id=case_id, direction=Direction.OUTBOUND)}
+        before = {
+            d.recipient: d.nachrichten_uuid
+            for d in env.journal.deliveries(case_id=case_id, direction=Direction.OUTBOUND)
+        }
         # a second run refuses while the killed one still counts as running …
         from flows.exceptions import IntakeRejected
 
@@ -385,8 +457,10 @@ def test_process_killed_mid_distribution_rerun_sends_nothing_twice(tmp_path: Pat
         _mark_crashed(env.journal.get_case(case_id).flow_run_id)
         summary = asyncio.run(gewerbeabmeldung(message_uuid=uuid))
         assert summary["case_id"] == case_id and summary["status"] == "closed"
-        after = {d.recipient: d.nachrichten_uuid for d in env.journal.deliveries(
-            case_id=case_id, direction=Direction.OUTBOUND)}
+        after = {
+            d.recipient: d.nachrichten_uuid
+            for d in env.journal.deliveries(case_id=case_id, direction=Direction.OUTBOUND)
+        }
         assert after == before  # same messages, same UUIDs
         for recipient, msg_uuid in after.items():
             if recipient not in env.installation.servers:
@@ -400,8 +474,9 @@ def test_process_killed_mid_distribution_rerun_sends_nothing_twice(tmp_path: Pat
 # --------------------------------------------------------------------------- PostgreSQL journal
 
 
-def test_anmeldung_with_the_journal_on_postgresql(tmp_path: Path, prefect_server: Any,
-                                                  pg_url: str) -> None:
+def test_anmeldung_with_the_journal_on_postgresql(
+    tmp_path: Path, prefect_server: Any, pg_url: str
+) -> None:
     from sqlalchemy import create_engine, text
 
     from flows.procedures import gewerbeanmeldung
@@ -421,7 +496,9 @@ def test_anmeldung_with_the_journal_on_postgresql(tmp_path: Path, prefect_server
         clerk.join(timeout=5)
         assert summary["status"] == "closed"
         assert env.journal.get_case(summary["case_id"]).status.value == "closed"
-        assert all(d.state in (DeliveryState.DELIVERED, DeliveryState.FETCHED)
-                   for d in env.journal.deliveries(case_id=summary["case_id"]))
+        assert all(
+            d.state in (DeliveryState.DELIVERED, DeliveryState.FETCHED)
+            for d in env.journal.deliveries(case_id=summary["case_id"])
+        )
     finally:
         env.close()

@@ -27,38 +27,53 @@ STATUSES = ("open", "waiting", "closed", "failed", "cancelled")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("cases", help="list cases from the journal",
-                              description="List cases with their state, from the journal.")
-    p.add_argument("--status", choices=STATUSES, action="append",
-                   help="only cases in this status (repeatable)")
+    p = subparsers.add_parser(
+        "cases",
+        help="list cases from the journal",
+        description="List cases with their state, from the journal.",
+    )
+    p.add_argument(
+        "--status", choices=STATUSES, action="append", help="only cases in this status (repeatable)"
+    )
     p.add_argument("--procedure", help="only cases of this procedure")
-    p.add_argument("--unmatched", action="store_true",
-                   help="list the kept replies no case has claimed instead")
+    p.add_argument(
+        "--unmatched", action="store_true", help="list the kept replies no case has claimed instead"
+    )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=run_cases)
 
-    p = subparsers.add_parser("case", help="show one case: state, deliveries, history",
-                              description="Show one case: its deliveries and its event history.")
+    p = subparsers.add_parser(
+        "case",
+        help="show one case: state, deliveries, history",
+        description="Show one case: its deliveries and its event history.",
+    )
     p.add_argument("case_id", metavar="CASE_ID")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=run_case)
 
     p = subparsers.add_parser(
-        "approve", help="decide a case waiting for approval",
+        "approve",
+        help="decide a case waiting for approval",
         description="Record a clerk's decision in the journal and resume the waiting flow run. "
-                    "The comment is kept in the journal only (never in Prefect); keep personal "
-                    "data out of it.")
+        "The comment is kept in the journal only (never in Prefect); keep personal "
+        "data out of it.",
+    )
     p.add_argument("case_id", metavar="CASE_ID")
     p.add_argument("--decision", choices=("approve", "reject"), required=True)
-    p.add_argument("--reason", default="ok",
-                   choices=("ok", "permit-missing", "incomplete", "not-permitted", "other"))
+    p.add_argument(
+        "--reason",
+        default="ok",
+        choices=("ok", "permit-missing", "incomplete", "not-permitted", "other"),
+    )
     p.add_argument("--comment", help="free text, kept in the journal (max. 500 characters)")
     p.set_defaults(handler=run_approve)
 
     p = subparsers.add_parser(
-        "redeliver", help="re-drive dead letters",
+        "redeliver",
+        help="re-drive dead letters",
         description="Send dead-letter deliveries again (same nachrichtenUUID) and close the cases "
-                    "they complete. Runs the `redeliver` flow, visible in the Prefect UI.")
+        "they complete. Runs the `redeliver` flow, visible in the Prefect UI.",
+    )
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--case", dest="case_id", metavar="CASE_ID")
     g.add_argument("--all-dead", action="store_true")
@@ -75,36 +90,66 @@ def run_cases(args: argparse.Namespace) -> int:
     journal = _journal()
     if args.unmatched:
         msgs = journal.unmatched_replies()
-        rows = [{"nachrichtenUUID": m.nachrichten_uuid, "message_type": m.message_type,
-                 "author": m.author, "in_reply_to": m.in_reply_to,
-                 "received_at": m.recorded_at} for m in msgs]
+        rows = [
+            {
+                "nachrichtenUUID": m.nachrichten_uuid,
+                "message_type": m.message_type,
+                "author": m.author,
+                "in_reply_to": m.in_reply_to,
+                "received_at": m.recorded_at,
+            }
+            for m in msgs
+        ]
         if args.format == "json":
             print_json(rows)
         else:
-            print(table([list(r.values()) for r in rows],
-                        ["nachrichtenUUID", "type", "author", "in reply to", "received"]))
+            print(
+                table(
+                    [list(r.values()) for r in rows],
+                    ["nachrichtenUUID", "type", "author", "in reply to", "received"],
+                )
+            )
         return 0
     cases = journal.list_cases(status=args.status, procedure=args.procedure)
     rows = []
     for c in cases:
         deliveries = c.summary.get("deliveries", {})
-        rows.append({"case_id": c.case_id, "procedure": c.procedure, "status": c.status.value,
-                     "deliveries": deliveries, "flow_run_id": c.flow_run_id,
-                     "created_at": c.created_at, "closed_at": c.closed_at})
+        rows.append(
+            {
+                "case_id": c.case_id,
+                "procedure": c.procedure,
+                "status": c.status.value,
+                "deliveries": deliveries,
+                "flow_run_id": c.flow_run_id,
+                "created_at": c.created_at,
+                "closed_at": c.closed_at,
+            }
+        )
     if args.format == "json":
         print_json(rows)
         return 0
-    print(table([[r["case_id"], r["procedure"], r["status"],
-                  " ".join(f"{k}={v}" for k, v in sorted(r["deliveries"].items())),
-                  f"{r['created_at']:%Y-%m-%d %H:%M}"] for r in rows],
-                ["case", "procedure", "status", "deliveries", "created (UTC)"]))
+    print(
+        table(
+            [
+                [
+                    r["case_id"],
+                    r["procedure"],
+                    r["status"],
+                    " ".join(f"{k}={v}" for k, v in sorted(r["deliveries"].items())),
+                    f"{r['created_at']:%Y-%m-%d %H:%M}",
+                ]
+                for r in rows
+            ],
+            ["case", "procedure", "status", "deliveries", "created (UTC)"],
+        )
+    )
     print(f"\n{len(rows)} case(s)")
     return 0
 
 
 def run_case(args: argparse.Namespace) -> int:
-    from connectors.journal import Direction
     from connectors.exceptions import JournalNotFoundError
+    from connectors.journal import Direction
 
     journal = _journal()
     try:
@@ -113,25 +158,55 @@ def run_case(args: argparse.Namespace) -> int:
         error("case", f"no case {args.case_id!r} in the journal")
         return 2
     deliveries = journal.deliveries(case_id=case.case_id, direction=Direction.OUTBOUND)
-    types = {m.nachrichten_uuid: m.message_type
-             for m in journal.messages(case_id=case.case_id)}
+    types = {m.nachrichten_uuid: m.message_type for m in journal.messages(case_id=case.case_id)}
     events = journal.events(case_id=case.case_id)
     if args.format == "json":
-        print_json({"case": asdict(case),
-                    "deliveries": [asdict(d) | {"message_type": types.get(d.nachrichten_uuid)}
-                                   for d in deliveries],
-                    "events": [asdict(e) for e in events]})
+        print_json(
+            {
+                "case": asdict(case),
+                "deliveries": [
+                    asdict(d) | {"message_type": types.get(d.nachrichten_uuid)} for d in deliveries
+                ],
+                "events": [asdict(e) for e in events],
+            }
+        )
         return 0
-    print(f"case {case.case_id}  {case.procedure}  status={case.status.value}  "
-          f"flow run={case.flow_run_id or '-'}")
+    print(
+        f"case {case.case_id}  {case.procedure}  status={case.status.value}  "
+        f"flow run={case.flow_run_id or '-'}"
+    )
     print()
-    print(table([[d.recipient, types.get(d.nachrichten_uuid, "?"), d.state.value, d.attempts,
-                  d.nachrichten_uuid, (d.last_error or "")[:60]] for d in deliveries],
-                ["recipient", "message type", "state", "attempts", "nachrichtenUUID", "last error"]))
+    print(
+        table(
+            [
+                [
+                    d.recipient,
+                    types.get(d.nachrichten_uuid, "?"),
+                    d.state.value,
+                    d.attempts,
+                    d.nachrichten_uuid,
+                    (d.last_error or "")[:60],
+                ]
+                for d in deliveries
+            ],
+            ["recipient", "message type", "state", "attempts", "nachrichtenUUID", "last error"],
+        )
+    )
     print()
-    print(table([[f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.kind,
-                  ", ".join(f"{k}={v}" for k, v in sorted(e.detail.items()))[:100]]
-                 for e in events], ["time (UTC)", "actor", "event", "details"]))
+    print(
+        table(
+            [
+                [
+                    f"{e.at:%Y-%m-%d %H:%M:%S}",
+                    e.actor,
+                    e.kind,
+                    ", ".join(f"{k}={v}" for k, v in sorted(e.detail.items()))[:100],
+                ]
+                for e in events
+            ],
+            ["time (UTC)", "actor", "event", "details"],
+        )
+    )
     return 0
 
 
@@ -143,25 +218,35 @@ def run_approve(args: argparse.Namespace) -> int:
 
     rt = get_runtime()
     try:
-        resumed = approve_case(rt.journal, args.case_id, decision=args.decision,
-                               reason=args.reason, comment=args.comment)
+        resumed = approve_case(
+            rt.journal,
+            args.case_id,
+            decision=args.decision,
+            reason=args.reason,
+            comment=args.comment,
+        )
     except JournalNotFoundError:
         error("approve", f"no case {args.case_id!r} in the journal")
         return 2
     except ValueError as exc:
         error("approve", str(exc))
         return 2
-    print(f"case {args.case_id}: {args.decision} recorded"
-          + ("; the waiting flow run was resumed" if resumed
-             else "; no run is waiting now — it takes the decision when it gets there"))
+    print(
+        f"case {args.case_id}: {args.decision} recorded"
+        + (
+            "; the waiting flow run was resumed"
+            if resumed
+            else "; no run is waiting now — it takes the decision when it gets there"
+        )
+    )
     return 0
 
 
 def run_redeliver(args: argparse.Namespace) -> int:
     import asyncio
 
-    from connectors.journal import DeliveryState
     from connectors.exceptions import JournalNotFoundError
+    from connectors.journal import DeliveryState
 
     from ..procedures import redeliver
     from ..runtime import get_runtime
@@ -179,8 +264,10 @@ def run_redeliver(args: argparse.Namespace) -> int:
         return 0
     summaries = asyncio.run(redeliver(case_id=args.case_id, all_dead=args.all_dead))
     for s in summaries:
-        print(f"case {s['case_id']}: {s['status']}  deliveries: "
-              + " ".join(f"{k}={v}" for k, v in sorted(s["deliveries"].items())))
+        print(
+            f"case {s['case_id']}: {s['status']}  deliveries: "
+            + " ".join(f"{k}={v}" for k, v in sorted(s["deliveries"].items()))
+        )
     left = rt.journal.deliveries(case_id=args.case_id, state=DeliveryState.DEAD)
     if left:
         print(f"{len(left)} delivery(ies) still dead")

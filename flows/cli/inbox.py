@@ -3,7 +3,8 @@
 ::
 
     amtsbote inbox serve --agency ID [--host 127.0.0.1] [--port N] [--database-url URL]
-                         [--agencies FILE] [--max-body-bytes N] [--schema-path DIR]...
+                         [--agencies FILE] [--max-body-bytes N] [--workers N]
+                         [--schema-path DIR]...
                          [--log-level LEVEL] [--no-migrate]
 
 Serves ``POST /v1/messages``, the mailboxes of the agencies it hosts and the status reports
@@ -68,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--max-body-bytes", type=int, metavar="N", help="largest accepted message (10 MiB)"
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="messages parsed, validated and stored at once, in threads (default 8)",
+    )
+    serve.add_argument(
         "--schema-path",
         action="append",
         default=[],
@@ -130,6 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
         options: dict[str, Any] = {"schema_path": tuple(args.schema_path)}
         if args.max_body_bytes is not None:
             options["max_body_bytes"] = args.max_body_bytes
+        if args.workers is not None:
+            options["workers"] = args.workers
         config = InboxConfig(**options)
         settings = Settings.from_env()
         url = journal_url_for(agency.id, database_url=args.database_url)

@@ -13,7 +13,8 @@ Only for cases whose outbound deliveries are *all* acknowledged; others have non
 (delivered or fetched), ``dead`` (dead letters now), ``in_flight`` (created/sent/failed),
 ``success_rate`` = acknowledged / (acknowledged + dead), ``attempts``, ``failed_attempts``,
 ``attempt_failure_rate``, latency p50/p90 in seconds from the message's ``recorded_at`` to the
-successful attempt (when it became ``delivered``).
+delivered state (``updated_at`` of a delivery still ``delivered``; for a ``fetched`` one the time
+of its successful attempt, written together with the change to ``delivered``).
 
 *Deadline* — § 3 Abs. 5 GewAnzV: 10 working days after the day of intake (see
 :mod:`.workdays`). A case is *open* at the report's ``as_of`` unless its status is ``closed`` or
@@ -327,7 +328,7 @@ def daily_volume(cases: pd.DataFrame, options: ReportOptions) -> pd.DataFrame:
     return table
 
 
-def agency_table(deliveries: pd.DataFrame) -> pd.DataFrame:
+def agency_table(deliveries: pd.DataFrame, attempt_errors: pd.DataFrame) -> pd.DataFrame:
     """Per recipient agency: volume, success, attempts, latency p50/p90 (s), dead letters."""
     columns = ["agency", "messages", "acknowledged", "dead", "in_flight", "success_rate",
                "attempts", "failed_attempts", "attempt_failure_rate", "latency_p50_s",
@@ -342,7 +343,6 @@ def agency_table(deliveries: pd.DataFrame) -> pd.DataFrame:
         "dead": (state == "dead").astype("int64"),
         "in_flight": state.isin(_IN_FLIGHT).astype("int64"),
         "attempts": d["attempts"],
-        "errors": d["errors"],
         "latency": (d["delivered"] - d["recorded"]),
     })
     grouped = frame.groupby("agency", sort=True, observed=True)
@@ -352,10 +352,11 @@ def agency_table(deliveries: pd.DataFrame) -> pd.DataFrame:
         "dead": grouped["dead"].sum(),
         "in_flight": grouped["in_flight"].sum(),
         "attempts": grouped["attempts"].sum(),
-        "failed_attempts": grouped["errors"].sum(),
         "latency_p50_s": grouped["latency"].quantile(0.5),
         "latency_p90_s": grouped["latency"].quantile(0.9),
     })
+    errors = attempt_errors.set_index(attempt_errors["agency"].astype(str))["failed_attempts"]
+    table["failed_attempts"] = errors.reindex(table.index).fillna(0).astype("int64")
     settled = table["acknowledged"] + table["dead"]
     table["success_rate"] = (table["acknowledged"] / settled.where(settled > 0)).astype(float)
     table["attempt_failure_rate"] = (
@@ -371,7 +372,8 @@ def failure_table(failures: pd.DataFrame, top: int) -> pd.DataFrame:
                "agencies", "example"]
     if not len(failures):
         return pd.DataFrame(columns=columns)
-    table = failures.sort_values(["attempts", "error_class"], ascending=[False, True]).head(top)
+    table = failures.assign(error_class=failures["error_class"].fillna("unknown"))
+    table = table.sort_values(["attempts", "error_class"], ascending=[False, True]).head(top)
     table = table.reset_index(drop=True)
     table["status_code"] = table["status_code"].astype("Int64")
     table["example"] = table["example"].fillna("").astype(str).str.slice(0, 120)
@@ -390,7 +392,7 @@ def summarise(frames: JournalFrames, options: ReportOptions, window: Window, *,
         lead_times=lead_time_table(frames.cases, deadlines),
         lead_time_hours=lead_hours(frames.cases),
         daily=daily_volume(frames.cases, options),
-        agencies=agency_table(frames.deliveries),
+        agencies=agency_table(frames.deliveries, frames.attempt_errors),
         deadlines=deadline_table(deadlines),
         open=open_cases(deadlines, options),
         failures=failure_table(frames.failures, options.top_failures),

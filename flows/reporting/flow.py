@@ -1,15 +1,15 @@
 """Maintenance flows: ``daily-report`` and ``retention``.
 
-``daily-report`` builds the report of the previous day (Europe/Berlin) — open and overdue
-cases as of now — from the journal and publishes it as Prefect artifacts: a Markdown summary
-(key ``daily-report``) and table artifacts (``daily-report-cases``, ``-lead-times``,
+``daily-report`` builds the report of the previous day (Europe/Berlin) — open and overdue cases
+as of the end of that day — from the journal and publishes it as Prefect artifacts: a Markdown
+summary (key ``daily-report``) and table artifacts (``daily-report-cases``, ``-lead-times``,
 ``-agencies``, ``-overdue``, ``-failures``). With ``out_dir`` it also writes the HTML report and
 the PNG plots there. Artifacts carry case ids, procedures, agency ids, states, times, counts and
 error classes — never payloads or free text from the journal.
 
 ``retention`` applies ``deployments/owl/retention.yaml`` (see
-:mod:`connectors.journal.retention`) and publishes what it removed as a Markdown artifact
-(counts per rule; no ids of persons exist to leak — case ids only in the journal's own events).
+:mod:`connectors.journal.retention`) and publishes what it did as a Markdown artifact (counts
+per rule only).
 
 Deployments (``prefect.yaml``): daily-report at 06:00 Europe/Berlin, retention nightly.
 """
@@ -52,7 +52,11 @@ def daily_report(day: str | None = None, days: int = 1, out_dir: str | None = No
     durations = None
     if prefect_durations:
         try:
-            durations = flow_run_durations(window.start, window.end)
+            from prefect.settings import get_current_settings
+
+            api = get_current_settings().api.url
+            durations = flow_run_durations(window.start, window.end,
+                                           api_url=str(api) if api else None)
         except Exception as exc:  # optional: never fails the report
             logger.warning("flow-run durations left out (%s)", type(exc).__name__)
     journal = Journal.from_env()

@@ -32,11 +32,15 @@ def prefect_reachable(api_url: str | None = None, *, timeout: float = 2.0) -> st
     return url if response.status_code == 200 else None
 
 
-def flow_run_durations(start: datetime | None, end: datetime, *, flows: tuple[str, ...] = (),
-                       max_runs: int = 20_000, timeout: float = 2.0) -> pd.DataFrame | None:
+def flow_run_durations(start: datetime | None, end: datetime, *, api_url: str | None = None,
+                       flows: tuple[str, ...] = (), max_runs: int = 20_000,
+                       timeout: float = 2.0) -> pd.DataFrame | None:
     """Per flow: runs started in ``[start, end)``, completed/failed counts and the median, p90
-    and maximum of ``total_run_time`` in seconds. ``None`` when Prefect is not reachable."""
-    if prefect_reachable(timeout=timeout) is None:
+    and maximum of ``total_run_time`` in seconds. ``None`` when Prefect is not reachable.
+
+    ``api_url`` defaults to ``PREFECT_API_URL`` from the environment (inside a flow run: pass
+    the current Prefect settings' URL); the client then uses Prefect's own settings."""
+    if prefect_reachable(api_url, timeout=timeout) is None:
         return None
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (

@@ -46,7 +46,11 @@ __all__ = [
     "CHUNK_ROWS",
     "JournalFrames",
     "Window",
+    "attempt_errors_query",
+    "cases_query",
+    "deliveries_query",
     "epoch",
+    "failures_query",
     "load_frames",
 ]
 
@@ -102,14 +106,15 @@ class JournalFrames:
     ``in_window``.
 
     ``deliveries``: one row per outbound delivery of a message recorded in the window —
-    ``recipient``, ``state``, ``attempts``, ``errors`` (failed attempts), ``recorded``,
-    ``delivered`` (time of the successful attempt: when the delivery became ``delivered``).
+    ``recipient``, ``state``, ``attempts``, ``recorded``, ``delivered`` (when it became
+    ``delivered``); ``attempt_errors``: failed attempts of those deliveries per ``agency``.
 
     ``failures``: failed attempts in the window grouped by ``error_class`` and ``status_code``.
     """
 
     cases: pd.DataFrame
     deliveries: pd.DataFrame
+    attempt_errors: pd.DataFrame
     failures: pd.DataFrame
 
 
@@ -170,36 +175,36 @@ def cases_query(window: Window, *, procedures: Sequence[str] = (),
 
 def deliveries_query(window: Window, *, procedures: Sequence[str] = (),
                      agencies: Sequence[str] = ()) -> Select[Any]:
+    """One row per outbound delivery of a message recorded in the window. ``delivered``: when
+    it became ``delivered`` — its ``updated_at`` while still delivered; for ``fetched`` the time
+    of its successful attempt (the journal writes attempt and state change with one timestamp),
+    looked up through the attempts' delivery index for those rows only."""
     d, m, a = DELIVERIES.c, MESSAGES.c, ATTEMPTS.c
-    per_delivery = (
-        select(
-            a.delivery_id.label("delivery_id"),
-            func.sum(case((a.outcome == "error", 1), else_=0)).label("errors"),
-            func.max(case((a.outcome == "ok", epoch(a.at)))).label("ok_at"),
-        )
-        .group_by(a.delivery_id)
-        .subquery("per_delivery")
-    )
-    delivered = case(
-        (per_delivery.c.ok_at.is_not(None), per_delivery.c.ok_at),
-        (d.state == "delivered", epoch(d.updated_at)),
+    ok_at = (
+        select(func.max(epoch(a.at)))
+        .where(a.delivery_id == d.id, a.outcome == "ok")
+        .scalar_subquery()
     )
     stmt = (
         select(
             d.recipient,
             d.state,
             d.attempts,
-            func.coalesce(per_delivery.c.errors, 0).label("errors"),
             epoch(m.recorded_at).label("recorded"),
-            case((d.state.in_(ACKNOWLEDGED), delivered)).label("delivered"),
+            case(
+                (d.state == "delivered", epoch(d.updated_at)),
+                (d.state == "fetched", ok_at),
+            ).label("delivered"),
         )
-        .select_from(
-            DELIVERIES.join(MESSAGES, d.message_id == m.id).outerjoin(
-                per_delivery, per_delivery.c.delivery_id == d.id
-            )
-        )
+        .select_from(DELIVERIES.join(MESSAGES, d.message_id == m.id))
         .where(m.direction == "outbound", m.recorded_at < window.end)
     )
+    return _delivery_filters(stmt, window, procedures, agencies)
+
+
+def _delivery_filters(stmt: Select[Any], window: Window, procedures: Sequence[str],
+                      agencies: Sequence[str]) -> Select[Any]:
+    d, m = DELIVERIES.c, MESSAGES.c
     if window.start is not None:
         stmt = stmt.where(m.recorded_at >= window.start)
     if agencies:
@@ -211,12 +216,26 @@ def deliveries_query(window: Window, *, procedures: Sequence[str] = (),
     return stmt
 
 
+def attempt_errors_query(window: Window, *, procedures: Sequence[str] = (),
+                         agencies: Sequence[str] = ()) -> Select[Any]:
+    """Failed attempts per recipient, for the deliveries of :func:`deliveries_query`."""
+    d, m, a = DELIVERIES.c, MESSAGES.c, ATTEMPTS.c
+    stmt = (
+        select(d.recipient.label("agency"), func.count().label("failed_attempts"))
+        .select_from(ATTEMPTS.join(DELIVERIES, a.delivery_id == d.id)
+                     .join(MESSAGES, d.message_id == m.id))
+        .where(a.outcome == "error", m.direction == "outbound", m.recorded_at < window.end)
+        .group_by(d.recipient)
+    )
+    return _delivery_filters(stmt, window, procedures, agencies)
+
+
 def failures_query(window: Window, *, procedures: Sequence[str] = (),
                    agencies: Sequence[str] = ()) -> Select[Any]:
     d, m, a = DELIVERIES.c, MESSAGES.c, ATTEMPTS.c
     stmt = (
         select(
-            func.coalesce(a.error_class, "unknown").label("error_class"),
+            a.error_class,
             a.status_code,
             func.count().label("attempts"),
             func.count(func.distinct(a.delivery_id)).label("deliveries"),
@@ -227,7 +246,7 @@ def failures_query(window: Window, *, procedures: Sequence[str] = (),
         .select_from(ATTEMPTS.join(DELIVERIES, a.delivery_id == d.id)
                      .join(MESSAGES, d.message_id == m.id))
         .where(a.outcome == "error", m.direction == "outbound", a.at < window.end)
-        .group_by(func.coalesce(a.error_class, "unknown"), a.status_code)
+        .group_by(a.error_class, a.status_code)
     )
     if window.start is not None:
         stmt = stmt.where(a.at >= window.start)
@@ -251,7 +270,9 @@ def _read(conn: Connection, stmt: Select[Any], *, categories: Sequence[str] = ()
     columns = list(result.keys())
     parts: list[pd.DataFrame] = []
     for rows in result.partitions(chunk):
-        part = pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
+        # plain tuples: pandas probes Row objects attribute by attribute otherwise (slow)
+        part = pd.DataFrame.from_records([tuple(r) for r in rows], columns=columns,
+                                         coerce_float=True)
         for name in categories:
             part[name] = part[name].astype("category")
         parts.append(part)
@@ -274,7 +295,7 @@ def _read(conn: Connection, stmt: Select[Any], *, categories: Sequence[str] = ()
 
 def load_frames(engine: Engine, window: Window, *, procedures: Sequence[str] = (),
                 agencies: Sequence[str] = ()) -> JournalFrames:
-    """Run the three queries on one connection (one snapshot on PostgreSQL: REPEATABLE READ)."""
+    """Run the queries on one connection (one snapshot on PostgreSQL: REPEATABLE READ)."""
     operation = "reading the journal"
     try:
         with engine.connect() as conn:
@@ -287,6 +308,8 @@ def load_frames(engine: Engine, window: Window, *, procedures: Sequence[str] = (
                 deliveries = _read(conn, deliveries_query(window, procedures=procedures,
                                                           agencies=agencies),
                                    categories=("recipient", "state"))
+                errors = _read(conn, attempt_errors_query(window, procedures=procedures,
+                                                          agencies=agencies))
                 failures = _read(conn, failures_query(window, procedures=procedures,
                                                       agencies=agencies))
     except SQLAlchemyError as exc:
@@ -298,6 +321,6 @@ def load_frames(engine: Engine, window: Window, *, procedures: Sequence[str] = (
     cases["in_window"] = cases["created"] >= start
     for name in ("deliveries", "acknowledged", "dead"):
         cases[name] = cases[name].fillna(0).astype("int64")
-    for name in ("attempts", "errors"):
-        deliveries[name] = deliveries[name].fillna(0).astype("int64")
-    return JournalFrames(cases=cases, deliveries=deliveries, failures=failures)
+    deliveries["attempts"] = deliveries["attempts"].fillna(0).astype("int64")
+    return JournalFrames(cases=cases, deliveries=deliveries, attempt_errors=errors,
+                         failures=failures)

@@ -16,8 +16,11 @@ V1_0 = StandardVersion(
     version="1.0",
     namespace=NAMESPACE,
     schema=SCHEMA_PATH,
-    message_types=(MessageType(code=MESSAGE_TYPE, root=ROOT,
-                               description="Rückmeldung einer beteiligten Behörde"),),
+    message_types=(
+        MessageType(
+            code=MESSAGE_TYPE, root=ROOT, description="Rückmeldung einer beteiligten Behörde"
+        ),
+    ),
     codelists=(CODELIST_PATH,),
     code_bindings={"ergebnis": ERGEBNIS_LIST_URI},
     in_reply_to_element="bezug",
