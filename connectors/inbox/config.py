@@ -1,0 +1,131 @@
+"""Settings of the inbox service, and which journal an inbox writes to.
+
+:class:`InboxConfig` holds the limits and policies of one inbox (size limit, author check,
+mailbox page size, schema path). The agency, the journal and the directory are arguments of
+:func:`connectors.inbox.create_app`, not settings.
+
+Which journal an inbox uses (:func:`journal_url_for`)
+    1. an explicit URL (``amtsbote inbox serve --database-url URL``) always wins;
+    2. the **home agency** — the agency this installation runs its procedures for, named by
+       ``AMTSBOTE_HOME_AGENCY`` (default ``stadt-paderborn``) — uses the main journal:
+       ``AMTSBOTE_DATABASE_URL``, else ``sqlite:///<data dir>/journal.sqlite``. Its inbox, its
+       outbox and its Prefect flows then share one journal, so replies meet the expectations of
+       the flows and the transport report of a message covers both directions;
+    3. every other agency gets its own SQLite file ``<data dir>/inbox/<agency id>.sqlite``. This
+       is the sane default for local multi-agency runs (``make demo`` starts one inbox per
+       agency on loopback): the partner agencies' inboxes must not write into the home agency's
+       journal, and one file per agency keeps their data apart and easy to inspect or delete.
+
+    ``<data dir>`` is ``AMTSBOTE_DATA_DIR`` (default ``./var``, see :mod:`connectors.config`).
+    Payloads are encrypted with ``AMTSBOTE_JOURNAL_KEY`` in every journal when it is set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from xoev.parsing import LIBXML2_MAX_DEPTH, ParserConfig
+
+from ..config import Settings
+from .exceptions import InboxConfigError
+
+__all__ = [
+    "DEFAULT_HOME_AGENCY",
+    "HOME_AGENCY_ENV",
+    "INBOX_DIR_NAME",
+    "InboxConfig",
+    "home_agency",
+    "journal_url_for",
+]
+
+HOME_AGENCY_ENV = "AMTSBOTE_HOME_AGENCY"
+DEFAULT_HOME_AGENCY = "stadt-paderborn"
+#: Directory below the data directory holding the journals of non-home inboxes.
+INBOX_DIR_NAME = "inbox"
+_MiB = 1024 * 1024
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class InboxConfig:
+    """Limits and policies of one inbox service."""
+
+    max_body_bytes: int = 10 * _MiB
+    """Largest accepted message body in bytes (413 beyond). Checked against ``Content-Length``
+    before reading and while streaming the body, so no more than this is ever read."""
+    max_depth: int = LIBXML2_MAX_DEPTH
+    """Deepest accepted element nesting (400 beyond); at most libxml2's 256."""
+    require_author_match: bool = True
+    """Refuse (403 ``author_mismatch``) a message whose Nachrichtenkopf names an author other
+    than the authenticated sending agency: an agency may only send in its own name. Switch off
+    only for relays that forward messages of others."""
+    workers: int = 8
+    """Messages parsed, validated and stored at the same time (threads). More does not help:
+    the work is mostly CPU under one GIL; a few overlap the journal's waits on the database.
+    Further requests wait their turn on the event loop (their bodies are read already)."""
+    mailbox_page_size: int = 100
+    """Entries listed by ``GET /v1/mailbox`` without ``limit``."""
+    mailbox_page_max: int = 1000
+    """Largest ``limit`` accepted by ``GET /v1/mailbox``."""
+    schema_path: tuple[Path, ...] = ()
+    """Extra directories with XSD bundles and codelists (like ``--schema-path``); empty: the
+    process-wide registry (built-ins plus ``AMTSBOTE_SCHEMA_PATH``)."""
+    retry_after: int = 5
+    """Seconds sent as ``Retry-After`` with 503 answers (journal or schemas unavailable)."""
+    docs: bool = True
+    """Serve the OpenAPI description at ``/openapi.json`` and its viewer at ``/docs``."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
+            raise InboxConfigError("max_body_bytes", f"must be a positive integer, not "
+                                   f"{self.max_body_bytes!r}")
+        if not 1 <= self.max_depth <= LIBXML2_MAX_DEPTH:
+            raise InboxConfigError(
+                "max_depth", f"must be between 1 and {LIBXML2_MAX_DEPTH}, not {self.max_depth}"
+            )
+        if not 1 <= self.workers <= 256:
+            raise InboxConfigError("workers", f"must be between 1 and 256, not {self.workers}")
+        if not 1 <= self.mailbox_page_size <= self.mailbox_page_max:
+            raise InboxConfigError(
+                "mailbox_page_size",
+                f"must be between 1 and mailbox_page_max ({self.mailbox_page_max}), "
+                f"not {self.mailbox_page_size}",
+            )
+        if self.retry_after < 0:
+            raise InboxConfigError("retry_after", f"must be >= 0, not {self.retry_after}")
+        object.__setattr__(self, "schema_path", tuple(Path(p) for p in self.schema_path))
+
+    def parser_config(self) -> ParserConfig:
+        """The hardened parser's limits for this inbox (strict: every DOCTYPE is refused)."""
+        return ParserConfig(max_bytes=self.max_body_bytes, max_depth=self.max_depth, strict=True)
+
+
+def home_agency(environ: Mapping[str, str] | None = None) -> str:
+    """The home agency's id: ``AMTSBOTE_HOME_AGENCY``, default ``stadt-paderborn``."""
+    env = os.environ if environ is None else environ
+    return (env.get(HOME_AGENCY_ENV) or "").strip() or DEFAULT_HOME_AGENCY
+
+
+def journal_url_for(
+    agency_id: str,
+    *,
+    database_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The journal URL of ``agency_id``'s inbox (rules in the module docstring). Creates no
+    file or directory."""
+    if database_url:
+        return database_url
+    if not _SLUG.fullmatch(agency_id):
+        raise InboxConfigError("agency", f"{agency_id!r} is not an agency id (slug)")
+    settings = Settings.from_env(environ)
+    if agency_id == home_agency(environ):
+        return settings.database_url
+    from sqlalchemy.engine import URL
+
+    path = settings.data_dir / INBOX_DIR_NAME / f"{agency_id}.sqlite"
+    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
