@@ -210,6 +210,25 @@ async def with_flows(
     return elapsed
 
 
+async def empty_flow_runs(n: int, concurrency: int) -> float:
+    """The orchestration ceiling: N flow runs that do nothing, same server, same concurrency."""
+    from prefect import flow
+
+    @flow(name="bench-empty", persist_result=False, result_storage=Path(tempfile.gettempdir()))
+    async def empty(i: int) -> int:
+        return i
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> int:
+        async with gate:
+            return await empty(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - started
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200, help="cases (default 200)")
@@ -259,6 +278,7 @@ def main() -> int:
         t_base = baseline(payloads)
         payloads = notification_payloads(args.n)  # new UUIDs: the inboxes would deduplicate
         t_flow = asyncio.run(with_flows(payloads, journal_url, args.concurrency))
+        t_empty = asyncio.run(empty_flow_runs(args.n, args.concurrency))
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         base_rate, flow_rate = args.n / t_base, args.n / t_flow
         print(
@@ -275,7 +295,10 @@ def main() -> int:
             f"{'amtsbote: one flow run per case, journal':<44} {t_flow:8.2f} {flow_rate:8.1f} "
             f"{flow_rate / base_rate:6.2f}"
         )
-        print(f"peak RSS of this process: {rss_mb:.0f} MiB")
+        print(f"{'ceiling: empty flow runs (no tasks, no work)':<44} {t_empty:8.2f} "
+              f"{args.n / t_empty:8.1f} {args.n / t_empty / base_rate:6.2f}")
+        print(f"peak RSS of this process: {rss_mb:.0f} MiB; load average at the end: "
+              f"{os.getloadavg()[0]:.1f}")
         return 0
     finally:
         if partners is not None:
