@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,23 @@ def create_journal_engine(url: str | URL, options: JournalOptions | None = None)
     )
 
 
+def _set_wal(cursor: sqlite3.Cursor, timeout: float) -> None:
+    """Switch to WAL. On a new file the switch needs the exclusive lock and SQLite does not
+    always apply the busy timeout to it (concurrent first connections get "database is
+    locked" at once), so retry within the busy timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 def _sqlite_engine(url: URL, opts: JournalOptions) -> Engine:
     if opts.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise JournalValueError("sqlite_synchronous", "use FULL, NORMAL or EXTRA")
@@ -144,7 +162,7 @@ def _sqlite_engine(url: URL, opts: JournalOptions) -> Engine:
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cursor, busy / 1000)
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
