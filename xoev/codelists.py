@@ -44,6 +44,8 @@ __all__ = [
 _GC = f"{{{GENERICODE}}}"
 _RECOMMENDED = ("empfohleneCodeSpalte", "recommendedKeyColumn")
 _DESCRIPTION_COLUMNS = ("beschreibung", "description", "name", "wert", "value", "shortname")
+_MAX_TAGS_CACHED = 4096  # per bindings mapping (hostile documents have many distinct tags)
+_MAX_BINDINGS_CACHED = 16
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
@@ -200,6 +202,10 @@ def _description_column(columns: tuple[str, ...], key: str) -> str | None:
     return others[0] if others else None
 
 
+_BoundCodes = dict[str, tuple[str | None, Mapping[str, CodeEntry] | None]]
+"""check(): element tag → (listURI bound to its local name, codes of that list's latest version)."""
+
+
 class CodelistRegistry:
     """Loaded codelists by ``(listURI, version)``. Thread-safe for concurrent reads; loading is
     serialised."""
@@ -208,6 +214,11 @@ class CodelistRegistry:
         self._lists: dict[tuple[str, str], Codelist] = {}
         self._latest: dict[str, Codelist] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by add(): invalidates the check() caches
+        # check(): codes of the list bound to an element (by tag, a Clark name) per code_bindings
+        # mapping, keyed by the mapping's id; an entry keeps the mapping, a copy of it (to notice
+        # a changed mapping) and the generation it was made for
+        self._bound: dict[int, tuple[Mapping[str, str], dict[str, str], int, _BoundCodes]] = {}
         for codelist in codelists:
             self.add(codelist)
 
@@ -222,6 +233,7 @@ class CodelistRegistry:
             latest = self._latest.get(codelist.canonical_uri)
             if latest is None or version_key(codelist.version) >= version_key(latest.version):
                 self._latest[codelist.canonical_uri] = codelist
+            self._generation += 1
         return True
 
     def load_file(self, path: str | os.PathLike[str], *, replace: bool = True) -> Codelist:
@@ -259,6 +271,25 @@ class CodelistRegistry:
     def versions(self, uri: str) -> list[str]:
         return sorted((v for (u, v) in self._lists if u == uri), key=version_key)
 
+    def _bound_codes(self, bindings: Mapping[str, str]) -> _BoundCodes:
+        """The (lazily filled) cache tag → (listURI bound to the element's local name, codes
+        of the latest loaded version of that list), None where there is none, for
+        ``bindings``. Made afresh when a list was added since or the mapping changed (one
+        C-level dict compare)."""
+        cached = self._bound.get(id(bindings))
+        if (
+            cached is not None
+            and cached[0] is bindings
+            and cached[2] == self._generation
+            and cached[1] == bindings
+        ):
+            return cached[3]
+        if len(self._bound) >= _MAX_BINDINGS_CACHED:
+            self._bound.clear()
+        by_tag: _BoundCodes = {}
+        self._bound[id(bindings)] = (bindings, dict(bindings), self._generation, by_tag)
+        return by_tag
+
     def check(
         self,
         tree: etree._ElementTree | etree._Element,
@@ -270,24 +301,46 @@ class CodelistRegistry:
             return []
         root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
         bindings = code_bindings or {}
+        bound = bool(bindings)
+        by_tag = self._bound_codes(bindings) if bound else {}
         lists, latest = self._lists, self._latest
         findings: list[Finding] = []
         doc: etree._ElementTree | None = None
+        # hot path: one C-level pass over the code elements, per element only what decides
         for code_el in root.iter("code"):
             parent = code_el.getparent()
             if parent is None:
                 continue
-            uri = parent.get("listURI")
+            if parent.keys():
+                uri = parent.get("listURI")
+                version = parent.get("listVersionID")
+            else:
+                uri = version = None  # the usual case: the list is bound to the element
             if uri is None:
+                if not bound:
+                    continue
                 tag = parent.tag
-                uri = bindings.get(tag[tag.rfind("}") + 1 :])
+                hit = by_tag.get(tag)
+                if hit is None:
+                    bound_uri = bindings.get(tag[tag.rfind("}") + 1 :])
+                    bound_list = latest.get(bound_uri) if bound_uri is not None else None
+                    hit = (bound_uri, bound_list.entries if bound_list is not None else None)
+                    if len(by_tag) < _MAX_TAGS_CACHED:
+                        by_tag[tag] = hit
+                uri, codes = hit
                 if uri is None:
                     continue
-            version = parent.get("listVersionID")
+                if version is None:
+                    if codes is None:
+                        continue
+                    text = code_el.text
+                    if (text.strip() if text is not None else "") in codes:
+                        continue
             codelist = latest.get(uri) if version is None else lists.get((uri, version))
             if codelist is None:
                 continue
-            code = (code_el.text or "").strip()
+            text = code_el.text
+            code = text.strip() if text is not None else ""
             if code in codelist.entries:
                 continue
             if doc is None:

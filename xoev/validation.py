@@ -54,9 +54,9 @@ def validate_tree(
     sv = reg.detect(tree, source=source)
     compiled = reg.schema(sv)
     root = tree.getroot()
-    local = split_tag(root.tag)[1]
     uuid, type_code = message_ids(root, sv.namespace)
     if type_code is None:
+        local = split_tag(root.tag)[1]
         mt = sv.message_type_for_root(local)
         type_code = mt.code if mt is not None else type_from_root(local)
     report = Report(
