@@ -340,9 +340,19 @@ def record_decision(
         "via": decision.via,
     }
     if comment:
-        detail["comment"] = comment[:500]
+        _keep_comment(rt, case_id, comment)
+        detail["comment"] = True
     rt.journal.log_event("case.decision", actor=actor, case_id=case_id, detail=detail)
     return decision
+
+
+def _keep_comment(rt: Runtime, case_id: str, comment: str) -> None:
+    """A clerk's comment may name people: it goes to the case summary (removed by retention,
+    never to Prefect), the immutable event log only records that there is one."""
+    case = rt.journal.get_case(case_id)
+    summary = dict(case.summary)
+    summary["comments"] = [*summary.get("comments", []), comment[:500]]
+    rt.journal.update_case(case_id, summary=summary, actor="approve")
 
 
 async def approve(case: CaseRef, *, deadline: timedelta | None = None) -> Decision:
@@ -449,35 +459,42 @@ def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
 )
 async def send_delivery(delivery_id: int) -> DeliveryOutcome:
     """Send one delivery; a transient error is retried (delays from ``FlowSettings``), every attempt
-    is recorded. Already acknowledged deliveries are not sent again."""
+    is recorded. Already acknowledged deliveries are not sent again. The request holds a slot of
+    the recipient's global limits (:func:`flows.operations.agency_slot`): no agency receives more
+    than its ``concurrency`` and ``rate_limit`` across all workers."""
+    from .operations import agency_slot
+
     rt = get_runtime()
     d, payload = await asyncio.to_thread(_load_delivery, delivery_id)
     if payload is None:
         return DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts)
     sender = rt.sender(d.recipient)
-    started = time.perf_counter()
-    try:
-        receipt = await sender.asend(
-            OutgoingMessage(
-                payload=payload,
-                nachrichten_uuid=d.nachrichten_uuid,
-                recipient=d.recipient,
-                sender=rt.home.id,
+    # at most the recipient's concurrency/rate across all workers: Prefect global limits
+    # agency-<id> and agency-<id>-rate (`amtsbote limits sync`, flows/operations.py)
+    async with agency_slot(d.recipient):
+        started = time.perf_counter()
+        try:
+            receipt = await sender.asend(
+                OutgoingMessage(
+                    payload=payload,
+                    nachrichten_uuid=d.nachrichten_uuid,
+                    recipient=d.recipient,
+                    sender=rt.home.id,
+                )
             )
-        )
-    except SendError as exc:
-        ms = int((time.perf_counter() - started) * 1000)
-        await asyncio.to_thread(
-            rt.journal.record_attempt,
-            d.id,
-            ok=False,
-            status_code=exc.status_code,
-            error_class=type(exc).__name__,
-            error=str(exc)[:500],
-            duration_ms=ms,
-            new_state=DeliveryState.FAILED,
-        )
-        raise
+        except SendError as exc:
+            ms = int((time.perf_counter() - started) * 1000)
+            await asyncio.to_thread(
+                rt.journal.record_attempt,
+                d.id,
+                ok=False,
+                status_code=exc.status_code,
+                error_class=type(exc).__name__,
+                error=str(exc)[:500],
+                duration_ms=ms,
+                new_state=DeliveryState.FAILED,
+            )
+            raise
     ms = int((time.perf_counter() - started) * 1000)
     d = await asyncio.to_thread(
         rt.journal.record_attempt,

@@ -162,7 +162,10 @@ def approve_case(
     if existing is None:
         detail: dict[str, Any] = {"decision": decision, "reason": reason, "via": via}
         if comment:
-            detail["comment"] = comment[:500]
+            from .blocks import _keep_comment
+
+            _keep_comment(rt, case_id, comment)
+            detail["comment"] = True
         journal.log_event("case.decision", actor=via, case_id=case_id, detail=detail)
     elif existing.decision != d.decision:
         raise ValueError(f"case {case_id} was already decided: {existing.decision}")
@@ -171,3 +174,84 @@ def approve_case(
     return resume_with_retry(
         case.flow_run_id, {"decision": decision, "reason": reason, "via": via}, attempts=3
     )
+
+
+# --------------------------------------------------------------------------- consultation events
+# Emitted for the escalation automations of `amtsbote automations sync` (flows/operations.py):
+# ``amtsbote.consultation.sent`` not followed by ``amtsbote.reply.received`` for the same
+# resource within the rule's ``reply_within`` runs the ``escalate`` deployment. Ids only.
+
+EVENT_CONSULTATION_SENT = "amtsbote.consultation.sent"
+EVENT_REPLY_RECEIVED = "amtsbote.reply.received"
+
+
+def consultation_resource(sent_uuid: str) -> str:
+    """The event resource id of a consultation: ``amtsbote.consultation.<sent nachrichtenUUID>``."""
+    return f"amtsbote.consultation.{sent_uuid.lower()}"
+
+
+def emit_consultation_sent(case_id: str, *, rule: str, recipient: str,
+                           nachrichten_uuid: str) -> None:
+    """A consultation message was sent and the case now waits for the recipient's reply.
+    Call it from the consult block before it waits (again on a re-run: harmless, the deadline
+    counts from the first event)."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event=EVENT_CONSULTATION_SENT,
+        resource={
+            "prefect.resource.id": consultation_resource(nachrichten_uuid),
+            "amtsbote.nachrichten-uuid": nachrichten_uuid.lower(),
+            "amtsbote.case-id": case_id,
+            "amtsbote.rule": rule,
+            "amtsbote.recipient": recipient,
+        },
+    )
+
+
+def emit_reply_received(in_reply_to: str, *, reply_uuid: str, rule: str,
+                        case_id: str | None = None) -> None:
+    """The reply to the consultation message ``in_reply_to`` (sent by routing rule ``rule``)
+    arrived and was matched. Call it from the inbox hook after ``Journal.match_reply`` found the
+    waiting expectation; :func:`rule_of_consultation` gives the rule. The rule is part of the event
+    because the automation of each rule (its own ``reply_within``) only sees events labelled with
+    its rule."""
+    from prefect.events import emit_event
+
+    resource = {
+        "prefect.resource.id": consultation_resource(in_reply_to),
+        "amtsbote.nachrichten-uuid": in_reply_to.lower(),
+        "amtsbote.reply-uuid": reply_uuid.lower(),
+        "amtsbote.rule": rule,
+    }
+    if case_id:
+        resource["amtsbote.case-id"] = case_id
+    emit_event(event=EVENT_REPLY_RECEIVED, resource=resource)
+
+
+def rule_of_consultation(journal: Journal, sent_uuid: str, *, routing: Any = None,
+                         directory: Any = None) -> str | None:
+    """The consultation rule of the routing (default: ``Routing.default()``) that sent message
+    ``sent_uuid``: same message type, same recipient, ``consult: true``; None if none."""
+    from connectors.directory import Directory
+
+    from .routing import Routing
+
+    directory = directory or Directory.default()
+    routing = routing or Routing.default(directory=directory)
+    message = journal.get_message(sent_uuid, direction=Direction.OUTBOUND)
+    for route in routing.rules:
+        if (route.consult and route.message_type == message.message_type
+                and directory.get(route.recipient).behoerdenkennung == message.reader):
+            return str(route.rule)
+    return None
+
+
+__all__ += [  # appended by the operations helper (issue 6), see flows/operations.py
+    "EVENT_CONSULTATION_SENT",
+    "EVENT_REPLY_RECEIVED",
+    "consultation_resource",
+    "emit_consultation_sent",
+    "emit_reply_received",
+    "rule_of_consultation",
+]

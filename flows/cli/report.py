@@ -40,7 +40,10 @@ FORMATS = ("table", "csv", "xlsx", "html")
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
         "report", help="operations report: cases, lead times, agencies, overdue cases",
-        description=__doc__.split("\n\n")[2] if __doc__ else None,
+        description="Operations report from the message journal: cases per procedure and "
+                    "status, lead times, deliveries per recipient agency, open and overdue "
+                    "cases (10 working days, § 3 Abs. 5 GewAnzV, NRW holidays), failure "
+                    "reasons, daily intake. Dates are Europe/Berlin days, both inclusive.",
         epilog="Exit 0: written (overdue cases are reported, not an error); 2: unusable input.",
     )
     p.add_argument("--since", metavar="DATE", help="first day, YYYY-MM-DD (Europe/Berlin)")

@@ -31,7 +31,9 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "retention", help="remove payloads and personal fields after the retention periods",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Remove message payloads and personal fields from the journal after the "
+                    "periods of deployments/owl/retention.yaml (or --config / "
+                    "AMTSBOTE_RETENTION); the audit skeleton and the event log stay.",
     )
     actions = parser.add_subparsers(dest="retention_command", metavar="ACTION")
     actions.required = True

@@ -3,7 +3,7 @@
 Definitions (also in ``docs/reporting.md``)
 
 *Period* — cases by their intake (``cases.created_at``) in ``[since 00:00, until+1 00:00)``
-Europe/Berlin; deliveries by the recording of their message; failures by the attempt's time.
+Europe/Berlin; deliveries (and their failed attempts) by the recording of their message.
 
 *Lead time* — intake to last receipt: from ``created_at`` to the latest ``updated_at`` of the
 case's outbound deliveries in ``delivered``/``fetched`` (a delivery's last change is its receipt).
@@ -204,7 +204,7 @@ def case_state_table(cases: pd.DataFrame) -> pd.DataFrame:
     table = pd.crosstab(sel["procedure"].astype(str), sel["status"].astype(str))
     table = table.reindex(columns=list(CASE_STATUSES), fill_value=0)
     table["total"] = table.sum(axis=1)
-    table = table.reset_index().rename(columns={"procedure": "procedure"})
+    table = table.reset_index()
     table.columns.name = None
     if len(table):
         total = {"procedure": "all", **{c: int(table[c].sum()) for c in table.columns[1:]}}
@@ -328,7 +328,7 @@ def daily_volume(cases: pd.DataFrame, options: ReportOptions) -> pd.DataFrame:
     return table
 
 
-def agency_table(deliveries: pd.DataFrame, attempt_errors: pd.DataFrame) -> pd.DataFrame:
+def agency_table(deliveries: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
     """Per recipient agency: volume, success, attempts, latency p50/p90 (s), dead letters."""
     columns = ["agency", "messages", "acknowledged", "dead", "in_flight", "success_rate",
                "attempts", "failed_attempts", "attempt_failure_rate", "latency_p50_s",
@@ -343,9 +343,9 @@ def agency_table(deliveries: pd.DataFrame, attempt_errors: pd.DataFrame) -> pd.D
         "dead": (state == "dead").astype("int64"),
         "in_flight": state.isin(_IN_FLIGHT).astype("int64"),
         "attempts": d["attempts"],
-        "latency": (d["delivered"] - d["recorded"]),
+        "latency": d["latency"],
     })
-    grouped = frame.groupby("agency", sort=True, observed=True)
+    grouped = frame.groupby("agency", sort=True)
     table = pd.DataFrame({
         "messages": grouped.size(),
         "acknowledged": grouped["ack"].sum(),
@@ -355,29 +355,41 @@ def agency_table(deliveries: pd.DataFrame, attempt_errors: pd.DataFrame) -> pd.D
         "latency_p50_s": grouped["latency"].quantile(0.5),
         "latency_p90_s": grouped["latency"].quantile(0.9),
     })
-    errors = attempt_errors.set_index(attempt_errors["agency"].astype(str))["failed_attempts"]
-    table["failed_attempts"] = errors.reindex(table.index).fillna(0).astype("int64")
+    failed = (errors.groupby(errors["recipient"].astype(str))["attempts"].sum()
+              if len(errors) else pd.Series(dtype="int64"))
+    table["failed_attempts"] = failed.reindex(table.index).fillna(0).astype("int64")
     settled = table["acknowledged"] + table["dead"]
     table["success_rate"] = (table["acknowledged"] / settled.where(settled > 0)).astype(float)
     table["attempt_failure_rate"] = (
         table["failed_attempts"] / table["attempts"].where(table["attempts"] > 0)
     ).astype(float)
-    table = table.reset_index()
-    return table[columns]
+    table.index.name = "agency"
+    return table.reset_index()[columns]
 
 
-def failure_table(failures: pd.DataFrame, top: int) -> pd.DataFrame:
-    """The ``top`` error classes (with HTTP status) by failed attempts."""
+def failure_table(errors: pd.DataFrame, top: int) -> pd.DataFrame:
+    """The ``top`` error classes (with HTTP status) by failed attempts: attempts, deliveries,
+    dead letters, agencies affected, one example text."""
     columns = ["error_class", "status_code", "attempts", "deliveries", "dead_letters",
                "agencies", "example"]
-    if not len(failures):
+    if not len(errors):
         return pd.DataFrame(columns=columns)
-    table = failures.assign(error_class=failures["error_class"].fillna("unknown"))
+    keyed = errors.assign(
+        error_class=errors["error_class"].fillna("unknown").astype(str),
+        status_code=errors["status_code"].astype("Int64"),
+    )
+    grouped = keyed.groupby(["error_class", "status_code"], dropna=False, sort=False)
+    table = grouped.agg(
+        attempts=("attempts", "sum"),
+        deliveries=("deliveries", "sum"),  # a delivery has one recipient: sums are distinct
+        dead_letters=("dead_letters", "sum"),
+        agencies=("recipient", "nunique"),
+        example=("example", "min"),
+    ).reset_index()
     table = table.sort_values(["attempts", "error_class"], ascending=[False, True]).head(top)
-    table = table.reset_index(drop=True)
-    table["status_code"] = table["status_code"].astype("Int64")
     table["example"] = table["example"].fillna("").astype(str).str.slice(0, 120)
-    return table[columns]
+    table["status_code"] = table["status_code"].astype("Int64")
+    return table.reset_index(drop=True)[columns]
 
 
 def summarise(frames: JournalFrames, options: ReportOptions, window: Window, *,
@@ -392,10 +404,10 @@ def summarise(frames: JournalFrames, options: ReportOptions, window: Window, *,
         lead_times=lead_time_table(frames.cases, deadlines),
         lead_time_hours=lead_hours(frames.cases),
         daily=daily_volume(frames.cases, options),
-        agencies=agency_table(frames.deliveries, frames.attempt_errors),
+        agencies=agency_table(frames.deliveries, frames.errors),
         deadlines=deadline_table(deadlines),
         open=open_cases(deadlines, options),
-        failures=failure_table(frames.failures, options.top_failures),
+        failures=failure_table(frames.errors, options.top_failures),
         flow_runs=flow_runs,
     )
 

@@ -73,14 +73,18 @@ def daily_volume_figure(report: ReportData) -> Figure:
         _no_data(ax, title)
         return fig
     x = np.arange(len(daily))
+    edges = np.arange(len(daily) + 1) - 0.5
     bottom = np.zeros(len(daily))
     for colour, procedure in zip(_COLOURS, procedures, strict=False):
         values = daily[procedure].to_numpy(dtype=float)
-        ax.bar(x, values, bottom=bottom, color=colour, label=procedure, width=0.85)
+        # one filled step artist per procedure (stacked), not one rectangle per day
+        ax.stairs(bottom + values, edges, baseline=bottom.copy(), fill=True, color=colour,
+                  label=procedure)
         bottom += values
     step = max(1, len(daily) // 12)
     ax.set_xticks(x[::step], daily["date"].to_numpy()[::step], rotation=45, ha="right",
                   fontsize=8)
+    ax.set_xlim(edges[0], edges[-1])
     ax.set_title(title)
     ax.set_ylabel("cases received")
     ax.legend(fontsize=8)

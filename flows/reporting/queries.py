@@ -1,13 +1,20 @@
-"""Reading the journal into pandas: a few aggregating SQL queries, no ORM objects.
+"""Reading the journal into pandas: three aggregating SQL queries, no ORM objects.
 
-The database does what it is good at — joins, GROUP BY per case and per delivery, time
-arithmetic (:class:`epoch` compiles to ``julianday`` on SQLite and ``date_part('epoch', …)`` on
-PostgreSQL, so timestamps arrive as float seconds, not as Python datetimes) — and pandas gets
-one row per case and one row per outbound delivery, with strings turned into categoricals chunk
-by chunk. At 100 000 cases (≈ 650 000 deliveries) that is a few seconds and well under 500 MB.
+The database does what it is good at — joins, GROUP BY per case, time arithmetic
+(:class:`epoch` compiles to ``julianday`` on SQLite and ``date_part('epoch', …)`` on PostgreSQL,
+so timestamps arrive as float seconds, not as Python datetimes) — and pandas gets one row per
+case, one row per outbound delivery (agency, state, attempts, latency) and failed attempts
+grouped by error class and agency. Rows are read straight from the DBAPI cursor in chunks
+(SQLAlchemy ``Row`` objects cost more than the query at 600 000 rows) and strings become
+categoricals per chunk.
 
-Only metadata columns are read (ids, states, agency ids, timestamps, error classes); payloads
-are never selected.
+A delivery's ``created_at`` is its message's ``recorded_at`` (the journal writes both in one
+transaction with one timestamp), so the period of deliveries is filtered, and latency measured,
+on the delivery itself; messages are joined only for their direction (from the
+``(direction, correlation_state)`` index) and, per case, their ``case_id``.
+
+Only metadata columns are read (ids, states, agency ids, timestamps, error classes, one short
+error example per class); payloads are never selected.
 """
 
 from __future__ import annotations
@@ -46,11 +53,10 @@ __all__ = [
     "CHUNK_ROWS",
     "JournalFrames",
     "Window",
-    "attempt_errors_query",
     "cases_query",
     "deliveries_query",
     "epoch",
-    "failures_query",
+    "errors_query",
     "load_frames",
 ]
 
@@ -58,6 +64,8 @@ ACKNOWLEDGED = ("delivered", "fetched")
 #: Final case statuses: a case in one of them (with ``closed_at``) is done.
 DONE = ("closed", "cancelled")
 CHUNK_ROWS = 100_000
+#: PostgreSQL ``work_mem`` for the report's transaction (per sort/hash node).
+PG_WORK_MEM = "64MB"
 
 CASES = metadata.tables["cases"]
 MESSAGES = metadata.tables["messages"]
@@ -106,16 +114,16 @@ class JournalFrames:
     ``in_window``.
 
     ``deliveries``: one row per outbound delivery of a message recorded in the window —
-    ``recipient``, ``state``, ``attempts``, ``recorded``, ``delivered`` (when it became
-    ``delivered``); ``attempt_errors``: failed attempts of those deliveries per ``agency``.
+    ``recipient``, ``state``, ``attempts``, ``latency`` (seconds from recording to
+    ``delivered``; NaN unless acknowledged).
 
-    ``failures``: failed attempts in the window grouped by ``error_class`` and ``status_code``.
+    ``errors``: the failed attempts of those deliveries per ``error_class``, ``status_code``
+    and ``recipient`` — ``attempts``, ``deliveries``, ``dead_letters``, ``example``.
     """
 
     cases: pd.DataFrame
     deliveries: pd.DataFrame
-    attempt_errors: pd.DataFrame
-    failures: pd.DataFrame
+    errors: pd.DataFrame
 
 
 # --------------------------------------------------------------------------- queries
@@ -142,7 +150,8 @@ def cases_query(window: Window, *, procedures: Sequence[str] = (),
             func.count().label("deliveries"),
             func.sum(case((acknowledged, 1), else_=0)).label("acknowledged"),
             func.sum(case((d.state == "dead", 1), else_=0)).label("dead"),
-            func.max(case((acknowledged, epoch(d.updated_at)))).label("last_receipt"),
+            # max of the timestamps, converted once per case (ISO text sorts by time)
+            epoch(func.max(case((acknowledged, d.updated_at)))).label("last_receipt"),
         )
         .select_from(DELIVERIES.join(MESSAGES, d.message_id == m.id))
         .where(m.direction == "outbound", m.case_id.is_not(None))
@@ -173,90 +182,67 @@ def cases_query(window: Window, *, procedures: Sequence[str] = (),
     return stmt
 
 
-def deliveries_query(window: Window, *, procedures: Sequence[str] = (),
-                     agencies: Sequence[str] = ()) -> Select[Any]:
-    """One row per outbound delivery of a message recorded in the window. ``delivered``: when
-    it became ``delivered`` — its ``updated_at`` while still delivered; for ``fetched`` the time
-    of its successful attempt (the journal writes attempt and state change with one timestamp),
-    looked up through the attempts' delivery index for those rows only."""
-    d, m, a = DELIVERIES.c, MESSAGES.c, ATTEMPTS.c
+def _delivered_epoch() -> Any:
+    """When an acknowledged outbound delivery became ``delivered``: its ``updated_at`` while
+    still delivered; for a ``fetched`` one the time of its successful attempt (the journal
+    writes attempt and state change with one timestamp) — looked up through the attempts'
+    delivery index for those rows only."""
+    d, a = DELIVERIES.c, ATTEMPTS.c
     ok_at = (
-        select(func.max(epoch(a.at)))
+        select(epoch(func.max(a.at)))
         .where(a.delivery_id == d.id, a.outcome == "ok")
         .scalar_subquery()
     )
-    stmt = (
-        select(
-            d.recipient,
-            d.state,
-            d.attempts,
-            epoch(m.recorded_at).label("recorded"),
-            case(
-                (d.state == "delivered", epoch(d.updated_at)),
-                (d.state == "fetched", ok_at),
-            ).label("delivered"),
-        )
-        .select_from(DELIVERIES.join(MESSAGES, d.message_id == m.id))
-        .where(m.direction == "outbound", m.recorded_at < window.end)
-    )
-    return _delivery_filters(stmt, window, procedures, agencies)
+    return case((d.state == "delivered", epoch(d.updated_at)), (d.state == "fetched", ok_at))
 
 
-def _delivery_filters(stmt: Select[Any], window: Window, procedures: Sequence[str],
-                      agencies: Sequence[str]) -> Select[Any]:
+def _in_period(stmt: Select[Any], window: Window, procedures: Sequence[str],
+               agencies: Sequence[str]) -> Select[Any]:
+    """Outbound deliveries created (= message recorded) in the window, filtered. ``stmt``
+    selects from deliveries joined to messages."""
     d, m = DELIVERIES.c, MESSAGES.c
+    stmt = stmt.where(m.direction == "outbound", d.created_at < window.end)
     if window.start is not None:
-        stmt = stmt.where(m.recorded_at >= window.start)
+        stmt = stmt.where(d.created_at >= window.start)
     if agencies:
         stmt = stmt.where(d.recipient.in_(list(agencies)))
     if procedures:
-        stmt = stmt.where(
-            m.case_id.in_(select(CASES.c.case_id).where(CASES.c.procedure.in_(list(procedures))))
-        )
+        stmt = stmt.where(m.case_id.in_(
+            select(CASES.c.case_id).where(CASES.c.procedure.in_(list(procedures)))))
     return stmt
 
 
-def attempt_errors_query(window: Window, *, procedures: Sequence[str] = (),
-                         agencies: Sequence[str] = ()) -> Select[Any]:
-    """Failed attempts per recipient, for the deliveries of :func:`deliveries_query`."""
-    d, m, a = DELIVERIES.c, MESSAGES.c, ATTEMPTS.c
-    stmt = (
-        select(d.recipient.label("agency"), func.count().label("failed_attempts"))
-        .select_from(ATTEMPTS.join(DELIVERIES, a.delivery_id == d.id)
-                     .join(MESSAGES, d.message_id == m.id))
-        .where(a.outcome == "error", m.direction == "outbound", m.recorded_at < window.end)
-        .group_by(d.recipient)
-    )
-    return _delivery_filters(stmt, window, procedures, agencies)
+def deliveries_query(window: Window, *, procedures: Sequence[str] = (),
+                     agencies: Sequence[str] = ()) -> Select[Any]:
+    d, m = DELIVERIES.c, MESSAGES.c
+    stmt = select(
+        d.recipient,
+        d.state,
+        d.attempts,
+        (_delivered_epoch() - epoch(d.created_at)).label("latency"),
+    ).select_from(DELIVERIES.join(MESSAGES, d.message_id == m.id))
+    return _in_period(stmt, window, procedures, agencies)
 
 
-def failures_query(window: Window, *, procedures: Sequence[str] = (),
-                   agencies: Sequence[str] = ()) -> Select[Any]:
+def errors_query(window: Window, *, procedures: Sequence[str] = (),
+                 agencies: Sequence[str] = ()) -> Select[Any]:
     d, m, a = DELIVERIES.c, MESSAGES.c, ATTEMPTS.c
     stmt = (
         select(
             a.error_class,
             a.status_code,
+            d.recipient,
             func.count().label("attempts"),
             func.count(func.distinct(a.delivery_id)).label("deliveries"),
             func.count(func.distinct(case((d.state == "dead", d.id)))).label("dead_letters"),
-            func.count(func.distinct(d.recipient)).label("agencies"),
             func.min(a.error).label("example"),
         )
         .select_from(ATTEMPTS.join(DELIVERIES, a.delivery_id == d.id)
                      .join(MESSAGES, d.message_id == m.id))
-        .where(a.outcome == "error", m.direction == "outbound", a.at < window.end)
-        .group_by(a.error_class, a.status_code)
+        .where(a.outcome == "error")
+        .group_by(a.error_class, a.status_code, d.recipient)
     )
-    if window.start is not None:
-        stmt = stmt.where(a.at >= window.start)
-    if agencies:
-        stmt = stmt.where(d.recipient.in_(list(agencies)))
-    if procedures:
-        stmt = stmt.where(
-            m.case_id.in_(select(CASES.c.case_id).where(CASES.c.procedure.in_(list(procedures))))
-        )
-    return stmt
+    return _in_period(stmt, window, procedures, agencies)
 
 
 # --------------------------------------------------------------------------- reading
@@ -264,18 +250,21 @@ def failures_query(window: Window, *, procedures: Sequence[str] = (),
 
 def _read(conn: Connection, stmt: Select[Any], *, categories: Sequence[str] = (),
           chunk: int = CHUNK_ROWS) -> pd.DataFrame:
-    """Rows of ``stmt`` as a DataFrame, fetched in chunks; ``categories`` become categoricals
-    per chunk (a string column of 650 000 rows costs ~40 MB as objects, ~1 MB as codes)."""
-    result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
+    """Rows of ``stmt`` as a DataFrame: fetched from the DBAPI cursor in chunks (plain
+    tuples; the selected types need no result processing), ``categories`` turned into
+    categoricals per chunk (a string column of 600 000 rows costs ~40 MB as objects)."""
+    result = conn.execute(stmt)
     columns = list(result.keys())
+    cursor = result.cursor
     parts: list[pd.DataFrame] = []
-    for rows in result.partitions(chunk):
-        # plain tuples: pandas probes Row objects attribute by attribute otherwise (slow)
-        part = pd.DataFrame.from_records([tuple(r) for r in rows], columns=columns,
-                                         coerce_float=True)
-        for name in categories:
-            part[name] = part[name].astype("category")
-        parts.append(part)
+    try:
+        while rows := cursor.fetchmany(chunk):
+            part = pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
+            for name in categories:
+                part[name] = part[name].astype("category")
+            parts.append(part)
+    finally:
+        result.close()
     if not parts:
         empty = pd.DataFrame({name: pd.Series(dtype="float64") for name in columns})
         for name in categories:
@@ -294,33 +283,78 @@ def _read(conn: Connection, stmt: Select[Any], *, categories: Sequence[str] = ()
 
 
 def load_frames(engine: Engine, window: Window, *, procedures: Sequence[str] = (),
-                agencies: Sequence[str] = ()) -> JournalFrames:
-    """Run the queries on one connection (one snapshot on PostgreSQL: REPEATABLE READ)."""
-    operation = "reading the journal"
+                agencies: Sequence[str] = (), parallel: bool = True) -> JournalFrames:
+    """Run the three queries — concurrently, each on its own connection, when ``parallel``
+    (the database works on two cores while Python converts rows; SQLite releases the GIL while
+    it steps). PostgreSQL: all three read one snapshot (REPEATABLE READ, the first transaction's
+    snapshot exported to the others). SQLite: three read transactions begun together — a
+    delivery recorded in between may show in one table and not yet in another."""
+    jobs = [
+        (cases_query(window, procedures=procedures, agencies=agencies), ("procedure", "status")),
+        (deliveries_query(window, procedures=procedures, agencies=agencies),
+         ("recipient", "state")),
+        (errors_query(window, procedures=procedures, agencies=agencies), ()),
+    ]
     try:
-        with engine.connect() as conn:
-            if engine.dialect.name == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                cases = _read(conn, cases_query(window, procedures=procedures,
-                                                agencies=agencies),
-                              categories=("procedure", "status"))
-                deliveries = _read(conn, deliveries_query(window, procedures=procedures,
-                                                          agencies=agencies),
-                                   categories=("recipient", "state"))
-                errors = _read(conn, attempt_errors_query(window, procedures=procedures,
-                                                          agencies=agencies))
-                failures = _read(conn, failures_query(window, procedures=procedures,
-                                                      agencies=agencies))
+        if parallel:
+            cases, deliveries, errors = _read_parallel(engine, jobs)
+        else:
+            with engine.connect() as conn:
+                conn = _reporting(conn)
+                with conn.begin():
+                    _session(conn)
+                    cases, deliveries, errors = (_read(conn, q, categories=c) for q, c in jobs)
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0][:300] if str(orig).strip() else ""
         raise ReportDataError(mask_url(str(engine.url)), f"{type(orig).__name__}: {first}",
-                              operation=operation) from exc
+                              operation="reading the journal") from exc
     start = window.start.timestamp() if window.start is not None else float("-inf")
     cases["in_window"] = cases["created"] >= start
     for name in ("deliveries", "acknowledged", "dead"):
         cases[name] = cases[name].fillna(0).astype("int64")
     deliveries["attempts"] = deliveries["attempts"].fillna(0).astype("int64")
-    return JournalFrames(cases=cases, deliveries=deliveries, attempt_errors=errors,
-                         failures=failures)
+    deliveries["latency"] = deliveries["latency"].astype("float64")
+    return JournalFrames(cases=cases, deliveries=deliveries, errors=errors)
+
+
+def _reporting(conn: Connection) -> Connection:
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
+def _session(conn: Connection, snapshot: str | None = None) -> None:
+    """PostgreSQL: join an exported snapshot; no JIT (it costs more than it saves on one-off
+    analytical queries); enough ``work_mem`` for the per-case GROUP BY to stay in memory."""
+    if conn.dialect.name != "postgresql":
+        return
+    if snapshot is not None:
+        conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    conn.exec_driver_sql("SET LOCAL jit = off")
+    conn.exec_driver_sql(f"SET LOCAL work_mem = '{PG_WORK_MEM}'")
+
+
+def _read_parallel(engine: Engine, jobs: Sequence[tuple[Select[Any], Sequence[str]]]
+                   ) -> list[pd.DataFrame]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with engine.connect() as first:
+        first = _reporting(first)
+        with first.begin():
+            _session(first)
+            snapshot = None
+            if engine.dialect.name == "postgresql":
+                snapshot = str(first.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
+
+            def other(job: tuple[Select[Any], Sequence[str]]) -> pd.DataFrame:
+                with engine.connect() as conn:
+                    conn = _reporting(conn)
+                    with conn.begin():
+                        _session(conn, snapshot)
+                        return _read(conn, job[0], categories=job[1])
+
+            with ThreadPoolExecutor(max_workers=len(jobs) - 1) as pool:
+                futures = [pool.submit(other, job) for job in jobs[1:]]
+                head = _read(first, jobs[0][0], categories=jobs[0][1])
+                return [head, *(f.result() for f in futures)]
