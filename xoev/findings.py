@@ -1,8 +1,8 @@
 """Findings: what a check found wrong with a message, and where.
 
-A :class:`Finding` names severity, line, XPath, the rule or schema code and a message that keeps the
-XÖV element names as they are ("Pflichtelement betriebArt fehlt in gewerbe"). A :class:`Report` is the
-outcome for one input; both render as text and as JSON-ready dicts.
+A :class:`Finding` names severity, line, XPath, the rule or schema code and a message that keeps
+the XÖV element names as they are ("Pflichtelement betriebArt fehlt in gewerbe"). A
+:class:`Report` is the outcome for one input; both render as text and as JSON-ready dicts.
 """
 
 from __future__ import annotations
