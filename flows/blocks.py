@@ -611,7 +611,11 @@ async def consult(case: CaseRef, route: Route) -> str:
             step="consult",
         )
     sent_uuid = deliveries[0].nachrichten_uuid
-    expectation = rt.journal.expect_reply(
+    # a resumed or re-run flow finds the expectation it registered before (maybe satisfied)
+    earlier = [e for e in await asyncio.to_thread(rt.journal.expectations, case_id=case.case_id)
+               if e.in_reply_to == sent_uuid and e.state.value in ("waiting", "satisfied")]
+    expectation = earlier[-1] if earlier else await asyncio.to_thread(
+        rt.journal.expect_reply,
         case.case_id,
         message_type=rueckmeldung.ROOT,
         from_agency=rt.directory.get(route.recipient).behoerdenkennung,
@@ -620,6 +624,11 @@ async def consult(case: CaseRef, route: Route) -> str:
         expires_at=datetime.now(UTC) + route.reply_within,
         actor=f"consult:{route.rule}",
     )
+    if not earlier:  # the escalation automation watches for the reply (flows/operations.py)
+        from .correlation import emit_consultation_sent
+
+        emit_consultation_sent(case.case_id, rule=route.rule, recipient=route.recipient,
+                               nachrichten_uuid=sent_uuid)
     if expectation.state.value != "satisfied":
         rt.journal.update_case(
             case.case_id,
@@ -661,7 +670,10 @@ async def consult(case: CaseRef, route: Route) -> str:
                 f"no reply from {route.recipient} to {sent_uuid} within {route.reply_within}",
                 step="consult",
             )
-        rt.journal.update_case(case.case_id, status=CaseStatus.OPEN, actor="consult")
+    # the reply is there (also after a resume, which re-runs the flow): no longer waiting
+    if (await asyncio.to_thread(rt.journal.get_case, case.case_id)).status is CaseStatus.WAITING:
+        await asyncio.to_thread(rt.journal.update_case, case.case_id, status=CaseStatus.OPEN,
+                                actor="consult")
     reply_uuid = expectation.reply_uuid
     assert reply_uuid is not None  # satisfied expectations name their reply
     return await record_reply(case, reply_uuid, route.rule)

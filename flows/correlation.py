@@ -122,6 +122,11 @@ def make_inbox_hook(
             if expectation is None:
                 log.info("reply %s kept unmatched (no waiting case)", uuid)
                 return
+            if expectation.in_reply_to:
+                rule = rule_of_consultation(journal, expectation.in_reply_to)
+                if rule is not None:
+                    emit_reply_received(expectation.in_reply_to, reply_uuid=uuid, rule=rule,
+                                        case_id=expectation.case_id)
             if expectation.flow_run_id:
                 args = (expectation.flow_run_id, {"nachrichten_uuid": uuid})
                 if background:

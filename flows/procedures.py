@@ -21,8 +21,7 @@ from typing import Any
 from prefect import flow
 
 from connectors.journal import DeliveryState, Direction
-
-from .blocks import (
+from flows.blocks import (
     CaseRef,
     approve,
     await_receipts,
@@ -35,7 +34,7 @@ from .blocks import (
     publish_case_artifacts,
     send_all,
 )
-from .runtime import get_runtime
+from flows.runtime import get_runtime
 
 __all__ = ["gewerbeabmeldung", "gewerbeanmeldung", "gewerbeummeldung", "redeliver", "run_procedure"]
 

@@ -26,10 +26,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from connectors.journal import Journal
 from connectors.journal.retention import RetentionConfig, run_retention
-
-from .data import ReportOptions, build_report, parse_day, window_for
-from .prefect_runs import flow_run_durations
-from .render import artifact_tables, render_html, render_markdown, write_text
+from flows.reporting.data import ReportOptions, build_report, parse_day, window_for
+from flows.reporting.prefect_runs import flow_run_durations
+from flows.reporting.render import artifact_tables, render_html, render_markdown, write_text
 
 __all__ = ["daily_report", "retention", "retention_markdown"]
 
