@@ -113,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
     from connectors.config import Settings
     from connectors.directory import Directory, DirectoryError
     from connectors.exceptions import ConnectorError
-    from connectors.inbox import InboxConfig, create_app, journal_url_for, serve
+    from connectors.inbox import InboxConfig, create_app, home_agency, journal_url_for, serve
     from connectors.journal import Journal
     from xoev.exceptions import XoevError
 
@@ -147,7 +147,15 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(exc)
     try:
         try:
-            app = create_app(agency.id, journal=journal, directory=directory, config=config)
+            hook = None
+            if agency.id == home_agency():
+                # the home agency's inbox starts the procedures (Prefect event per accepted
+                # notification) and resumes runs waiting for replies
+                from ..correlation import make_inbox_hook
+
+                hook = make_inbox_hook(journal, home_agency_kennung=agency.behoerdenkennung)
+            app = create_app(agency.id, journal=journal, directory=directory, config=config,
+                             on_accepted=hook)
         except (ConnectorError, XoevError) as exc:
             return _fail(exc)
         hosted = ", ".join(a.id for a in directory.hosted_by(agency.id)) or "none"
