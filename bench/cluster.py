@@ -424,10 +424,10 @@ class Cluster:
                     if case.case_id in done:
                         continue
                     events = self.journal.events(case_id=case.case_id, kind="case.updated")
-                    if any(e.detail.get("waiting_for") == "approval" for e in events):
-                        approve_case(self.journal, case.case_id, decision="approve",
-                                     comment="geprüft", via="clerk")
-                        done.add(case.case_id)
+                    if any(e.detail.get("waiting_for") == "approval" for e in events) and \
+                            approve_case(self.journal, case.case_id, decision="approve",
+                                         comment="geprüft", via="clerk"):
+                        done.add(case.case_id)  # else: not suspended yet, try again
             except Exception as exc:  # keep approving; the run takes the decision later
                 print(f"clerk: {type(exc).__name__}: {exc}", file=sys.stderr)
 
