@@ -2,8 +2,8 @@
 
 * Outbound sockets to anything but loopback are refused in every test (unit tests never reach the
   network; integration tests use real servers on 127.0.0.1).
-* ``shared_dir``: the read-only ``../shared`` material, read in place. Missing under ``CI=true`` is a
-  failure, never a skip.
+* ``shared_dir``: the read-only ``../shared`` material, read in place. Missing under ``CI=true``
+  is a failure, never a skip.
 * ``pg_url``: a fresh PostgreSQL database on 127.0.0.1:5432 for the test session (dropped after).
   Missing PostgreSQL under ``CI=true`` is a failure, never a skip.
 """

@@ -48,7 +48,9 @@ def owl() -> Directory:
 # ------------------------------------------------------------------------- the shipped file
 
 
-def test_shipped_file_is_the_default_and_has_the_owl_agencies_and_the_portal(owl: Directory) -> None:
+def test_shipped_file_is_the_default_and_has_the_owl_agencies_and_the_portal(
+    owl: Directory,
+) -> None:
     assert DEFAULT_PATH == ROOT / "deployments" / "owl" / "agencies.yaml"
     assert [a.id for a in owl] == OWL_IDS
     assert len(owl) == 9

@@ -63,10 +63,13 @@ class InboxConfig:
     """Refuse (403 ``author_mismatch``) a message whose Nachrichtenkopf names an author other
     than the authenticated sending agency: an agency may only send in its own name. Switch off
     only for relays that forward messages of others."""
-    workers: int = 8
+    workers: int = 2
     """Messages parsed, validated and stored at the same time (threads). More does not help:
-    the work is mostly CPU under one GIL; a few overlap the journal's waits on the database.
-    Further requests wait their turn on the event loop (their bodies are read already)."""
+    the work is mostly CPU under one GIL, and threads that wait for the database must win the
+    GIL back from busy ones (`bench/inbox.py` on 2 cores, PostgreSQL, 32 clients: 2 threads
+    ≈ 630 msg/s, 8 threads ≈ 500 msg/s). Raise it when the database is far away (network
+    round trips to overlap). Further requests wait their turn on the event loop (their bodies
+    are read already)."""
     mailbox_page_size: int = 100
     """Entries listed by ``GET /v1/mailbox`` without ``limit``."""
     mailbox_page_max: int = 1000

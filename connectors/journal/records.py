@@ -43,6 +43,8 @@ AGENCY_MAX = 200
 CASE_ID_MAX = 64
 _CASE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+# whitespace other than the space (str.isspace semantics) and the C0 control characters
+_CONTROL_RE = re.compile(r"[^\S ]|[\x00-\x1f\x7f]")
 #: XÖV timestamps without offset are German local time.
 XOEV_LOCAL_TZ = ZoneInfo("Europe/Berlin")
 
@@ -136,7 +138,7 @@ def _check_text(value: object, field_name: str, max_len: int, *, required: bool 
         raise JournalValueError(field_name, "must not be empty")
     if len(text) > max_len:
         raise JournalValueError(field_name, f"longer than {max_len} characters ({len(text)})")
-    if any((ch.isspace() and ch != " ") or ord(ch) < 32 for ch in text):
+    if _CONTROL_RE.search(text):
         raise JournalValueError(field_name, "contains control characters or line breaks")
     return text
 

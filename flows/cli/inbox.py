@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="messages parsed, validated and stored at once, in threads (default 8)",
+        help="messages parsed, validated and stored at once, in threads (default 2)",
     )
     serve.add_argument(
         "--schema-path",
