@@ -15,6 +15,7 @@ masked.
         │   └── JournalSchemaError       database not migrated, or at an unknown revision
         ├── JournalValueError            bad argument: malformed UUID, unknown state (ValueError)
         ├── JournalNotFoundError         no such case/message/delivery/expectation (LookupError)
+        │   └── PayloadPurgedError       the message is kept, its payload was purged (retention)
         ├── JournalConflictError         same key, different content
         │   ├── MessageConflictError     nachrichtenUUID recorded again with another payload
         │   └── CaseConflictError        case_id created again for another procedure
@@ -47,6 +48,7 @@ __all__ = [
     "JournalValueError",
     "MessageConflictError",
     "PayloadIntegrityError",
+    "PayloadPurgedError",
 ]
 
 
@@ -131,6 +133,20 @@ class JournalNotFoundError(JournalError, LookupError):
     def __str__(self) -> str:
         text = f"no {self.kind} {self.key} in the journal"
         return f"{text} ({self.detail})" if self.detail else text
+
+
+class PayloadPurgedError(JournalNotFoundError):
+    """The message is in the journal, but retention replaced its payload by a tombstone."""
+
+    def __init__(self, nachrichten_uuid: str) -> None:
+        super().__init__("payload", nachrichten_uuid)
+        self.nachrichten_uuid = nachrichten_uuid
+
+    def __str__(self) -> str:
+        return (
+            f"payload of message {self.nachrichten_uuid} was purged by the retention policy; "
+            "its metadata, SHA-512 and history are kept (events retention.purged)"
+        )
 
 
 class JournalConflictError(JournalError):

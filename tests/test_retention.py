@@ -10,7 +10,6 @@ import sqlite3
 import sys
 import uuid
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from bench.generate import (  # noqa: E402
     generate,
     write_cases,
 )
-from connectors.exceptions import ConfigError, PayloadIntegrityError  # noqa: E402
+from connectors.exceptions import ConfigError, PayloadPurgedError  # noqa: E402
 from connectors.journal import Direction, Journal, MessageMeta  # noqa: E402
 from connectors.journal.models import metadata  # noqa: E402
 from connectors.journal.retention import (  # noqa: E402
@@ -57,29 +56,6 @@ CONFIG = RetentionConfig(
     unassigned=0,
     batch_size=7,
 )
-
-
-def _pg_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    import psycopg
-
-    base = request.getfixturevalue("pg_url")
-    schema = f"ret_{uuid.uuid4().hex[:12]}"
-    plain = base.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'journal.sqlite'}"
-    else:
-        yield from _pg_schema_url(request)
 
 
 def person_payload(name: str) -> bytes:
@@ -250,7 +226,7 @@ def test_retention_removes_personal_data_and_keeps_the_audit_skeleton(db_url: st
     journal = Journal(db_url)
     try:
         one = next(m for m in after["messages"] if m["case_id"] in purged)
-        with pytest.raises(PayloadIntegrityError):
+        with pytest.raises(PayloadPurgedError, match="purged by the retention policy"):
             journal.payload(one["nachrichten_uuid"], direction=one["direction"])
         assert journal.payload(waiting.nachrichten_uuid, direction=Direction.INBOUND)
         with journal.engine.connect() as conn:

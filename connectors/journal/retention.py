@@ -97,8 +97,8 @@ DEFAULT_RETENTION_PATH = Path(__file__).resolve().parents[2] / "deployments" / "
 #: What a purged payload says when decompressed.
 TOMBSTONE_TEXT = b'<amtsbote:purged xmlns:amtsbote="urn:amtsbote:retention"/>'
 #: ``zlib.compress(TOMBSTONE_TEXT, 9)``, fixed here so that equality never depends on the zlib
-#: version. Stored with ``payload_encoding='zlib'``; its SHA-512 differs from the recorded one,
-#: so :meth:`Journal.payload` refuses it (integrity check) instead of returning it.
+#: version. Stored with ``payload_encoding='zlib'``; :meth:`Journal.payload` recognises it and
+#: raises :class:`PayloadPurgedError` instead of returning it.
 TOMBSTONE = (
     b"x\xda\xb3I\xcc-)N\xca/I\xb5*(-JOMQ\xa8\xc8\xcd\xc9+\xb6\x82\x89\xda*\x95\x16\xe5\xc1y"
     b"VE\xa9%\xa9y%\x99\xf9yJ\xfav\x00\x9a9\x166"

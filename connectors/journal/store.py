@@ -59,6 +59,7 @@ from ..exceptions import (
     JournalSchemaError,
     JournalValueError,
     MessageConflictError,
+    PayloadPurgedError,
 )
 from . import migrate
 from .crypto import ENCODING_SEALED, EncodedPayload, PayloadCodec
@@ -92,6 +93,7 @@ from .records import (
     check_case_id,
     normalize_uuid,
 )
+from .retention import is_purged
 
 __all__ = ["Journal"]
 
@@ -1099,7 +1101,8 @@ class Journal:
     @_retry_on_disconnect
     def payload(self, nachrichten_uuid: str, *, direction: Direction | str | None = None) -> bytes:
         """The original bytes of a message: decrypted, decompressed and checked against the
-        recorded SHA-512 (:class:`PayloadIntegrityError` / :class:`JournalKeyError` otherwise)."""
+        recorded SHA-512 (:class:`PayloadIntegrityError` / :class:`JournalKeyError` otherwise;
+        :class:`PayloadPurgedError` when retention has replaced it by its tombstone)."""
         uuid = normalize_uuid(nachrichten_uuid)
         way = _enum(Direction, direction, "direction") if direction is not None else None
         stmt = select(_M.payload, _M.payload_encoding, _M.payload_sha512).where(
@@ -1111,6 +1114,8 @@ class Journal:
             row = conn.execute(stmt.order_by(_M.direction).limit(1)).first()
         if row is None:
             raise JournalNotFoundError("message", uuid)
+        if is_purged(row.payload):
+            raise PayloadPurgedError(uuid)
         return self._codec.decode(
             row.payload, row.payload_encoding, row.payload_sha512, nachrichten_uuid=uuid
         )
