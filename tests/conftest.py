@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -94,22 +95,61 @@ def _pg_available() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """SQLAlchemy URL of a fresh database ``amtsbote_t_<hex>`` on the local PostgreSQL."""
+def _fresh_database(prefix: str, driver: str) -> Iterator[str]:
+    """Create ``<prefix><hex>`` on the local PostgreSQL; yield its SQLAlchemy URL; drop it."""
     if not _pg_available():
         _missing(f"PostgreSQL at {PG_ADMIN_URL}")
     import psycopg
 
-    name = f"amtsbote_t_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:
-        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+        yield f"{base.replace('postgresql://', f'postgresql+{driver}://', 1)}/{name}"
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh database ``amtsbote_t_<hex>`` on the local PostgreSQL."""
+    yield from _fresh_database("amtsbote_t_", "psycopg")
+
+
+@contextlib.contextmanager
+def pg_schema(pg_url: str, *, prefix: str = "t_") -> Iterator[str]:
+    """A fresh schema in the session's PostgreSQL database; yields its SQLAlchemy URL (the
+    schema as search_path) and drops the schema after."""
+    import psycopg
+
+    schema = f"{prefix}{uuid.uuid4().hex[:12]}"
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{pg_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """URL of a fresh, empty schema in the session's PostgreSQL database (dropped after)."""
+    with pg_schema(pg_url) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty journal database, once on each backend: a SQLite file (not created yet)
+    and a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'journal.sqlite'}"
+    else:
+        yield request.getfixturevalue("pg_schema_url")
 
 
 def free_port() -> int:
@@ -136,19 +176,7 @@ os.environ.pop("PREFECT_API_KEY", None)
 @pytest.fixture(scope="session")
 def prefect_pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for the Prefect server (asyncpg URL)."""
-    if not _pg_available():
-        _missing(f"PostgreSQL at {PG_ADMIN_URL}")
-    import psycopg
-
-    name = f"amtsbote_prefect_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from _fresh_database("amtsbote_prefect_", "asyncpg")
 
 
 @pytest.fixture(scope="session")

@@ -21,12 +21,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import free_port
+from conftest import free_port, pg_schema  # noqa: F401  (re-exported for the inbox tests)
 from lxml import etree
 from sqlalchemy import create_engine, text
 
@@ -148,22 +148,6 @@ def deliver(
 
 
 # ------------------------------------------------------------------------------ databases
-
-
-@contextlib.contextmanager
-def pg_schema(pg_url: str) -> Iterator[str]:
-    """A fresh schema in the session's PostgreSQL database; yields its SQLAlchemy URL."""
-    import psycopg
-
-    schema = f"inbox_{uuid.uuid4().hex[:12]}"
-    plain = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{pg_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def table_counts(url: str) -> dict[str, int]:

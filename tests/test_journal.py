@@ -52,30 +52,6 @@ PERSONAL = (b"Tibor", b"12101965", b"Santiago", b"Ewald-Hase-Str.")
 # ----------------------------------------------------------------------------- fixtures
 
 
-def _pg_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    import psycopg
-
-    base = request.getfixturevalue("pg_url")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    plain = base.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'var' / 'journal.sqlite'}"
-    else:
-        yield from _pg_schema_url(request)
-
-
 @pytest.fixture
 def journal(db_url: str) -> Iterator[Journal]:
     j = Journal(db_url, create=True)

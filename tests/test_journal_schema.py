@@ -8,7 +8,6 @@ import os
 import sqlite3
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,34 +24,6 @@ from connectors.journal.models import metadata
 from flows.cli import main
 
 TABLES = {"cases", "messages", "deliveries", "delivery_attempts", "events", "expectations"}
-
-
-def _pg_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    import psycopg
-
-    base = request.getfixturevalue("pg_url")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    plain = base.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'journal.sqlite'}"
-    else:
-        yield from _pg_schema_url(request)
-
-
-@pytest.fixture
-def pg_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    yield from _pg_schema_url(request)
 
 
 def _tables(url: str) -> set[str]:
@@ -79,6 +50,37 @@ def test_upgrade_on_an_empty_database_creates_everything(db_url: str) -> None:
         assert not second.changed
         with Journal(db_url) as j:
             assert j.get_case("keep-1").procedure == "p"
+    finally:
+        engine.dispose()
+
+
+def test_head_revision_is_the_scripts_head() -> None:
+    from connectors.journal.migrate import HEAD_REVISION, script_head_revision
+
+    assert script_head_revision() == HEAD_REVISION == head_revision()
+
+
+def test_opening_a_migrated_journal_does_not_import_alembic(tmp_path: Path) -> None:
+    """Flow-run processes open the journal without ``create``: checking the revision is plain
+    SQL, so the ~0.2 s import of Alembic is paid only where migrations run."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'journal.sqlite'}"
+    Journal(url, create=True).close()
+    code = ("import sys; from connectors.journal import Journal; j = Journal(sys.argv[1]); "
+            "j.check_schema(); j.close(); print(sorted(m for m in sys.modules if "
+            "m.split('.')[0] == 'alembic'))")
+    done = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_current_revision_of_an_empty_database_is_none(db_url: str) -> None:
+    engine = create_journal_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert current_revision(conn) is None
     finally:
         engine.dispose()
 

@@ -10,7 +10,6 @@ import sys
 import uuid
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,29 +52,6 @@ NRW = holidays.Germany(subdiv="NW", years=range(2025, 2028))
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-def _pg_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    import psycopg
-
-    base = request.getfixturevalue("pg_url")
-    schema = f"r_{uuid.uuid4().hex[:12]}"
-    plain = base.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'journal.sqlite'}"
-    else:
-        yield from _pg_schema_url(request)
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,27 @@ package, so this works from a checkout and when installed. The revision is kept 
 :func:`upgrade` runs in one transaction, serialised against concurrent upgraders (PostgreSQL:
 advisory lock; SQLite: ``BEGIN IMMEDIATE``), so several services starting at once are harmless,
 and running it again at head changes nothing.
+
+Alembic is imported only to migrate: checking a database's revision (every journal opened
+without ``create``, e.g. in each flow-run process) reads the version table with plain SQL and
+compares it with :data:`HEAD_REVISION`, which a test keeps equal to the scripts' head.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 from .engine import WRITE_OPTION
 
 __all__ = [
+    "HEAD_REVISION",
     "SCRIPT_LOCATION",
     "VERSION_TABLE",
     "UpgradeResult",
@@ -35,6 +39,8 @@ __all__ = [
 
 SCRIPT_LOCATION = "connectors.journal:migrations"
 VERSION_TABLE = "amtsbote_journal_version"
+#: The newest revision of the scripts in ``migrations/versions`` (raise it with each new one).
+HEAD_REVISION = "0001"
 #: pg_advisory_xact_lock key serialising journal migrations ("amtsbote" in ASCII, truncated).
 _PG_LOCK_KEY = 0x616D7473626F7465 & 0x7FFFFFFFFFFFFFFF
 
@@ -51,6 +57,8 @@ class UpgradeResult:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for the journal; ``connection`` is used by ``env.py`` when given."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", SCRIPT_LOCATION)
     if connection is not None:
@@ -58,18 +66,26 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-@lru_cache(maxsize=1)
 def head_revision() -> str:
-    """The newest revision shipped with this code."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "journal migrations have no head revision"
-    return head
+    """The newest revision shipped with this code (:data:`HEAD_REVISION`)."""
+    return HEAD_REVISION
+
+
+def script_head_revision() -> str | None:
+    """The head revision as the migration scripts say (Alembic reads them)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at; ``None`` for an empty (never migrated) database."""
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:  # branches: not used by the journal; report them as Alembic would refuse
+        raise ValueError(f"{VERSION_TABLE} holds several revisions: {sorted(rows)}")
+    return rows[0] if rows else None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> UpgradeResult:
@@ -80,6 +96,8 @@ def upgrade(engine: Engine, revision: str = "head") -> UpgradeResult:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
             before = current_revision(conn)
+            from alembic import command
+
             command.upgrade(alembic_config(conn), revision)
             after = current_revision(conn)
     return UpgradeResult(before=before, after=after)
@@ -93,6 +111,8 @@ def downgrade(engine: Engine, revision: str) -> UpgradeResult:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
             before = current_revision(conn)
+            from alembic import command
+
             command.downgrade(alembic_config(conn), revision)
             after = current_revision(conn)
     return UpgradeResult(before=before, after=after)
