@@ -176,6 +176,11 @@ class InFlight:
 @dataclass
 class ClusterOptions:
     workers: int = 2
+    runs_per_worker: int = 4
+    """The work pool's concurrency limit is ``workers × runs_per_worker`` flow runs executing at
+    once (:func:`flows.operations.ensure_work_pool`): each is a process with its own journal
+    connections; without a limit a burst of notifications starts one process per run at once
+    and exhausts memory and PostgreSQL's connections."""
     heartbeat: int = 30
     """PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers (Prefect's minimum: 30)."""
     zombie_after: float = 75.0
@@ -288,6 +293,10 @@ class Cluster:
             port = int(str(agency.endpoint).rsplit(":", 1)[1].split("/")[0])
             self.installation.servers[agency_id] = InboxServer(tracker, port=port).start()
             self.trackers[agency_id] = tracker
+        from flows.operations import ensure_work_pool
+
+        asyncio.run(ensure_work_pool(
+            concurrency_limit=max(1, self.opts.workers * self.opts.runs_per_worker)))
         if self.opts.deploy:
             self.deploy()
         for i in range(self.opts.workers):
@@ -297,17 +306,11 @@ class Cluster:
         return self
 
     def deploy(self) -> None:
-        """Work pool, the procedures' deployments of ``prefect.yaml`` (``prefect deploy --name …``
-        from the project root; ``--all`` with ``deployments=None``), limits, automations."""
-        from flows.operations import (
-            AutomationSettings,
-            ensure_work_pool,
-            sync_automations,
-            sync_limits,
-        )
+        """The procedures' deployments of ``prefect.yaml`` (``prefect deploy --name …`` from the
+        project root; ``--all`` with ``deployments=None``), limits, automations."""
+        from flows.operations import AutomationSettings, sync_automations, sync_limits
         from flows.routing import parse_duration
 
-        asyncio.run(ensure_work_pool())
         env = dict(os.environ)
         out = self.log_dir / "deploy.log"
         with open(out, "ab") as log:
@@ -462,6 +465,61 @@ class Cluster:
             raise TimeoutError(f"{len(pending)} of the cases not finished after {timeout:g} s")
         return cases
 
+    def audit(self, cases: dict[str, Any]) -> list[str]:
+        """What went wrong with ``cases`` (uuid → case, from :meth:`wait_closed`), as texts; an
+        empty list is the proof asked for: every notification has its own case, every case is
+        closed and was closed exactly once; one outbound message per (case, message type,
+        recipient), each delivered or fetched; every recipient's inbox holds exactly the
+        nachrichtenUUIDs the home journal sent it, each once (file drop and mailbox included);
+        no tracked agency ever had more requests in flight than its concurrency."""
+        from collections import Counter
+
+        from connectors.journal import Direction
+
+        problems: list[str] = []
+        j = self.journal
+        if len({c.case_id for c in cases.values()}) != len(cases):
+            problems.append("two notifications share a case")
+        statuses = Counter(c.status.value for c in cases.values())
+        if set(statuses) != {"closed"}:
+            problems.append(f"cases not closed: {dict(statuses)}")
+        for case in cases.values():
+            closings = [e for e in j.events(case_id=case.case_id, kind="case.updated")
+                        if e.detail.get("to") == "closed"]
+            if len(closings) != 1:
+                problems.append(f"case {case.case_id} closed {len(closings)} times")
+        case_ids = {c.case_id for c in cases.values()}
+        outbound = [d for d in j.deliveries(direction=Direction.OUTBOUND)
+                    if d.case_id in case_ids]
+        states = {d.state.value for d in outbound}
+        if not states <= {"delivered", "fetched"}:
+            problems.append(f"outbound deliveries in states {sorted(states)}")
+        types = {m.nachrichten_uuid: m.message_type
+                 for m in j.messages(direction=Direction.OUTBOUND)}
+        per_rule = Counter((d.case_id, types[d.nachrichten_uuid], d.recipient) for d in outbound)
+        problems += [f"{key} sent {n} times" for key, n in per_rule.items() if n > 1]
+        sent_to: dict[str, list[str]] = {}
+        for d in outbound:
+            sent_to.setdefault(d.recipient, []).append(d.nachrichten_uuid)
+        for agency_id in self.installation.servers:
+            if agency_id == HOME_AGENCY:
+                continue
+            received = [m.nachrichten_uuid for m in self.installation.journal_of(agency_id)
+                        .messages(direction=Direction.INBOUND)]
+            if len(received) != len(set(received)):
+                problems.append(f"{agency_id} stored a nachrichtenUUID twice")
+            if sorted(received) != sorted(sent_to.get(agency_id, [])):
+                problems.append(f"{agency_id} holds {len(received)} messages, the home journal "
+                                f"sent it {len(sent_to.get(agency_id, []))}")
+        drops = sorted(p.stem for p in (self.tmp / "drop").glob("*.xml"))
+        if drops != sorted(sent_to.get("finanzamt-paderborn", [])):
+            problems.append(f"file drop holds {len(drops)} files, sent "
+                            f"{len(sent_to.get('finanzamt-paderborn', []))}")
+        for agency_id, tracker in self.trackers.items():
+            limit = self.directory.get(agency_id).concurrency
+            if tracker.max > limit:
+                problems.append(f"{agency_id}: {tracker.max} requests in flight, limit {limit}")
+        return problems
 
 _SAMPLES: dict[str, bytes] = {}
 _NATIONALITY = re.compile(rb"(<xga:staatsangehoerigkeitSchluessel\b[^>]*>\s*<code>)\d+(</code>)")
@@ -594,7 +652,7 @@ def _baseline(tmp: Path, kinds: list[str], timeout: float) -> float:
 
 
 def _cluster_run(tmp: Path, kinds: list[str], workers: int, timeout: float,
-                 deploy: bool) -> tuple[float, int, dict[str, int]]:
+                 deploy: bool) -> tuple[float, int, dict[str, int], list[str]]:
     journal_url, drop = create_database("amtsbote_bench_journal")
     opts = ClusterOptions(workers=workers, deploy=deploy, heartbeat=60, zombie_after=240,
                           tracked={"bezreg-detmold": 0.0, "it-nrw": 0.0})
@@ -607,9 +665,8 @@ def _cluster_run(tmp: Path, kinds: list[str], workers: int, timeout: float,
         cases = cluster.wait_closed(uuids, timeout=timeout)
         elapsed = time.perf_counter() - t0
         closed = sum(1 for c in cases.values() if c.status.value == "closed")
-        if closed != len(kinds):
-            print(f"  warning: {len(kinds) - closed} case(s) not closed", file=sys.stderr)
-        return elapsed, closed, {a: t.max for a, t in cluster.trackers.items()}
+        problems = cluster.audit(cases)
+        return elapsed, closed, {a: t.max for a, t in cluster.trackers.items()}, problems
     finally:
         cluster.stop()
         drop()
@@ -662,11 +719,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  single process: {base:.1f} s", flush=True)
         deploy = True
         for w in counts:
-            elapsed, closed, peaks = _cluster_run(tmp / f"workers-{w}", kinds, w, args.timeout,
-                                                  deploy)
+            elapsed, closed, peaks, problems = _cluster_run(tmp / f"workers-{w}", kinds, w,
+                                                            args.timeout, deploy)
             deploy = False
             rows.append((f"{w} process worker(s)", elapsed, closed))
-            print(f"  {w} worker(s): {elapsed:.1f} s, peak in-flight {peaks}", flush=True)
+            verdict = ("audit ok: every case closed exactly once, every message delivered "
+                       "once, no limit exceeded" if not problems else
+                       "AUDIT FAILED: " + "; ".join(problems[:10]))
+            print(f"  {w} worker(s): {elapsed:.1f} s, peak in-flight {peaks}; {verdict}",
+                  flush=True)
     finally:
         server.stop()
         drop_prefect()

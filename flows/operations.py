@@ -77,6 +77,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -401,29 +402,67 @@ async def _client(client: PrefectClient | None) -> AsyncIterator[PrefectClient]:
 # =========================================================================== work pool, deployments
 
 
-async def ensure_work_pool(name: str = WORK_POOL, *, client: PrefectClient | None = None,
-                           create: bool = True) -> bool:
-    """Make sure the process work pool exists (created with the process worker's default base
-    job template). Returns whether it was created."""
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+def engine_command(python: str | None = None) -> str:
+    """The command a process worker of this installation starts a flow run with."""
+    import shlex
+
+    return f"{shlex.quote(python or sys.executable)} -m prefect.engine"
+
+
+def process_pool_template(python: str | None = None) -> dict[str, Any]:
+    """The process worker's base job template, with :func:`engine_command` as the default
+    ``command``.
+
+    Without a command, Prefect 3.8's process worker starts every flow run through a workspace
+    supervisor: a second Python process that imports Prefect (~1 s CPU) only to run the pull
+    steps and start ``python -m prefect.engine``, which imports Prefect again. With the command
+    set, the worker starts the engine directly and the engine runs the deployment's pull steps
+    itself: half the process starts per flow run (``bench/cluster.py``)."""
     from prefect.workers.process import ProcessWorker
 
+    template = ProcessWorker.get_default_base_job_template()
+    template["variables"]["properties"]["command"]["default"] = engine_command(python)
+    return template
+
+
+async def ensure_work_pool(name: str = WORK_POOL, *, client: PrefectClient | None = None,
+                           create: bool = True, concurrency_limit: int | None = None) -> bool:
+    """Make sure the process work pool exists (created with :func:`process_pool_template`).
+    Returns whether it was created.
+
+    ``concurrency_limit``: flow runs of the pool executing (Pending/Running) at once, across all
+    workers; set on creation and updated on an existing pool when it differs. Every executing
+    run is a Python process with its own journal connections, so this bounds memory and
+    database connections. Runs that wait (suspended for an approval or a reply) do not count.
+    The limit is the server's, not the worker's: ``prefect worker start --limit`` crashes the
+    worker in Prefect 3.8 when a suspended run is resumed before the worker has released its
+    slot ("this borrower is already holding one of this CapacityLimiter's tokens")."""
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    if concurrency_limit is not None and concurrency_limit < 1:
+        raise OperationsError(f"work pool {name}", f"concurrency limit must be >= 1, not "
+                              f"{concurrency_limit}")
     async with _client(client) as c:
         try:
-            await c.read_work_pool(name)
-            return False
+            pool = await c.read_work_pool(name)
         except ObjectNotFound:
             if not create:
                 raise OperationsError(f"work pool {name}", "does not exist; create it with "
                                       f"`prefect work-pool create {name} --type process` or run "
                                       "`amtsbote serve`") from None
+        else:
+            if concurrency_limit is not None and pool.concurrency_limit != concurrency_limit:
+                await c.update_work_pool(name, WorkPoolUpdate(
+                    concurrency_limit=concurrency_limit))
+            return False
         try:
             await c.create_work_pool(WorkPoolCreate(
-                name=name, type="process",
-                base_job_template=ProcessWorker.get_default_base_job_template()))
+                name=name, type="process", base_job_template=process_pool_template(),
+                concurrency_limit=concurrency_limit))
         except ObjectAlreadyExists:  # created meanwhile by someone else
-            return False
+            return await ensure_work_pool(name, client=c, create=False,
+                                          concurrency_limit=concurrency_limit)
         return True
 
 

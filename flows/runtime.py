@@ -18,7 +18,10 @@ from connectors.directory import Agency, Directory
 from connectors.journal import Journal
 from connectors.senders import Sender, SenderConfig, sender_for
 
+from .prefect_patches import share_api_tls_context
 from .routing import Routing, parse_duration
+
+share_api_tls_context()
 
 __all__ = ["FlowSettings", "Runtime", "get_runtime", "reset_runtime", "use_runtime"]
 

@@ -13,15 +13,19 @@ Ausländerbehörde answers consultations.
   ``amtsbote-zombie-runs`` automation and rescheduled by ``recover``; the highest number of
   requests in flight at two agencies (measured by a middleware of this test in their inboxes)
   never exceeds their concurrency;
-* the consultation of the Ausländerbehörde on a worker (suspend, reply, resume) — a known bug of
-  the consult block, marked ``xfail(strict=True)``;
+* the consultation of the Ausländerbehörde on a worker: the run suspends, the reply resumes it,
+  the re-executed run takes the reply it already has, a clerk approves, the case closes;
 * the missing-reply escalation: a consultation without reply is escalated after its deadline,
   one whose reply came is not;
 * rolling out a new procedure version while a run waits for approval: where the resumed run's
   code comes from (in-place update vs. runs pinned to their release directory).
 
-Throughput is measured in ``bench/cluster.py`` (200 cases), not here: the number of cases here is
-kept to what the whole file does in about six minutes on two cores.
+The issue asks for 200 cases here. On this 2-core machine one case costs a process worker about
+2.5 s of CPU (a Python process per flow run that imports Prefect, plus the Prefect server's
+share), so 200 cases take about ten minutes and ``make test`` would pass its 15-minute budget.
+This test runs 40 cases, about as many as the worker's zombie detection (~100 s) lets overlap;
+``bench/cluster.py`` runs 200 through the same harness with the same audit
+(:meth:`bench.cluster.Cluster.audit`) for 1, 2 and 4 workers.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import shutil
 import sys
 import time
 import uuid as uuid_module
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,7 +52,7 @@ from bench.cluster import Cluster, ClusterOptions, create_database, mix_kinds
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres,
               pytest.mark.timeout(900)]
 
-CASES = 12
+CASES = 40
 # Abmeldung : Ummeldung : Anmeldung (consultation + approval) : Anmeldung by a German national
 # (approval, no consultation); the consultation on workers is test_consultation_on_a_worker
 MIX = (3, 3, 0, 2)
@@ -168,6 +171,20 @@ def test_sync_commands_are_idempotent_and_dry_runs_change_nothing(
     assert main(["limits", "sync"]) == 0
     assert "0 changed" in capsys.readouterr().out
 
+    # the work pool's concurrency limit (flow runs executing at once across the workers)
+    async def pool_limit() -> int | None:
+        async with get_client() as c:
+            return (await c.read_work_pool("amtsbote-process")).concurrency_limit
+
+    assert _run(pool_limit()) == 2 * cluster.opts.runs_per_worker
+    assert main(["limits", "sync", "--pool-concurrency", "9"]) == 0
+    assert "work pool amtsbote-process: exists, concurrency limit 9" in capsys.readouterr().out
+    assert _run(pool_limit()) == 9
+    assert main(["limits", "sync", "--pool-concurrency", "0"]) == 2
+    usual = 2 * cluster.opts.runs_per_worker
+    assert main(["limits", "sync", "--pool-concurrency", str(usual)]) == 0
+    assert _run(pool_limit()) == usual
+
 
 # --------------------------------------------------------------------------- the main run
 
@@ -189,7 +206,6 @@ def _wait_for_victim(cluster: Cluster, worker: int, timeout: float = 180) -> Non
 def test_cases_across_workers_survive_a_killed_worker(cluster: Cluster) -> None:
     from prefect.client.schemas.objects import StateType
 
-    from connectors.journal import Direction
 
     kinds = mix_kinds(CASES, MIX)
     started = time.monotonic()
@@ -202,37 +218,9 @@ def test_cases_across_workers_survive_a_killed_worker(cluster: Cluster) -> None:
     cases = cluster.wait_closed(uuids, timeout=600)
     elapsed = time.monotonic() - started
 
-    j = cluster.journal
-    # every notification has its own case, every case is closed, and closed exactly once
-    assert len({c.case_id for c in cases.values()}) == CASES
-    assert {c.status.value for c in cases.values()} == {"closed"}, \
-        Counter(c.status.value for c in cases.values())
-    for case in cases.values():
-        closings = [e for e in j.events(case_id=case.case_id, kind="case.updated")
-                    if e.detail.get("to") == "closed"]
-        assert len(closings) == 1, (case.case_id, closings)
-
-    # no message twice: one outbound message per (case, rule); each recipient's inbox holds
-    # exactly the nachrichtenUUIDs the home journal sent it, each once
-    outbound = j.deliveries(direction=Direction.OUTBOUND)
-    assert {d.state.value for d in outbound} <= {"delivered", "fetched"}
-    per_case_rule = Counter((d.case_id, j.get_message(d.nachrichten_uuid,
-                                                      direction=Direction.OUTBOUND).message_type,
-                             d.recipient) for d in outbound)
-    assert max(per_case_rule.values()) == 1
-    sent_to: dict[str, list[str]] = {}
-    for d in outbound:
-        sent_to.setdefault(d.recipient, []).append(d.nachrichten_uuid)
-    for agency_id in cluster.installation.servers:
-        if agency_id == "stadt-paderborn":
-            continue
-        received = [m.nachrichten_uuid for m in
-                    cluster.installation.journal_of(agency_id).messages(direction=Direction.INBOUND)]
-        assert len(received) == len(set(received)), agency_id
-        assert sorted(received) == sorted(sent_to.get(agency_id, [])), agency_id
-    drops = sorted(p.stem for p in (cluster.tmp / "drop").glob("*.xml"))
-    assert drops == sorted(sent_to["finanzamt-paderborn"])
-    assert len(sent_to["ihk-owl"]) == len(set(sent_to["ihk-owl"]))  # mailbox: fetched once each
+    # every case closed exactly once, every message delivered once, limits kept
+    assert cluster.audit(cases) == []
+    assert len(cases) == CASES
 
     # the flow runs of the killed worker: crashed (amtsbote-zombie-runs), then
     # rescheduled by `recover`, then completed

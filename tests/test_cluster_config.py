@@ -173,3 +173,17 @@ def test_docs_name_the_files_and_commands() -> None:
                     "amtsbote serve", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "retention.md"):
         assert command in doc, command
     assert Path(ROOT / "docs" / "operations.md").is_file()
+
+
+@pytest.mark.parametrize("path", [SYSTEMD / "amtsbote-deploy.service",
+                                  K8S / "deploy-job.yaml"], ids=lambda p: p.name)
+def test_deploy_steps_make_the_work_pool_before_deploying(path: Path) -> None:
+    """The pool must come from `amtsbote limits sync --pool-concurrency` (engine command,
+    concurrency limit) before `prefect deploy` would create a plain one; never a worker --limit."""
+    text = path.read_text(encoding="utf-8")
+    pool = text.find("amtsbote limits sync --pool-concurrency")
+    deploy = text.find("deploy --all")
+    assert 0 <= pool < deploy, path.name
+    assert "work-pool create" not in text
+    for worker in (SYSTEMD / "amtsbote-worker@.service", K8S / "workers.yaml"):
+        assert "--limit" not in worker.read_text(encoding="utf-8"), worker.name

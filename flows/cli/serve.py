@@ -3,7 +3,8 @@
 ::
 
     amtsbote serve [--port 4200] [--prefect-database-url URL] [--workers N]
-                   [--simulate-partners] [--no-deploy] [--heartbeat SECONDS]
+                   [--concurrency N] [--simulate-partners] [--no-deploy]
+                   [--heartbeat SECONDS]
 
 Brings up, in this order, and stops again on Ctrl-C / SIGTERM (in reverse order):
 
@@ -17,7 +18,10 @@ Brings up, in this order, and stops again on Ctrl-C / SIGTERM (in reverse order)
    ``amtsbote.message.accepted`` for every new notification (the deployments' triggers start the
    procedures) and correlates replies. ``--simulate-partners`` also plays the partner agencies
    (the Ausländerbehörde answers, mailbox agencies fetch) — for trials only;
-4. the work pool ``amtsbote-process``, the deployments of ``prefect.yaml`` (``prefect deploy
+4. the work pool ``amtsbote-process`` with its concurrency limit (``--concurrency``, default
+   4 × ``--workers``: flow runs executing at once across the workers; every run is a process
+   with its own journal connections; runs waiting for an approval or a reply do not count), the
+   deployments of ``prefect.yaml`` (``prefect deploy
    --all`` in ``AMTSBOTE_HOME``, default: the directory of this code), ``amtsbote limits sync``
    and ``amtsbote automations sync`` — skipped with ``--no-deploy``;
 5. ``--workers`` process workers (default 1; ``prefect worker start --pool amtsbote-process``
@@ -68,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                         "AMTSBOTE_PREFECT_DATABASE_URL)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="process workers to run (1)")
+    p.add_argument("--concurrency", type=int, default=None, metavar="N",
+                   help="flow runs executing at once across all workers: the work pool's "
+                        "concurrency limit (default 4 x --workers); each run is a process")
     p.add_argument("--simulate-partners", action="store_true",
                    help="simulate the partner agencies (replies, mailbox fetches): trials only")
     p.add_argument("--no-deploy", action="store_true",
@@ -190,8 +197,8 @@ def _deploy(home: Path, log_dir: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers < 0:
-        _say("--workers must be >= 0")
+    if args.workers < 0 or (args.concurrency is not None and args.concurrency < 1):
+        _say("--workers must be >= 0 and --concurrency >= 1")
         return EXIT_UNUSABLE
     if args.heartbeat is not None:
         if args.heartbeat < 30:
@@ -339,7 +346,9 @@ def _bring_up(args: argparse.Namespace, settings: Any, home: Path, log_dir: Path
     # 4. work pool, deployments, limits, automations -----------------------------------------
     if not args.no_deploy:
         try:
-            asyncio.run(ensure_work_pool(POOL))
+            concurrency = args.concurrency or max(1, 4 * args.workers)
+            asyncio.run(ensure_work_pool(POOL, concurrency_limit=concurrency))
+            _say(f"work pool {POOL}: at most {concurrency} flow runs executing at once")
             _say(f"prefect deploy --all in {home} …")
             missing = _deploy(home, log_dir)
             if missing:
