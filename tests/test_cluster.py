@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 import time
 import uuid as uuid_module
 from collections.abc import Iterator
@@ -43,9 +42,6 @@ from uuid import UUID
 
 import pytest
 from conftest import ROOT, _missing, _pg_available
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from bench.cluster import Cluster, ClusterOptions, create_database, mix_kinds
 

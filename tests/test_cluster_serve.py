@@ -16,9 +16,6 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, free_port, write_agencies
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from bench.cluster import descendants, submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]

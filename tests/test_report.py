@@ -6,7 +6,6 @@ not in Berlin)."""
 from __future__ import annotations
 
 import statistics
-import sys
 import uuid
 import zipfile
 from collections import Counter, defaultdict
@@ -19,11 +18,7 @@ import holidays
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.generate import (  # noqa: E402
+from bench.generate import (
     GeneratorOptions,
     SynthAttempt,
     SynthCase,
@@ -33,16 +28,16 @@ from bench.generate import (  # noqa: E402
     generate,
     write_cases,
 )
-from connectors.journal import DeliveryRecord, Direction, Journal  # noqa: E402
-from connectors.journal.engine import create_journal_engine  # noqa: E402
-from flows.cli import main  # noqa: E402
-from flows.reporting import (  # noqa: E402
+from connectors.journal import DeliveryRecord, Direction, Journal
+from connectors.journal.engine import create_journal_engine
+from flows.cli import main
+from flows.reporting import (
     ReportInputError,
     ReportOptions,
     WorkCalendar,
     build_report,
 )
-from flows.reporting.prefect_runs import flow_run_durations, prefect_reachable  # noqa: E402
+from flows.reporting.prefect_runs import flow_run_durations, prefect_reachable
 
 BERLIN = ZoneInfo("Europe/Berlin")
 #: End of the generated period: 90 days back cover Christi Himmelfahrt (14 May), Pfingstmontag

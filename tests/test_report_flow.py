@@ -4,17 +4,12 @@ published, carry no personal data, and flow-run durations come from the API."""
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.generate import FICTITIOUS_NAMES, GeneratorOptions, generate  # noqa: E402
+from bench.generate import FICTITIOUS_NAMES, GeneratorOptions, generate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

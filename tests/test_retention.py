@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -17,11 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.generate import (  # noqa: E402
+from bench.generate import (
     FICTITIOUS_NAMES,
     GeneratorOptions,
     SynthAttempt,
@@ -32,10 +27,10 @@ from bench.generate import (  # noqa: E402
     generate,
     write_cases,
 )
-from connectors.exceptions import ConfigError, PayloadPurgedError  # noqa: E402
-from connectors.journal import Direction, Journal, MessageMeta  # noqa: E402
-from connectors.journal.models import metadata  # noqa: E402
-from connectors.journal.retention import (  # noqa: E402
+from connectors.exceptions import ConfigError, PayloadPurgedError
+from connectors.journal import Direction, Journal, MessageMeta
+from connectors.journal.models import metadata
+from connectors.journal.retention import (
     DEFAULT_RETENTION_PATH,
     TOMBSTONE,
     TOMBSTONE_TEXT,
@@ -44,7 +39,7 @@ from connectors.journal.retention import (  # noqa: E402
     is_purged,
     run_retention,
 )
-from flows.cli import main  # noqa: E402
+from flows.cli import main
 
 GENERATED_NOW = datetime(2026, 6, 30, 10, 0, tzinfo=UTC)
 NAMES = tuple(n.encode() for group in ("vorname", "familienname", "strasse")

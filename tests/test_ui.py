@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,10 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import IN_CI, ROOT, free_port, write_agencies
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from conftest import IN_CI, free_port, write_agencies
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
