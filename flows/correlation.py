@@ -19,48 +19,51 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from connectors.directory import Directory
 from connectors.journal import Direction, Journal
+
+if TYPE_CHECKING:
+    from .families.base import Started
 
 __all__ = [
     "EVENT_ACCEPTED",
     "approve_case",
     "emit_accepted_event",
     "make_inbox_hook",
-    "procedure_for",
     "resume_with_retry",
+    "start_decision",
 ]
 
 log = logging.getLogger("amtsbote.correlation")
 EVENT_ACCEPTED = "amtsbote.message.accepted"
-_KIND_TO_PROCEDURE = {
-    "anmeldung": "gewerbeanmeldung",
-    "ummeldung": "gewerbeummeldung",
-    "abmeldung": "gewerbeabmeldung",
-}
 
 NotificationHandler = Callable[[str, str], None]
 """``(nachrichten_uuid, procedure)`` → start that procedure."""
 
 
-def procedure_for(payload: bytes) -> str | None:
-    """The procedure a Gewerbeanzeige starts (by the Meldungsart of its first Satz)."""
-    from lxml import etree
+def start_decision(journal: Journal, record: Any, directory: Directory) -> Started:
+    """Which procedure an accepted message for the home agency starts — asked of the families
+    that speak its standard version, with the sender's directory roles — or why it starts none.
+    A family registered later is asked first: a variant family (a plug-in) may take over part of
+    the messages a built-in family would otherwise start."""
+    from .families import all_families
+    from .families.base import Started
 
-    from xoev.parsing import parse_xml
-    from xoev.xgewerbeanzeige.message_types import NAMESPACE
-
-    root = parse_xml(payload).getroot()
-    if etree.QName(root).namespace != NAMESPACE:
-        return None
-    for satz in root.iterfind(f"{{{NAMESPACE}}}satz"):
-        for child in satz:
-            kind = etree.QName(child).localname
-            if kind in _KIND_TO_PROCEDURE:
-                return _KIND_TO_PROCEDURE[kind]
-    return None
+    families = [f for f in all_families() if f.speaks(record.standard, record.version)]
+    if not families:
+        return Started(None, f"no procedure family speaks {record.standard} {record.version}")
+    sender = directory.get(record.sender_agency) if record.sender_agency in directory else None
+    payload = journal.payload(record.nachrichten_uuid, direction=Direction.INBOUND)
+    reasons = []
+    for family in reversed(families):
+        started = family.start_for(record, sender, payload)
+        if not started.refused:
+            return started
+        reasons.append(f"{family.name}: {started.reason}")
+    return Started(None, "; ".join(reasons))
 
 
 def emit_accepted_event(nachrichten_uuid: str, procedure: str) -> None:
@@ -110,8 +113,16 @@ def make_inbox_hook(
     home_agency_kennung: str,
     on_notification: NotificationHandler | None = emit_accepted_event,
     background: bool = True,
+    directory: Directory | None = None,
 ) -> Callable[..., None]:
-    """The ``on_accepted(record, info, created)`` hook for the home agency's inbox."""
+    """The ``on_accepted(record, info, created)`` hook for the home agency's inbox.
+
+    A message that is no reply and is addressed to the home agency starts the procedure its
+    family names for it (:func:`start_decision`); everything else — a standard no family
+    speaks, a sender without the role, a message type that starts nothing — is refused: a
+    ``case.refused`` event in the journal (the message stays kept, ``amtsbote cases
+    --unmatched``), never a started procedure."""
+    directory = directory or Directory.default()
 
     def on_accepted(record: Any, info: Any, created: bool) -> None:
         if not created:
@@ -136,11 +147,18 @@ def make_inbox_hook(
             return
         if on_notification is None or record.reader != home_agency_kennung:
             return
-        if record.standard != "XGewerbeanzeige":
+        started = start_decision(journal, record, directory)
+        if started.procedure is None:
+            journal.log_event(
+                "case.refused",
+                actor="inbox",
+                nachrichten_uuid=uuid,
+                detail={"reason": started.reason or "refused", "sender": record.sender_agency,
+                        "message_type": record.message_type},
+            )
+            log.info("message %s starts no procedure: %s", uuid, started.reason)
             return
-        procedure = procedure_for(journal.payload(uuid, direction=Direction.INBOUND))
-        if procedure is not None:
-            on_notification(uuid, procedure)
+        on_notification(uuid, started.procedure)
 
     return on_accepted
 
@@ -167,9 +185,9 @@ def approve_case(
     if existing is None:
         detail: dict[str, Any] = {"decision": decision, "reason": reason, "via": via}
         if comment:
-            from .blocks import _keep_comment
+            from .blocks import keep_comment
 
-            _keep_comment(rt, case_id, comment)
+            keep_comment(rt, case_id, comment)
             detail["comment"] = True
         journal.log_event("case.decision", actor=via, case_id=case_id, detail=detail)
     elif existing.decision != d.decision:

@@ -268,6 +268,7 @@ class LocalInstallation:
                 hook = make_inbox_hook(
                     self.home_journal,
                     home_agency_kennung=home.behoerdenkennung,
+                    directory=self.directory,
                     on_notification=self.on_notification,
                 )
             elif self.simulate_partners and self.auto_reply and agency.has_role("Ausländerbehörde"):

@@ -1,44 +1,74 @@
-"""Routing as data: who receives which message type under which conditions.
+"""Routing as data: who receives which message type under which conditions — for every family.
 
-``deployments/owl/routing.yaml`` (or ``AMTSBOTE_ROUTING``) is read into a :class:`Routing`; every
-problem — unknown key, unknown agency, unknown message type, bad condition — is reported with file,
-line and field, all at once. :class:`CaseFacts` are the few non-personal facts of a notification
-that rules look at; :meth:`Routing.route` turns facts into :class:`Route` entries.
+Each procedure family (:mod:`flows.families`) has its routing file (Gewerbe:
+``deployments/owl/routing.yaml``; override with the family's environment variable, e.g.
+``AMTSBOTE_ROUTING``). It is read into a :class:`Routing`; every problem — unknown key, unknown
+agency, unknown message type, a condition the family's facts do not offer — is reported with file,
+line and field, all at once.
+
+The conditions a rule may use are declared by the family's facts model
+(:attr:`flows.families.base.Facts.CONDITIONS`): condition key → :class:`ConditionSpec`, one of
+
+=================  =====================================  ===================================
+kind               YAML                                   holds when
+=================  =====================================  ===================================
+``one_of``         list of allowed values                 the fact's value is in the list
+``flag``           ``true`` / ``false``                   the fact equals it
+``prefixes``       list of prefixes (``pattern``)         some value of the fact starts so
+``contains``       one value                              the fact (a set) contains it
+=================  =====================================  ===================================
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from connectors.directory import Directory
-from xoev.xgewerbeanzeige.message_types import nachrichtentyp
-from xoev.xgewerbeanzeige.rules_v2_2 import freizuegige_codes
 
 from .exceptions import RoutingError, RoutingProblem
+
+if TYPE_CHECKING:
+    from .families.base import Facts, Family
 
 __all__ = [
     "DEFAULT_ROUTING_PATH",
     "ROUTING_ENV",
-    "CaseFacts",
+    "ConditionSpec",
     "Conditions",
     "Route",
     "Routing",
+    "contains",
+    "data_file",
+    "flag",
+    "one_of",
     "parse_duration",
+    "prefixes",
 ]
 
 ROUTING_ENV = "AMTSBOTE_ROUTING"
-DEFAULT_ROUTING_PATH = Path(__file__).resolve().parents[1] / "deployments" / "owl" / "routing.yaml"
 
-MELDUNGSARTEN = ("anmeldung", "ummeldung", "abmeldung")
-NATIONALITIES = ("german", "eu", "non-eu")
+
+def data_file(name: str) -> Path:
+    """A default data file of the OWL installation (``deployments/owl/<name>``), from the
+    installed package ``deployments.owl`` where there is one; an absolute path as it is."""
+    if Path(name).is_absolute():
+        return Path(name)
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("deployments.owl") / name))
+    except (ModuleNotFoundError, TypeError):
+        return Path(__file__).resolve().parents[1] / "deployments" / "owl" / name
+
+
+DEFAULT_ROUTING_PATH = data_file("routing.yaml")
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 
@@ -52,93 +82,68 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(days=d, hours=h, minutes=mi, seconds=s)
 
 
-# --------------------------------------------------------------------------- facts
+# --------------------------------------------------------------------------- conditions
 
 
 @dataclass(frozen=True, slots=True)
-class CaseFacts:
-    """What routing looks at; nothing here identifies a person (keys and flags only)."""
+class ConditionSpec:
+    """One condition key a family's facts offer to routing (see the module docstring)."""
 
-    meldungsart: str
-    handwerk: bool = False
-    reisegewerbe: bool = False
-    wz: tuple[str, ...] = ()
-    nationality_groups: frozenset[str] = frozenset()
-    """Subset of {german, eu, non-eu} over all participating persons."""
-    land: str | None = None
+    kind: Literal["one_of", "flag", "prefixes", "contains"]
+    attr: str
+    """Attribute of the facts object the condition looks at."""
+    values: tuple[str, ...] | None = None
+    """Allowed values (``one_of``, ``contains``)."""
+    pattern: str | None = None
+    """Regular expression every listed item must match fully (``one_of``, ``prefixes``)."""
+    label: str = "value"
+    """How an error names an item, e.g. ``Meldungsart``, ``WZ prefix``."""
+    pattern_hint: str = ""
+    """How an error describes the pattern, e.g. ``digits``."""
 
-    @classmethod
-    def from_message(cls, msg: Any) -> CaseFacts:
-        """Facts of the first Satz of an XGewerbeanzeige :class:`Gewerbemeldung`."""
-        meldung = msg.saetze[0].meldung
-        kind = type(meldung).__name__.lower()
-        gewerbe = meldung.gewerbe
-        art = gewerbe.betrieb_art
-        keys: list[str] = []
-        taet = meldung.taetigkeiten_gesamt
-        if taet.schwerpunkt.taetigkeit_schluessel:
-            keys.append(taet.schwerpunkt.taetigkeit_schluessel)
-        if taet.weitere_taetigkeiten is not None:
-            keys.extend(t.taetigkeit_schluessel for t in taet.weitere_taetigkeiten.taetigkeiten)
-        free = freizuegige_codes()
-        groups: set[str] = set()
-        for person in gewerbe.beteiligte_personen:
-            if person.staatsangehoerigkeiten is None:
-                continue
-            for code in person.staatsangehoerigkeiten.schluessel:
-                if code.code == "000":
-                    groups.update({"german", "eu"})
-                elif code.code in free:
-                    groups.add("eu")
-                else:
-                    groups.add("non-eu")
-        return cls(
-            meldungsart=kind,
-            handwerk=art.handwerk.code == "1",
-            reisegewerbe=gewerbe.ist_reisegewerbe.code == "1",
-            wz=tuple(re.sub(r"\D", "", k) for k in keys),
-            nationality_groups=frozenset(groups),
-            land=meldung.gemeinde_schluessel.code[:2] or None,
-        )
-
-    def summary(self) -> dict[str, Any]:
-        """Pseudonymised summary fit for Prefect (parameters, artifacts, logs)."""
-        return {
-            "meldungsart": self.meldungsart,
-            "handwerk": self.handwerk,
-            "reisegewerbe": self.reisegewerbe,
-            "wz": list(self.wz),
-            "nationality": sorted(self.nationality_groups),
-            "land": self.land,
-        }
+    def holds(self, facts: Any, expected: Any) -> bool:
+        value = getattr(facts, self.attr)
+        if self.kind == "one_of":
+            return value in expected
+        if self.kind == "flag":
+            return bool(value) == expected
+        if self.kind == "prefixes":
+            return any(str(v).startswith(p) for v in value for p in expected)
+        return expected in value  # contains
 
 
-# --------------------------------------------------------------------------- rules
+def one_of(attr: str, values: tuple[str, ...] | None = None, *, label: str = "value",
+           pattern: str | None = None, pattern_hint: str = "") -> ConditionSpec:
+    return ConditionSpec("one_of", attr, values, pattern, label, pattern_hint)
+
+
+def flag(attr: str) -> ConditionSpec:
+    return ConditionSpec("flag", attr)
+
+
+def prefixes(attr: str, *, pattern: str, label: str, pattern_hint: str) -> ConditionSpec:
+    return ConditionSpec("prefixes", attr, None, pattern, label, pattern_hint)
+
+
+def contains(attr: str, values: tuple[str, ...], *, label: str = "value") -> ConditionSpec:
+    return ConditionSpec("contains", attr, values, None, label)
 
 
 @dataclass(frozen=True, slots=True)
 class Conditions:
-    meldungsart: frozenset[str] | None = None
-    handwerk: bool | None = None
-    reisegewerbe: bool | None = None
-    wz: tuple[str, ...] | None = None
-    nationality: str | None = None
-    land: frozenset[str] | None = None
+    """The ``when`` of a rule: every listed condition must hold (none = always)."""
 
-    def holds(self, facts: CaseFacts) -> bool:
-        if self.meldungsart is not None and facts.meldungsart not in self.meldungsart:
-            return False
-        if self.handwerk is not None and facts.handwerk != self.handwerk:
-            return False
-        if self.reisegewerbe is not None and facts.reisegewerbe != self.reisegewerbe:
-            return False
-        if self.wz is not None and not any(
-            key.startswith(prefix) for key in facts.wz for prefix in self.wz
-        ):
-            return False
-        if self.nationality is not None and self.nationality not in facts.nationality_groups:
-            return False
-        return self.land is None or facts.land in self.land
+    tests: tuple[tuple[str, ConditionSpec, Any], ...] = ()
+
+    def holds(self, facts: Any) -> bool:
+        return all(spec.holds(facts, expected) for _, spec, expected in self.tests)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, _, expected in self.tests:
+            out[key] = sorted(expected) if isinstance(expected, frozenset) else (
+                list(expected) if isinstance(expected, tuple) else expected)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,8 @@ class Route:
     consult: bool = False
     reply_within: timedelta = timedelta(days=10)
     when: Conditions = field(default_factory=Conditions)
+    reply_workdays: int | None = None
+    """Reply deadline in NRW working days (``reply_within: 20 working days``), else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,20 +168,21 @@ class Routing:
     approval: Conditions | None = None
     approval_deadline: timedelta = timedelta(days=10)
     source: str = "<routing>"
+    family: str = "gewerbe"
 
     # ------------------------------------------------------------------ use
 
-    def route(self, facts: CaseFacts) -> list[Route]:
+    def route(self, facts: Facts) -> list[Route]:
         """Every route whose conditions hold, in file order."""
         return [r for r in self.rules if r.when.holds(facts)]
 
-    def consultations(self, facts: CaseFacts) -> list[Route]:
+    def consultations(self, facts: Facts) -> list[Route]:
         return [r for r in self.route(facts) if r.consult]
 
-    def distribution(self, facts: CaseFacts) -> list[Route]:
+    def distribution(self, facts: Facts) -> list[Route]:
         return [r for r in self.route(facts) if not r.consult]
 
-    def needs_approval(self, facts: CaseFacts) -> bool:
+    def needs_approval(self, facts: Facts) -> bool:
         return self.approval is not None and self.approval.holds(facts)
 
     def recipients(self) -> list[str]:
@@ -183,12 +191,15 @@ class Routing:
     # ------------------------------------------------------------------ load
 
     @classmethod
-    def default(cls, *, directory: Directory | None = None) -> Routing:
-        path = os.environ.get(ROUTING_ENV) or str(DEFAULT_ROUTING_PATH)
-        return cls.load(path, directory=directory)
+    def default(cls, *, directory: Directory | None = None, family: str = "gewerbe") -> Routing:
+        """The family's routing: its environment variable, else its packaged default file."""
+        from .families import get_family
+
+        return cls.load(get_family(family).routing_path(), directory=directory, family=family)
 
     @classmethod
-    def load(cls, path: str | Path, *, directory: Directory | None = None) -> Routing:
+    def load(cls, path: str | Path, *, directory: Directory | None = None,
+             family: str = "gewerbe") -> Routing:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -196,25 +207,31 @@ class Routing:
             raise RoutingError(
                 [RoutingProblem(str(path), None, "-", f"cannot read: {exc}")]
             ) from exc
-        return cls.loads(text, source=str(path), directory=directory or Directory.default())
+        return cls.loads(text, source=str(path), directory=directory or Directory.default(),
+                         family=family)
 
     @classmethod
-    def loads(cls, text: str, *, source: str = "<routing>", directory: Directory) -> Routing:
-        return _Loader(source, directory).load(text)
+    def loads(cls, text: str, *, source: str = "<routing>", directory: Directory,
+              family: str = "gewerbe") -> Routing:
+        from .families import get_family
+
+        return _Loader(source, directory, get_family(family)).load(text)
 
 
 # --------------------------------------------------------------------------- loader
 
 
-_TOP_KEYS = {"version", "sender", "approval", "rules"}
+_TOP_KEYS = {"version", "family", "sender", "approval", "rules"}
 _RULE_KEYS = {"id", "recipient", "message_type", "when", "consult", "reply_within"}
-_WHEN_KEYS = {"meldungsart", "handwerk", "reisegewerbe", "wz", "nationality", "land"}
+_WORKDAYS = re.compile(r"(\d+)\s+working\s+days?")
 
 
 class _Loader:
-    def __init__(self, source: str, directory: Directory) -> None:
+    def __init__(self, source: str, directory: Directory, family: Family) -> None:
         self.source = source
         self.directory = directory
+        self.family = family
+        self.specs: Mapping[str, ConditionSpec] = family.facts_model.CONDITIONS
         self.problems: list[RoutingProblem] = []
 
     def problem(self, node: yaml.Node | None, field_name: str, message: str) -> None:
@@ -257,45 +274,37 @@ class _Loader:
         return None if any(i is None for i in items) else [str(i) for i in items]
 
     def conditions(self, node: yaml.Node, label: str) -> Conditions:
-        m = self.mapping(node, label, _WHEN_KEYS)
-        kw: dict[str, Any] = {}
-        if "meldungsart" in m:
-            arten = self.strings(m["meldungsart"], f"{label}.meldungsart")
-            for a in arten or []:
-                if a not in MELDUNGSARTEN:
-                    self.problem(
-                        m["meldungsart"],
-                        f"{label}.meldungsart",
-                        f"unknown Meldungsart {a!r} (one of {', '.join(MELDUNGSARTEN)})",
-                    )
-            kw["meldungsart"] = frozenset(arten or ())
-        for flag in ("handwerk", "reisegewerbe"):
-            if flag in m:
-                kw[flag] = self.scalar(m[flag], f"{label}.{flag}", bool)
-        if "wz" in m:
-            keys = self.strings(m["wz"], f"{label}.wz") or []
-            for k in keys:
-                if not k.isdigit():
-                    self.problem(m["wz"], f"{label}.wz", f"WZ prefix must be digits: {k!r}")
-            kw["wz"] = tuple(keys)
-        if "nationality" in m:
-            nat = self.scalar(m["nationality"], f"{label}.nationality", str)
-            if nat is not None and nat not in NATIONALITIES:
-                self.problem(
-                    m["nationality"],
-                    f"{label}.nationality",
-                    f"unknown value {nat!r} (one of {', '.join(NATIONALITIES)})",
-                )
-            kw["nationality"] = nat
-        if "land" in m:
-            laender = self.strings(m["land"], f"{label}.land") or []
-            for land in laender:
-                if not re.fullmatch(r"\d\d", land):
-                    self.problem(
-                        m["land"], f"{label}.land", f"Land key must be two digits: {land!r}"
-                    )
-            kw["land"] = frozenset(laender)
-        return Conditions(**kw)
+        m = self.mapping(node, label, set(self.specs))
+        tests: list[tuple[str, ConditionSpec, Any]] = []
+        for key, value_node in m.items():
+            spec, where = self.specs[key], f"{label}.{key}"
+            expected: Any
+            if spec.kind == "flag":
+                expected = self.scalar(value_node, where, bool)
+                if expected is None:
+                    continue
+            elif spec.kind == "contains":
+                expected = self.scalar(value_node, where, str)
+                if expected is None:
+                    continue
+                self._check_values(value_node, where, spec, [expected])
+            else:
+                items = self.strings(value_node, where)
+                if items is None:
+                    continue
+                self._check_values(value_node, where, spec, items)
+                expected = frozenset(items) if spec.kind == "one_of" else tuple(items)
+            tests.append((key, spec, expected))
+        return Conditions(tuple(tests))
+
+    def _check_values(self, node: yaml.Node, where: str, spec: ConditionSpec,
+                      items: list[str]) -> None:
+        for item in items:
+            if spec.values is not None and item not in spec.values:
+                self.problem(node, where, f"unknown {spec.label} {item!r} "
+                                          f"(one of {', '.join(spec.values)})")
+            elif spec.pattern is not None and not re.fullmatch(spec.pattern, item):
+                self.problem(node, where, f"{spec.label} must be {spec.pattern_hint}: {item!r}")
 
     def duration(self, node: yaml.Node, label: str) -> timedelta | None:
         text = self.scalar(node, label, str)
@@ -332,6 +341,11 @@ class _Loader:
                 self.problem(root, required, "missing")
         if "version" in top and self.scalar(top["version"], "version", int) not in (1, None):
             self.problem(top["version"], "version", "only version 1 is known")
+        if "family" in top:
+            name = self.scalar(top["family"], "family", str)
+            if name is not None and name != self.family.name:
+                self.problem(top["family"], "family",
+                             f"this file is for family {name!r}, read as {self.family.name!r}")
         sender = self.agency(top["sender"], "sender") if "sender" in top else None
         approval: Conditions | None = None
         deadline = timedelta(days=10)
@@ -350,7 +364,30 @@ class _Loader:
             approval=approval,
             approval_deadline=deadline,
             source=self.source,
+            family=self.family.name,
         )
+
+    def message_type(self, node: yaml.Node, label: str) -> str | None:
+        key = self.scalar(node, label, str)
+        if key is None:
+            return None
+        try:
+            return self.family.message_type_root(key)
+        except (KeyError, LookupError, ValueError) as exc:
+            self.problem(node, label, f"unknown message type {key!r}: {exc}")
+            return None
+
+    def reply_within(self, node: yaml.Node, label: str) -> tuple[timedelta | None, int | None]:
+        text = self.scalar(node, label, str)
+        if text is None:
+            return None, None
+        m = _WORKDAYS.fullmatch(text.strip())
+        if m:
+            days = int(m.group(1))
+            if days < 1:
+                self.problem(node, label, "at least 1 working day")
+            return timedelta(days=days * 7 // 5 + 4), days
+        return self.duration(node, label), None
 
     def rules(self, node: yaml.Node) -> list[Route]:
         if not isinstance(node, yaml.SequenceNode):
@@ -375,33 +412,22 @@ class _Loader:
             recipient = (
                 self.agency(m["recipient"], f"{label}.recipient") if "recipient" in m else None
             )
-            root = None
-            if "message_type" in m:
-                key = self.scalar(m["message_type"], f"{label}.message_type", str)
-                if key is not None:
-                    try:
-                        root = nachrichtentyp(key).root
-                    except (KeyError, LookupError, ValueError) as exc:
-                        self.problem(
-                            m["message_type"],
-                            f"{label}.message_type",
-                            f"unknown message type {key!r}: {exc}",
-                        )
+            root = (self.message_type(m["message_type"], f"{label}.message_type")
+                    if "message_type" in m else None)
             when = self.conditions(m["when"], f"{label}.when") if "when" in m else Conditions()
             consult = (
                 bool(self.scalar(m["consult"], f"{label}.consult", bool))
                 if "consult" in m
                 else False
             )
-            reply_within = timedelta(days=10)
+            reply_within, workdays = timedelta(days=10), None
             if "reply_within" in m:
                 if not consult:
                     self.problem(
                         m["reply_within"], f"{label}.reply_within", "only with consult: true"
                     )
-                reply_within = (
-                    self.duration(m["reply_within"], f"{label}.reply_within") or reply_within
-                )
+                within, workdays = self.reply_within(m["reply_within"], f"{label}.reply_within")
+                reply_within = within or reply_within
             if rule_id and recipient and root:
                 routes.append(
                     Route(
@@ -411,6 +437,7 @@ class _Loader:
                         consult=consult,
                         reply_within=reply_within,
                         when=when,
+                        reply_workdays=workdays,
                     )
                 )
         return routes
@@ -418,30 +445,13 @@ class _Loader:
 
 def describe(routing: Routing) -> list[dict[str, Any]]:
     """Rows for ``amtsbote routing``."""
-    rows = []
-    for r in routing.rules:
-        cond = {k: v for k, v in _conditions_dict(r.when).items() if v is not None}
-        rows.append(
-            {
-                "rule": r.rule,
-                "recipient": r.recipient,
-                "message_type": r.message_type,
-                "consult": r.consult,
-                "when": cond,
-            }
-        )
-    return rows
-
-
-def _conditions_dict(c: Conditions) -> Mapping[str, Any]:
-    def norm(v: Iterable[str] | None) -> Sequence[str] | None:
-        return sorted(v) if v is not None else None
-
-    return {
-        "meldungsart": norm(c.meldungsart),
-        "handwerk": c.handwerk,
-        "reisegewerbe": c.reisegewerbe,
-        "wz": list(c.wz) if c.wz is not None else None,
-        "nationality": c.nationality,
-        "land": norm(c.land),
-    }
+    return [
+        {
+            "rule": r.rule,
+            "recipient": r.recipient,
+            "message_type": r.message_type,
+            "consult": r.consult,
+            "when": r.when.as_dict(),
+        }
+        for r in routing.rules
+    ]

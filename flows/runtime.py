@@ -78,6 +78,8 @@ class Runtime:
     routing: Routing
     settings: FlowSettings = field(default_factory=FlowSettings)
     sender_config: SenderConfig = field(default_factory=SenderConfig)
+    routings: dict[str, Routing] = field(default_factory=dict)
+    """Routing of further families by family name (loaded on first use when absent)."""
     _senders: dict[str, Sender] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -85,6 +87,18 @@ class Runtime:
     def home(self) -> Agency:
         """The agency running the procedures (routing ``sender``)."""
         return self.directory.get(self.routing.sender)
+
+    def routing_for(self, family: str) -> Routing:
+        """The routing of ``family``: :attr:`routing` for its own family, else the one given in
+        :attr:`routings`, else the family's default file (loaded once)."""
+        if family == self.routing.family:
+            return self.routing
+        with self._lock:
+            routing = self.routings.get(family)
+            if routing is None:
+                routing = Routing.default(directory=self.directory, family=family)
+                self.routings[family] = routing
+            return routing
 
     def sender(self, recipient: str) -> Sender:
         """One sender per recipient, reused (it enforces the recipient's rate and concurrency)."""

@@ -322,15 +322,18 @@ def test_missing_reply_is_escalated_after_the_deadline(cluster: Cluster) -> None
 # --------------------------------------------------------------------------- rollout
 
 
+GEWERBE_FLOWS = "flows/families/gewerbe/procedures.py"
+
+
 def _release(tmp: Path, name: str, *, marker: str | None = None) -> Path:
     """A release directory: a copy of the procedures' code and deployment data (the other
-    packages come from the installation); ``marker`` appended to flows/procedures.py makes its
-    code differ."""
+    packages come from the installation); ``marker`` appended to the Gewerbe procedures file
+    makes its code differ."""
     target = tmp / name
     for part in ("flows", "deployments"):  # the code and the data files it reads by default
         shutil.copytree(ROOT / part, target / part, ignore=shutil.ignore_patterns("__pycache__"))
     if marker:
-        with open(target / "flows" / "procedures.py", "a", encoding="utf-8") as f:
+        with open(target / GEWERBE_FLOWS, "a", encoding="utf-8") as f:
             f.write(f"\n# {marker}\n")
     return target
 
@@ -339,7 +342,7 @@ def _flow_version(release: Path) -> str:
     """The flow version Prefect gives a flow defined in ``release``: the hash of its file."""
     from prefect.utilities.hashing import file_hash
 
-    return file_hash(str(release / "flows" / "procedures.py"))
+    return file_hash(str(release / GEWERBE_FLOWS))
 
 
 def _pinned_trigger(release: Path) -> Any:
@@ -364,7 +367,7 @@ async def _create_rollout_deployments(a: Path) -> tuple[UUID, UUID]:
     async with get_client() as c:
         flow_id = await c.create_flow_from_name("gewerbeanmeldung")
         common: dict[str, Any] = {"flow_id": flow_id, "version": "A",
-                                  "entrypoint": "flows/procedures.py:gewerbeanmeldung",
+                                  "entrypoint": f"{GEWERBE_FLOWS}:gewerbeanmeldung",
                                   "work_pool_name": "amtsbote-process",
                                   "tags": ["amtsbote", "gewerbe", "rollout-test"]}
         in_place = await c.create_deployment(

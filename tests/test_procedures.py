@@ -77,8 +77,9 @@ class Env:
             on_notification=lambda u, p: self.notified.append((u, p)),
         ).start()
 
-    def submit(self, sample_name: str) -> str:
-        """The portal posts a notification to the city's inbox; returns its nachrichtenUUID."""
+    def submit(self, sample_name: str, *, by: str = "wsp-nrw") -> str:
+        """The portal (or agency ``by``) posts a notification to the city's inbox; returns its
+        nachrichtenUUID."""
         from flows.local import behoerde
 
         sample = next(s for s in notifications() if s.path.name.startswith(sample_name))
@@ -86,7 +87,7 @@ class Env:
         kopf = Nachrichtenkopf.neu(
             nachrichtentyp="0010",
             leser=behoerde(self.directory.get("stadt-paderborn")),
-            autor=behoerde(self.directory.get("wsp-nrw")),
+            autor=behoerde(self.directory.get(by)),
         )
         payload = v2_2.build(v2_2.project(model, "gwa.gewerbemeldung.0010", kopf=kopf))
         with sender_for("stadt-paderborn", self.directory) as sender:
@@ -95,7 +96,7 @@ class Env:
                     payload=payload,
                     nachrichten_uuid=kopf.nachrichten_uuid,
                     recipient="stadt-paderborn",
-                    sender="wsp-nrw",
+                    sender=by,
                 )
             )
         return kopf.nachrichten_uuid
@@ -307,7 +308,7 @@ def _flow_state(flow_run_id: str) -> str:
 
 
 def test_reply_early_is_kept_and_taken_when_the_run_asks(quiet_env: Env) -> None:
-    from flows.blocks import message_uuid_for
+    from flows.families.gewerbe.family import message_uuid_for
     from flows.procedures import gewerbeanmeldung
 
     env = quiet_env
@@ -325,7 +326,7 @@ def test_reply_early_is_kept_and_taken_when_the_run_asks(quiet_env: Env) -> None
 
 
 def test_reply_on_time_resumes_the_paused_run(quiet_env: Env) -> None:
-    from flows.blocks import message_uuid_for
+    from flows.families.gewerbe.family import message_uuid_for
     from flows.procedures import gewerbeanmeldung
 
     env = quiet_env
@@ -354,8 +355,8 @@ def test_reply_on_time_resumes_the_paused_run(quiet_env: Env) -> None:
 def test_reply_late_fails_the_case_and_is_kept(quiet_env: Env, tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from flows.blocks import message_uuid_for
     from flows.exceptions import CaseError
+    from flows.families.gewerbe.family import message_uuid_for
     from flows.procedures import gewerbeanmeldung
     from flows.routing import Routing
 

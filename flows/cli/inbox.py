@@ -153,7 +153,8 @@ def _serve(args: argparse.Namespace) -> int:
                 # notification) and resumes runs waiting for replies
                 from ..correlation import make_inbox_hook
 
-                hook = make_inbox_hook(journal, home_agency_kennung=agency.behoerdenkennung)
+                hook = make_inbox_hook(journal, home_agency_kennung=agency.behoerdenkennung,
+                                       directory=directory)
             app = create_app(agency.id, journal=journal, directory=directory, config=config,
                              on_accepted=hook)
         except (ConnectorError, XoevError) as exc:
