@@ -46,7 +46,14 @@ from .common import (
 )
 from .consult import Reply, consult, exchange, record_reply
 from .intake import intake
-from .send import distribute, prepare_messages, send_all, send_delivery
+from .send import (
+    deliver,
+    distribute,
+    prepare_messages,
+    send_all,
+    send_deliveries,
+    send_delivery,
+)
 
 __all__ = [
     "ACKNOWLEDGED",
@@ -63,6 +70,7 @@ __all__ = [
     "check",
     "close",
     "consult",
+    "deliver",
     "delivery_rows",
     "distribute",
     "exchange",
@@ -75,6 +83,7 @@ __all__ = [
     "record_reply",
     "recorded_decision",
     "send_all",
+    "send_deliveries",
     "send_delivery",
     "timeline_markdown",
     "wait_for_input",

@@ -24,7 +24,7 @@ from ..routing import Route
 from ..runtime import get_runtime
 from ..workdays import workdays_deadline
 from .common import CaseRef, ReplyInput, flow_run_id, wait_for_input
-from .send import prepare_messages, send_all
+from .send import distribute
 
 __all__ = ["Reply", "consult", "exchange", "record_reply"]
 
@@ -76,15 +76,14 @@ async def exchange(
     family names for the route) in order, each within the route's ``reply_within``. A case
     whose reply does not come in time fails (``amtsbote cases --failed``)."""
     types = expect if expect is not None else case.family.reply_types(route)
-    deliveries = await prepare_messages(case, [route])
-    outcomes = await send_all(deliveries)
-    if any(o.state == "dead" for o in outcomes):
+    outcomes = await distribute(case, [route])
+    if not outcomes or any(o.state == "dead" for o in outcomes):
         raise CaseError(
             case.case_id,
             f"consultation {route.rule}: message could not be delivered to {route.recipient}",
             step="consult",
         )
-    sent_uuid = deliveries[0].nachrichten_uuid
+    sent_uuid = outcomes[0].nachrichten_uuid
     replies = []
     for i, message_type in enumerate(types):
         key = f"reply-{route.rule}" if i == 0 else f"reply-{route.rule}-{message_type}"

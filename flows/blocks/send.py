@@ -15,13 +15,20 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from connectors.journal import DeliveryRecord, DeliveryState, Direction
-from connectors.senders import OutgoingMessage, SendError, retry_condition
+from connectors.senders import OutgoingMessage, SendError, is_transient, retry_condition
 
 from ..routing import Route
 from ..runtime import get_runtime
 from .common import ACKNOWLEDGED, CaseRef, DeliveryOutcome
 
-__all__ = ["distribute", "prepare_messages", "send_all", "send_delivery"]
+__all__ = [
+    "deliver",
+    "distribute",
+    "prepare_messages",
+    "send_all",
+    "send_deliveries",
+    "send_delivery",
+]
 
 
 @task(name="prepare-messages", cache_policy=NO_CACHE, persist_result=False)
@@ -54,18 +61,11 @@ def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
     return out
 
 
-@task(
-    name="send",
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retry_condition_fn=retry_condition,
-    task_run_name="send-{delivery_id}",
-)
-async def send_delivery(delivery_id: int) -> DeliveryOutcome:
-    """Send one delivery; a transient error is retried (delays from ``FlowSettings``), every attempt
-    is recorded. Already acknowledged deliveries are not sent again. The request holds a slot of
-    the recipient's global limits (:func:`flows.operations.agency_slot`): no agency receives more
-    than its ``concurrency`` and ``rate_limit`` across all workers."""
+async def _send_one(delivery_id: int) -> DeliveryOutcome:
+    """Send one delivery, recording the attempt; already acknowledged or dead ones are not sent
+    again. The request holds a slot of the recipient's global limits
+    (:func:`flows.operations.agency_slot`): no agency receives more than its ``concurrency`` and
+    ``rate_limit`` across all workers."""
     from ..operations import agency_slot
 
     rt = get_runtime()
@@ -73,8 +73,6 @@ async def send_delivery(delivery_id: int) -> DeliveryOutcome:
     if payload is None:
         return DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts)
     sender = rt.sender(d.recipient)
-    # at most the recipient's concurrency/rate across all workers: Prefect global limits
-    # agency-<id> and agency-<id>-rate (`amtsbote limits sync`, flows/operations.py)
     async with agency_slot(d.recipient):
         started = time.perf_counter()
         try:
@@ -118,6 +116,56 @@ async def send_delivery(delivery_id: int) -> DeliveryOutcome:
     )
 
 
+async def _attempt(delivery_ids: list[int]) -> list[DeliveryOutcome]:
+    """One attempt at every pending delivery, concurrently. A permanent failure makes its
+    delivery a dead letter at once (no retry can help); when transient failures remain, the
+    first is raised so that the task is retried (``retry_condition``) — a retry sends only
+    what is still unacknowledged."""
+    results = await asyncio.gather(*(_send_one(i) for i in delivery_ids), return_exceptions=True)
+    transient: list[BaseException] = []
+    outcomes: list[DeliveryOutcome] = []
+    for delivery_id, result in zip(delivery_ids, results, strict=True):
+        if isinstance(result, DeliveryOutcome):
+            outcomes.append(result)
+        elif isinstance(result, Exception) and is_transient(result):
+            transient.append(result)
+        elif isinstance(result, Exception):
+            await asyncio.to_thread(_bury, delivery_id)
+        else:
+            raise result
+    if transient:
+        if len(transient) > 1:
+            get_run_logger().warning("%d deliveries failed transiently, first: %s",
+                                     len(transient), transient[0])
+        raise transient[0]
+    return outcomes
+
+
+@task(name="send", cache_policy=NO_CACHE, persist_result=False,
+      retry_condition_fn=retry_condition, task_run_name="send-{label}")
+async def send_deliveries(delivery_ids: list[int], label: str) -> list[DeliveryOutcome]:
+    """Send the given deliveries concurrently, every attempt recorded in the journal; a
+    transient failure retries the task (delays from ``FlowSettings``)."""
+    return await _attempt(delivery_ids)
+
+
+@task(name="deliver", cache_policy=NO_CACHE, persist_result=False,
+      retry_condition_fn=retry_condition, task_run_name="deliver-{label}")
+async def deliver(case: CaseRef, routes: list[Route], label: str) -> list[DeliveryOutcome]:
+    """Build and record (outbox) the routes' messages and send them concurrently — one task for
+    the whole group: the journal shows each delivery and attempt, the artifact table each
+    recipient. A transient failure retries the task; what is acknowledged is not sent again."""
+    deliveries = await asyncio.to_thread(_prepare, case, routes)
+    return await _attempt([d.id for d in deliveries])
+
+
+async def send_delivery(delivery_id: int) -> DeliveryOutcome:
+    """Send one delivery (with the retries of ``FlowSettings``); see :func:`send_all`."""
+    rt = get_runtime()
+    [outcome] = await send_all([rt.journal.get_delivery(delivery_id)])
+    return outcome
+
+
 def _load_delivery(delivery_id: int) -> tuple[DeliveryRecord, bytes | None]:
     """The delivery and its payload; no payload when there is nothing (more) to send."""
     rt = get_runtime()
@@ -127,56 +175,93 @@ def _load_delivery(delivery_id: int) -> tuple[DeliveryRecord, bytes | None]:
     return d, rt.journal.payload(d.nachrichten_uuid, direction=Direction.OUTBOUND)
 
 
-async def send_all(deliveries: list[DeliveryRecord]) -> list[DeliveryOutcome]:
-    """Send concurrently; a delivery whose retries are exhausted (or that failed permanently)
-    becomes a dead letter (``amtsbote redeliver``)."""
+def _bury(delivery_id: int) -> DeliveryRecord:
+    """Make a delivery that is not acknowledged a dead letter (``amtsbote redeliver``)."""
     rt = get_runtime()
-    delays = list(rt.settings.retry_delays)
-    sender_task = send_delivery.with_options(retries=len(delays), retry_delay_seconds=delays)
-    pending: list[Any] = [sender_task(d.id, return_state=True) for d in deliveries]
-    states: list[Any] = await asyncio.gather(*pending)
-    outcomes: list[DeliveryOutcome] = []
-    for d, state in zip(deliveries, states, strict=True):
-        if state.is_completed():
-            outcomes.append(await state.result())
-            continue
-        current = rt.journal.get_delivery(d.id)
-        if current.state is not DeliveryState.DEAD:
-            if current.state is not DeliveryState.FAILED:
-                current = rt.journal.transition(
-                    d.id,
-                    DeliveryState.FAILED,
-                    actor="sender",
-                    error=current.last_error or "send failed",
-                )
-            current = rt.journal.transition(
-                d.id, DeliveryState.DEAD, actor="sender", detail={"attempts": current.attempts}
+    current = rt.journal.get_delivery(delivery_id)
+    if current.state in ACKNOWLEDGED or current.state is DeliveryState.DEAD:
+        return current
+    if current.state is not DeliveryState.FAILED:
+        current = rt.journal.transition(
+            delivery_id, DeliveryState.FAILED, actor="sender",
+            error=current.last_error or "send failed",
+        )
+    return rt.journal.transition(
+        delivery_id, DeliveryState.DEAD, actor="sender", detail={"attempts": current.attempts}
+    )
+
+
+def _settle(delivery_ids: list[int]) -> list[DeliveryOutcome]:
+    """After the sending task: acknowledged deliveries as they are, every other one a dead
+    letter."""
+    rt = get_runtime()
+    outcomes = []
+    for delivery_id in delivery_ids:
+        d = rt.journal.get_delivery(delivery_id)
+        if d.state in ACKNOWLEDGED:
+            outcomes.append(
+                DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts)
             )
+            continue
+        d = _bury(delivery_id)
         get_run_logger().warning(
             "dead letter: delivery %s to %s (%s attempts): %s",
-            d.id,
-            d.recipient,
-            current.attempts,
-            current.last_error,
+            d.id, d.recipient, d.attempts, d.last_error,
         )
-        outcomes.append(
-            DeliveryOutcome(
-                d.id,
-                d.recipient,
-                d.nachrichten_uuid,
-                "dead",
-                current.attempts,
-                error=current.last_error,
-            )
-        )
+        outcomes.append(DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, "dead",
+                                        d.attempts, error=d.last_error))
     return outcomes
+
+
+def _retrying(task_fn: Any) -> Any:
+    delays = list(get_runtime().settings.retry_delays)
+    return task_fn.with_options(retries=len(delays), retry_delay_seconds=delays)
+
+
+async def send_all(
+    deliveries: list[DeliveryRecord], *, label: str = "deliveries"
+) -> list[DeliveryOutcome]:
+    """Send concurrently (one task); a delivery whose retries are exhausted (or that failed
+    permanently) becomes a dead letter (``amtsbote redeliver``)."""
+    if not deliveries:
+        return []
+    ids = [d.id for d in deliveries]
+    await _reraise_unless_sending(await _retrying(send_deliveries)(ids, label, return_state=True))
+    return await asyncio.to_thread(_settle, ids)
 
 
 async def distribute(
     case: CaseRef, routes: tuple[Route, ...] | list[Route]
 ) -> list[DeliveryOutcome]:
-    """One data-minimised message per recipient, recorded in the outbox, sent concurrently."""
+    """One message per route (built by the family: data-minimised, validated), recorded in the
+    outbox and sent concurrently — one ``deliver`` task for the group."""
     if not routes:
         return []
-    deliveries = await prepare_messages(case, list(routes))
-    return await send_all(deliveries)
+    routes = list(routes)
+    label = routes[0].rule if len(routes) == 1 else f"{len(routes)}-messages"
+    await _reraise_unless_sending(
+        await _retrying(deliver)(case, routes, label, return_state=True)
+    )
+    ids = await asyncio.to_thread(_delivery_ids, case, routes)
+    return await asyncio.to_thread(_settle, ids)
+
+
+async def _reraise_unless_sending(state: Any) -> None:
+    """A sending task that failed because sending failed leaves dead letters (settled by the
+    caller); one that failed for any other reason (a message that cannot be built) fails the
+    flow with that error."""
+    if not state.is_failed():
+        return
+    exc = await state.result(raise_on_failure=False)
+    if isinstance(exc, BaseException) and not isinstance(exc, SendError):
+        raise exc
+
+
+def _delivery_ids(case: CaseRef, routes: list[Route]) -> list[int]:
+    rt = get_runtime()
+    ids: list[int] = []
+    for route in routes:
+        key = case.family.message_uuid(case, route)
+        ids.extend(d.id for d in rt.journal.deliveries(nachrichten_uuid=key,
+                                                       direction=Direction.OUTBOUND))
+    return ids
