@@ -10,7 +10,9 @@ recorded in the journal as the city's inbox would; the procedure ``gewerbeummeld
 
 Baseline, same run, same inboxes: a plain loop that parses and validates each notification, builds
 and validates the five data-minimised messages and POSTs them (httpx, sequentially) — no journal,
-no Prefect. Prints cases/s for both, the ratio and the peak RSS of this process.
+no Prefect. Prints cases/s for both, the ratio and the peak RSS of this process, and
+amtsbote's cases/s against Prefect's empty flow runs/s (the orchestration ceiling) in the same
+run.
 """
 
 from __future__ import annotations
@@ -297,6 +299,8 @@ def main() -> int:
         )
         print(f"{'ceiling: empty flow runs (no tasks, no work)':<44} {t_empty:8.2f} "
               f"{args.n / t_empty:8.1f} {args.n / t_empty / base_rate:6.2f}")
+        print(f"amtsbote cases/s against empty flow runs/s, same run: "
+              f"{flow_rate / (args.n / t_empty):.2f}x (target >= 0.5x)")
         print(f"peak RSS of this process: {rss_mb:.0f} MiB; load average at the end: "
               f"{os.getloadavg()[0]:.1f}")
         return 0

@@ -23,11 +23,25 @@ __all__ = [
     "finish_case",
     "publish_case_artifacts",
     "timeline_markdown",
+    "wait_for_receipts",
 ]
 
 
-@task(name="await-receipts", cache_policy=NO_CACHE, persist_result=False)
 async def await_receipts(case: CaseRef) -> dict[str, int]:
+    """Wait until every delivery of the case is acknowledged (see :func:`wait_for_receipts`);
+    when every one already is (push and file drop deliveries are acknowledged by their
+    receipt), no task is run: there is nothing an operator would watch."""
+    rt = get_runtime()
+    deliveries = await asyncio.to_thread(
+        rt.journal.deliveries, case_id=case.case_id, direction=Direction.OUTBOUND
+    )
+    if all(_acknowledged(rt, d) or d.state is DeliveryState.DEAD for d in deliveries):
+        return dict(Counter(d.state.value for d in deliveries))
+    return await wait_for_receipts(case)
+
+
+@task(name="await-receipts", cache_policy=NO_CACHE, persist_result=False)
+async def wait_for_receipts(case: CaseRef) -> dict[str, int]:
     """Wait until every delivery of the case is acknowledged: a receipt (delivered) for push and
     file drop, ``fetched`` for mailbox agencies — up to ``FlowSettings.receipt_wait``. Returns
     the count per state."""
