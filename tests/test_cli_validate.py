@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import xoev.xdomea
 from flows.cli import main
-from xoev.namespaces import XDOMEA_3_0_0, XGEWERBEANZEIGE_2_2
+from xoev.namespaces import XDOMEA_3_0_0, XDOMEA_3_1_0, XGEWERBEANZEIGE_2_2
 from xoev.registry import SCHEMA_PATH_ENV, SchemaRegistry
 from xoev.xdomea import SAMPLES
 
@@ -110,7 +111,20 @@ def test_unknown_document_exits_2(xgwa_samples: Path, capsys: pytest.CaptureFixt
     assert XDOMEA_3_0_0 in err  # lists what is supported
 
 
-def test_missing_bundle_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_vendored_xdomea_needs_no_schema_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(MINIMAL)]) == 0
+    assert f"{MINIMAL}: valid (xdomea 3.0.0, 0102)" in capsys.readouterr().out
+
+
+def test_missing_bundle_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    import xoev.xdomea
+
+    unshipped = dataclasses.replace(xoev.xdomea.V3_0_0, schema=None, origin="schema path")
+    monkeypatch.setattr(xoev.xdomea, "VERSIONS", (unshipped,))
     code = main(["validate", str(MINIMAL)])
     err = capsys.readouterr().err
     assert code == 2
@@ -169,7 +183,9 @@ def test_schemas_text(schemata_dir: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["schemas"]) == 0
     out = capsys.readouterr().out
     assert "xdomea 3.0.0" in out and XDOMEA_3_0_0 in out
-    assert "not found: xdomea.xsd (searched: empty schema path)" in out
+    vendored = Path(xoev.xdomea.V3_0_0.schema)  # type: ignore[arg-type]
+    assert f"{vendored} (built-in)" in out
+    assert "xdomea 3.1.0" in out and XDOMEA_3_1_0 in out
 
     assert main(["schemas", "--schema-path", str(schemata_dir)]) == 0
     out = capsys.readouterr().out

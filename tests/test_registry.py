@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+import xoev
 from xoev import validate
 from xoev.exceptions import (
     SchemaCompileError,
@@ -16,7 +17,7 @@ from xoev.exceptions import (
     UnknownDocumentError,
     UnusableInputError,
 )
-from xoev.namespaces import XDOMEA_3_0_0
+from xoev.namespaces import XDOMEA_3_0_0, XDOMEA_3_1_0
 from xoev.registry import SCHEMA_PATH_ENV, SchemaRegistry, default_registry, reset_default_registry
 from xoev.standards import MessageType, StandardVersion
 from xoev.xdomea import SAMPLES
@@ -86,18 +87,29 @@ def test_version_is_detected_from_namespace(schemata_dir: Path) -> None:
 
 
 def test_known_namespace_without_bundle_says_where_it_looked(tmp_path: Path) -> None:
-    registry = SchemaRegistry(use_env=False)
-    sv = registry.get(XDOMEA_3_0_0)
+    unshipped = [_probe_version(None, entry_name="probe.xsd")]
+    registry = SchemaRegistry(use_env=False, packages=(), versions=unshipped)
+    sv = registry.get(TEST_NS)
     assert sv is not None and sv.schema is None
-    with pytest.raises(SchemaUnavailableError, match=r"xdomea\.xsd not found") as info:
+    with pytest.raises(SchemaUnavailableError, match=r"probe\.xsd not found") as info:
         registry.schema(sv)
     assert "schema path is empty" in str(info.value)
 
-    elsewhere = SchemaRegistry([tmp_path], use_env=False)
+    elsewhere = SchemaRegistry([tmp_path], use_env=False, packages=(), versions=unshipped)
     with pytest.raises(SchemaUnavailableError) as info2:
-        elsewhere.schema(elsewhere.get(XDOMEA_3_0_0))  # type: ignore[arg-type]
+        elsewhere.schema(elsewhere.get(TEST_NS))  # type: ignore[arg-type]
     assert str(tmp_path) in str(info2.value)
-    assert info2.value.entry_name == "xdomea.xsd"
+    assert info2.value.entry_name == "probe.xsd"
+
+
+def test_xdomea_bundles_are_built_in() -> None:
+    registry = SchemaRegistry(use_env=False)
+    for namespace in (XDOMEA_3_0_0, XDOMEA_3_1_0):
+        sv = registry.get(namespace)
+        assert sv is not None and sv.origin == "built-in"
+        assert sv.schema is not None
+        assert sv.schema.is_relative_to(Path(xoev.__file__).resolve().parent / "xdomea" / "schema")
+        assert registry.schema(sv).origin == "built-in"
 
 
 def test_schema_path_finds_xdomea_recursively_and_compiles_once(schemata_dir: Path) -> None:
@@ -120,7 +132,8 @@ def test_env_schema_path(
     registry = SchemaRegistry()
     assert registry.get(XDOMEA_3_0_0).schema is not None  # type: ignore[union-attr]
     assert any("gone" in p and "skipped" in p for p in registry.problems)
-    assert SchemaRegistry(use_env=False).get(XDOMEA_3_0_0).schema is None  # type: ignore[union-attr]
+    assert registry.get(XDOMEA_3_0_0).origin == str(schemata_dir.resolve())  # type: ignore[union-attr]
+    assert SchemaRegistry(use_env=False).get(XDOMEA_3_0_0).origin == "built-in"  # type: ignore[union-attr]
 
     reset_default_registry()
     try:

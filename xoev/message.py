@@ -16,11 +16,23 @@ Two header shapes are read:
   ``Behoerdenkennung/Behoerdenschluessel/code``.
 
 ``code`` children are unqualified (XÖV ``Code``). Nothing here validates; missing parts are None.
+
+Message keys
+    An XÖV message is keyed by its ``nachrichtenUUID``. xdomea's Kopf has none: its ``ProzessID`` is
+    shared by every message of one process. An xdomea message is therefore keyed by
+    :func:`xdomea_message_key` — ``uuid5(XDOMEA_KEY_NAMESPACE, f"{ProzessID}/{type code}")``, the
+    ProzessID in lower case — which ``MessageInfo.nachrichten_uuid`` reports; the ProzessID itself
+    is in ``MessageInfo.process_id``. A reply names the key of the message it answers in
+    ``in_reply_to`` (:data:`XDOMEA_REPLY_TO`): 0502 and 0504 answer the 0501 of the same process,
+    0505 the 0502, 0506 and 0507 the 0503. The keys are stable, so a redelivered message has the
+    key it had the first time.
 """
 
 from __future__ import annotations
 
 import re
+import uuid as _uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,9 +42,36 @@ from .namespaces import split_tag
 from .parsing import ParserConfig, parse_xml
 from .registry import SchemaRegistry, default_registry
 
-__all__ = ["MessageInfo", "inspect_message", "message_ids", "type_from_root"]
+__all__ = [
+    "XDOMEA_KEY_NAMESPACE",
+    "XDOMEA_REPLY_TO",
+    "MessageInfo",
+    "inspect_message",
+    "message_ids",
+    "type_from_root",
+    "xdomea_message_key",
+]
 
 _TYPE_SUFFIX = re.compile(r"\.(\d{4})$")
+
+XDOMEA_KEY_NAMESPACE = _uuid.uuid5(_uuid.NAMESPACE_URL, "urn:amtsbote:xdomea:message-key")
+"""UUIDv5 namespace of xdomea message keys, ``15dc65e3-c2e7-57a3-8d4a-97e660317df7`` (fixed once:
+changing it would re-key every journal; a test pins the value)."""
+
+XDOMEA_REPLY_TO: Mapping[str, str] = {
+    "0502": "0501",  # Bewertungsverzeichnis answers the Anbietung
+    "0504": "0501",  # Anbietung empfangen
+    "0505": "0502",  # Bewertung empfangen
+    "0506": "0503",  # Aussonderung importiert (archive signatures)
+    "0507": "0503",  # Aussonderung empfangen
+}
+"""xdomea reply type → the type of the message of the same process it answers."""
+
+
+def xdomea_message_key(prozess_id: str, message_type: str) -> str:
+    """The key of an xdomea message: ``uuid5(XDOMEA_KEY_NAMESPACE, "{prozessid}/{type}")`` with the
+    ProzessID stripped and in lower case and the four-digit type code (``0501``)."""
+    return str(_uuid.uuid5(XDOMEA_KEY_NAMESPACE, f"{prozess_id.strip().lower()}/{message_type}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +84,25 @@ class MessageInfo:
     message_type: str | None
     """Message type code, e.g. ``0500``."""
     nachrichten_uuid: str | None
-    """``nachrichtenUUID``; for xdomea the ``ProzessID`` (xdomea's header has no message UUID)."""
+    """The message's key: its ``nachrichtenUUID``; for xdomea (whose Kopf has none)
+    :func:`xdomea_message_key` of ProzessID and type, None when either is missing."""
     erstellungszeitpunkt: str | None
     author: str | None
     """Behördenkennung of the author as ``praefix:kennung``."""
     reader: str | None
     """Behördenkennung of the reader/recipient as ``praefix:kennung``."""
     in_reply_to: str | None = None
-    """The nachrichtenUUID this message answers, for standards that name it
-    (``StandardVersion.in_reply_to_element``, e.g. a Rückmeldung's ``bezug``)."""
+    """The key of the message this one answers: for standards that name it
+    (``StandardVersion.in_reply_to_element``, e.g. a Rückmeldung's ``bezug``), and for xdomea
+    replies (:data:`XDOMEA_REPLY_TO`) the key of the answered message of the same process."""
+    process_id: str | None = None
+    """xdomea: the Kopf's ``ProzessID`` as written (one per process). None for other standards."""
+
+    @property
+    def prozess_id(self) -> str | None:
+        """``process_id`` under the name the journal reads (``MessageMeta.from_info``): with it
+        present the journal keeps ``nachrichten_uuid`` and ``in_reply_to`` as given here."""
+        return self.process_id
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,7 +203,7 @@ def inspect_message(
     standard = sv.standard if sv else root.get("standard")
     version = sv.version if sv else root.get("version")
 
-    uuid = created = type_code = author = reader = None
+    uuid = created = type_code = author = reader = process_id = None
     top = _children(root)
     head = top.get(f"{q}nachrichtenkopf")
     if head is not None:
@@ -167,7 +216,7 @@ def inspect_message(
         reader = _kennung(parts.get(f"{q}leser"), q, xdomea=False)
     elif (kopf := top.get(f"{q}Kopf")) is not None:
         parts = _children(kopf)
-        uuid = _text(parts.get(f"{q}ProzessID"))
+        process_id = _text(parts.get(f"{q}ProzessID"))
         type_code = _code(parts.get(f"{q}Nachrichtentyp"))
         created = _text(parts.get(f"{q}Erstellungszeitpunkt"))
         author = _kennung(parts.get(f"{q}Absender"), q, xdomea=True)
@@ -181,6 +230,12 @@ def inspect_message(
         mt = sv.message_type_for_root(local) if sv else None
         type_code = mt.code if mt is not None else type_from_root(local)
 
+    if process_id is not None and type_code is not None:
+        uuid = xdomea_message_key(process_id, type_code)
+        answered = XDOMEA_REPLY_TO.get(type_code)
+        if answered is not None and in_reply_to is None:
+            in_reply_to = xdomea_message_key(process_id, answered)
+
     return MessageInfo(
         namespace=namespace,
         standard=standard,
@@ -192,4 +247,5 @@ def inspect_message(
         author=author,
         reader=reader,
         in_reply_to=in_reply_to,
+        process_id=process_id,
     )

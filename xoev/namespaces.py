@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "GENERICODE",
     "XDOMEA_3_0_0",
+    "XDOMEA_3_1_0",
     "XGEWERBEANZEIGE_2_2",
     "XOEV_CODE",
     "XSD",
@@ -28,6 +29,8 @@ XOEV_CODE = "http://xoev.de/schemata/code/1_0"
 XGEWERBEANZEIGE_2_2 = "http://www.xgewerbeanzeige.de/spezifikation/2.2"
 XDOMEA_3_0_0 = "urn:xoev-de:xdomea:schema:3.0.0"
 """``targetNamespace`` of the official xdomea 3.0.0 ``xdomea.xsd``."""
+XDOMEA_3_1_0 = "urn:xoev-de:xdomea:schema:3.1.0"
+"""``targetNamespace`` of the official xdomea 3.1.0 ``xdomea.xsd``."""
 
 
 def clark(namespace: str | None, local: str) -> str:

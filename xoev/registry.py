@@ -11,11 +11,11 @@ Where versions come from
 
 Where schemas come from
     A built-in version may ship its bundle (``schema`` set, origin ``built-in``). A version with
-    ``schema=None`` (xdomea) names its entry file (``entry_name``, e.g. ``xdomea.xsd``), which is
-    searched recursively on the **schema path**: the ``schema_path`` argument (CLI
-    ``--schema-path DIR``, repeatable) followed by the directories in ``AMTSBOTE_SCHEMA_PATH``
-    (``os.pathsep``-separated). A file counts only when its ``targetNamespace`` is the version's
-    namespace.
+    ``schema=None`` (a bundle the operator supplies) names its entry file (``entry_name``, e.g.
+    ``xdomea.xsd``), which is searched recursively on the **schema path**: the ``schema_path``
+    argument (CLI ``--schema-path DIR``, repeatable) followed by the directories in
+    ``AMTSBOTE_SCHEMA_PATH`` (``os.pathsep``-separated). A file counts only when its
+    ``targetNamespace`` is the version's namespace. The xdomea bundles ship with amtsbote.
 
     **The schema path overrides built-in bundles**: when a schema-path directory holds the entry
     file of a known version (same file name as the built-in entry, same ``targetNamespace``), that

@@ -40,7 +40,7 @@ class StandardVersion:
     """Target namespace of the message schema; the version is detected from it."""
     schema: Path | None
     """Entry XSD of the bundle. ``None`` for a standard known by namespace whose bundle must come
-    from the schema path (e.g. xdomea, not shipped)."""
+    from the schema path (a bundle the operator supplies)."""
     origin: str = "built-in"
     """Where the schema came from: ``built-in`` or the schema-path directory."""
     entry_name: str | None = None

@@ -1,10 +1,10 @@
-"""xdomea 3.0.0 (AG xdomea des IT-Planungsrates): known by namespace, bundle from the schema path.
+"""xdomea 3.0.0 (AG xdomea des IT-Planungsrates): the official bundle ships with amtsbote.
 
-The XSD bundle is not shipped with amtsbote. Point the schema path (``--schema-path DIR`` or
-``AMTSBOTE_SCHEMA_PATH``) at a directory that holds ``xdomea.xsd`` somewhere below it — with the
-official layout ``<dir>/xdomea-3.0.0/xdomea.xsd`` next to ``<dir>/xoev/code/1_0/xoev-code.xsd``,
-which xdomea imports as ``../xoev/code/1_0/xoev-code.xsd``. Genericode codelists found on the
-schema path (``xdomea-3.0.0/code_lists/*.xml``) are loaded as well.
+The XSD bundle and its 48 genericode codelists are vendored unchanged under
+``xoev/xdomea/schema/3.0.0/`` (source and licence: ``schema/README.md``); the XÖV ``Code`` type it
+imports as ``../xoev/code/1_0/xoev-code.xsd`` lies beside it. A bundle on the schema path
+(``--schema-path DIR`` or ``AMTSBOTE_SCHEMA_PATH``) with the same entry name ``xdomea.xsd`` and
+namespace overrides the vendored one.
 
 The message types and code bindings below were read from the official 3.0.0 bundle: every global
 element of the ``xdomea-Nachrichten-*.xsd`` files, and every element typed with one of the 48
@@ -13,13 +13,27 @@ element of the ``xdomea-Nachrichten-*.xsd`` files, and every element typed with 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..namespaces import XDOMEA_3_0_0
 from ..standards import MessageType, StandardVersion
 
-__all__ = ["CODE_BINDINGS", "MESSAGE_TYPES", "NAMESPACE", "VERSION"]
+__all__ = [
+    "CODELISTS",
+    "CODE_BINDINGS",
+    "MESSAGE_TYPES",
+    "NAMESPACE",
+    "SCHEMA_DIR",
+    "SCHEMA_PATH",
+    "VERSION",
+]
 
 NAMESPACE = XDOMEA_3_0_0
 """``targetNamespace`` of ``xdomea.xsd`` 3.0.0."""
+SCHEMA_DIR = Path(__file__).resolve().parent / "schema" / "3.0.0"
+SCHEMA_PATH = SCHEMA_DIR / "xdomea.xsd"
+CODELISTS: tuple[Path, ...] = tuple(sorted((SCHEMA_DIR / "code_lists").glob("*.xml")))
+"""The genericode codelists of the bundle; 3.1.0 uses the same lists (same listURI/version)."""
 
 
 def _message_type(root: str) -> MessageType:
@@ -152,9 +166,9 @@ VERSION = StandardVersion(
     standard="xdomea",
     version="3.0.0",
     namespace=NAMESPACE,
-    schema=None,
-    origin="schema path",
+    schema=SCHEMA_PATH,
     entry_name="xdomea.xsd",
     message_types=MESSAGE_TYPES,
+    codelists=CODELISTS,
     code_bindings=CODE_BINDINGS,
 )
