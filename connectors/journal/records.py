@@ -16,7 +16,11 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from xoev.message import XDOMEA_REPLY_TO, xdomea_message_key
+
 from ..exceptions import JournalValueError
+
+_TYPE_CODE = re.compile(r"(\d{4})$")
 
 __all__ = [
     "AGENCY_MAX",
@@ -253,14 +257,17 @@ class MessageMeta:
         # across standards; the bare code (``0500``) only where no root is given
         message_type = text("root", required=False) or text("message_type", required=True) or ""
         in_reply_to = text("in_reply_to", required=False)
-        if standard.lower() == "xdomea":
-            # xdomea has no per-message UUID: its Kopf carries the ProzessID, shared by every
-            # message of one process and meant for correlating replies.
-            process = text("prozess_id", required=False) or message_uuid
-            process = normalize_uuid(process, "ProzessID")
-            in_reply_to = in_reply_to or process
-            if text("prozess_id", required=False) is None:
-                message_uuid = xdomea_message_uuid(process, message_type)
+        # xdomea has no per-message UUID: its Kopf carries the ProzessID, shared by every message
+        # of one process. xoev.message.MessageInfo gives the key and in_reply_to (with
+        # ``prozess_id``); an info that gives only the ProzessID is keyed here the same way.
+        if standard.lower() == "xdomea" and text("prozess_id", required=False) is None:
+            process = normalize_uuid(message_uuid, "ProzessID")
+            code = _TYPE_CODE.search(message_type)
+            type_code = code.group(1) if code else message_type
+            message_uuid = xdomea_message_uuid(process, type_code)
+            answered = XDOMEA_REPLY_TO.get(type_code)
+            if in_reply_to is None and answered is not None:
+                in_reply_to = xdomea_message_uuid(process, answered)
         return cls(
             nachrichten_uuid=message_uuid,
             standard=standard,
@@ -274,11 +281,10 @@ class MessageMeta:
 
 
 def xdomea_message_uuid(prozess_id: str, message_type: str) -> str:
-    """The journal key of an xdomea message: UUIDv5 of its message type in the namespace of its
-    ProzessID — stable for redeliveries, distinct for the messages of one process."""
-    return str(
-        _uuid.uuid5(_uuid.UUID(normalize_uuid(prozess_id, "ProzessID")), f"xdomea:{message_type}")
-    )
+    """The journal key of an xdomea message (:func:`xoev.message.xdomea_message_key` of its
+    ProzessID and four-digit type code): stable for redeliveries, distinct for the messages of
+    one process."""
+    return xdomea_message_key(normalize_uuid(prozess_id, "ProzessID"), message_type)
 
 
 # --------------------------------------------------------------------------- records
