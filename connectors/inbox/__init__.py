@@ -11,7 +11,7 @@
         ...                                       # POST server.url + "/v1/messages"
 
 The API is described in ``docs/inbox-api.md`` (and served as OpenAPI at ``/docs``); the rules of
-``POST /v1/messages`` are in :mod:`connectors.inbox.app`; which journal an inbox writes to is
+``POST /v1/messages`` are in :mod:`connectors.inbox.service`; which journal an inbox writes to is
 decided in :mod:`connectors.inbox.config`. ``amtsbote inbox serve --agency ID`` runs one.
 """
 
