@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -283,3 +284,61 @@ def test_kosit_all_three(xgwa_samples: Path, capsys: pytest.CaptureFixture[str])
     assert "Pflichtelement familienname fehlt in beteiligtePerson" in out.out
     assert "xy-unknown.xml:1: unknown document" in out.err
     assert XGEWERBEANZEIGE_2_2 in out.err
+
+
+# -- xdomea containers (x-man layout) ------------------------------------------------------------
+
+
+def _container(tmp_path: Path, shared_dir: Path, *, xml: bytes | None = None) -> Path:
+    from tests.xdomea_examples import PRIMARY_SOURCES, messages
+    from xoev.container import write_container
+    from xoev.xdomea.aussonderung import build
+
+    folder = shared_dir / "xoev" / "beispiele" / "primaerdokumente"
+    files = {name: folder / source for name, source in PRIMARY_SOURCES.items()}
+    written = write_container(tmp_path, xml or build(messages()["0503"]), files)
+    return next(iter(written.values())).container
+
+
+def test_valid_container_exits_0(
+    tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _container(tmp_path, shared_dir)
+    assert main(["validate", str(path)]) == 0
+    assert f"{path}: valid (xdomea 3.0.0, 0503)" in capsys.readouterr().out
+
+
+def test_container_with_invalid_xml_exits_1(
+    tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.xdomea_examples import messages
+    from xoev.xdomea.aussonderung import build
+
+    xml = build(messages()["0503"])
+    broken = re.sub(rb"<xdomea:Erstellungszeitpunkt>[^<]*</xdomea:Erstellungszeitpunkt>", b"",
+                    xml)
+    assert broken != xml
+    path = _container(tmp_path, shared_dir, xml=broken)
+    assert main(["validate", "--format", "json", str(path)]) == 1
+    report = json.loads(capsys.readouterr().out)[0]
+    assert report["source"] == str(path) and report["valid"] is False
+    assert report["message_type"] == "0503"
+
+
+def test_hostile_container_exits_2(
+    tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zipfile
+
+    path = _container(tmp_path, shared_dir)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("../../etc/cron.d/evil", b"* * * * * root true")
+    code = main(["validate", str(path), str(MINIMAL)])
+    out = capsys.readouterr()
+    assert code == 2
+    assert str(path) in out.err and "rule member:traversal" in out.err
+    assert "'../../etc/cron.d/evil'" in out.err
+    assert f"{MINIMAL}: valid" in out.out  # the other files are still checked
+    misnamed = path.rename(tmp_path / "container.zip")
+    assert main(["validate", str(misnamed)]) == 2
+    assert "rule name" in capsys.readouterr().err

@@ -16,7 +16,18 @@ that cannot be checked at all, or a registry that cannot check it::
     │   │   ├── ExternalEntityError   XXE: an entity declared with SYSTEM/PUBLIC
     │   │   ├── EntityDeclarationError  internal entity declarations (billion laughs)
     │   │   └── ExternalDTDError      DOCTYPE with an external subset (SYSTEM/PUBLIC)
-    │   └── UnknownDocumentError      root namespace belongs to no known standard version
+    │   ├── UnknownDocumentError      root namespace belongs to no known standard version
+    │   └── ContainerError            an xdomea container (x-man zip) breaks a rule; names the
+    │       │                         container, the member and the rule; nothing is extracted
+    │       ├── ContainerNameError    file name is not {ProzessID}_{Nachrichtenname}.zip
+    │       ├── ContainerFormatError  not a readable zip: damaged, encrypted, sizes that lie,
+    │       │                         a compression other than stored/deflated
+    │       ├── ZipBombError          total, per-member, ratio or member-count limit exceeded
+    │       ├── UnsafeMemberError     ``../``, absolute or non-flat name, symlink, special file
+    │       ├── DuplicateMemberError  two members with the same name (also differing in case)
+    │       ├── MissingMemberError    the message XML or a file its Dateiname names is missing
+    │       ├── UnreferencedMemberError  a member that no Dateiname of the XML names
+    │       └── ContainerMismatchError   the XML's ProzessID, root or type differ from the name
     ├── SchemaError                   the registry cannot check a known standard (CLI exit 2)
     │   ├── SchemaPathError           a --schema-path directory does not exist
     │   ├── SchemaUnavailableError    known namespace, but its XSD bundle was not found
@@ -30,12 +41,18 @@ from collections.abc import Sequence
 
 __all__ = [
     "CodelistError",
+    "ContainerError",
+    "ContainerFormatError",
+    "ContainerMismatchError",
+    "ContainerNameError",
+    "DuplicateMemberError",
     "EntityDeclarationError",
     "ExternalDTDError",
     "ExternalEntityError",
     "ForbiddenDoctypeError",
     "InputEncodingError",
     "InputTooLargeError",
+    "MissingMemberError",
     "NestingTooDeepError",
     "NotXMLError",
     "SchemaCompileError",
@@ -43,8 +60,11 @@ __all__ = [
     "SchemaPathError",
     "SchemaUnavailableError",
     "UnknownDocumentError",
+    "UnreferencedMemberError",
+    "UnsafeMemberError",
     "UnusableInputError",
     "XoevError",
+    "ZipBombError",
 ]
 
 
@@ -163,6 +183,56 @@ class UnknownDocumentError(UnusableInputError):
         self.namespace = namespace
         self.root = root
         self.supported = tuple(supported)
+
+
+class ContainerError(UnusableInputError):
+    """A container breaks a rule. ``source`` is the container, ``member`` the zip member concerned
+    (None for the container as a whole), ``rule`` a short identifier (``zip-bomb:ratio``, …)."""
+
+    def __init__(
+        self, reason: str, *, rule: str, source: str | None = None, member: str | None = None
+    ) -> None:
+        super().__init__(reason, source=source)
+        self.rule = rule
+        self.member = member
+
+    def __str__(self) -> str:
+        where = self.source or "<container>"
+        if self.member is not None:
+            where += f": member {self.member!r}"
+        return f"{where}: {self.reason} (rule {self.rule})"
+
+
+class ContainerNameError(ContainerError):
+    """The file name is not ``{ProzessID}_{Nachrichtenname}.zip`` of a known message."""
+
+
+class ContainerFormatError(ContainerError):
+    """Not a readable zip: damaged, encrypted, sizes that lie, unknown compression."""
+
+
+class ZipBombError(ContainerError):
+    """Total, per-member, compression-ratio or member-count limit exceeded."""
+
+
+class UnsafeMemberError(ContainerError):
+    """``../``, absolute or non-flat member name, symlink or other special file."""
+
+
+class DuplicateMemberError(ContainerError):
+    """Two members with the same name (also when they differ in case only)."""
+
+
+class MissingMemberError(ContainerError):
+    """The message XML, or a primary file its ``Dateiname`` names, is missing."""
+
+
+class UnreferencedMemberError(ContainerError):
+    """A member that no ``Dateiname`` of the message names."""
+
+
+class ContainerMismatchError(ContainerError):
+    """The XML's ProzessID, root element or type differ from the file name."""
 
 
 class SchemaError(XoevError):

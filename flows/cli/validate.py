@@ -17,6 +17,11 @@ report per usable file on stdout. Exit codes:
   standard whose schema bundle is not on the schema path. The reason goes to stderr, naming the
   file. Other files are still checked; 2 wins over 1.
 
+A ``FILE`` ending in ``.zip`` is an xdomea container as x-man exchanges it
+(``{ProzessID}_{Nachrichtenname}.zip``, :mod:`xoev.container`): the container rules are checked
+first (a breach — zip bomb, unsafe or duplicate member, missing or unreferenced primary file, XML
+not matching the file name — is unusable input, exit 2), then its message XML like any file.
+
 ``schemas`` lists the known standards and versions with namespace, message types and where each
 schema bundle came from (built-in or the schema-path directory), plus loaded codelists.
 
@@ -54,7 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "1 findings, 2 unusable input (missing file, not XML, hostile XML, unknown document, "
         "schema bundle not found).",
     )
-    validate.add_argument("files", metavar="FILE", nargs="+", help="message file(s) to check")
+    validate.add_argument(
+        "files", metavar="FILE", nargs="+",
+        help="message file(s) to check; a .zip is an xdomea container (x-man layout)",
+    )
     _add_schema_path(validate)
     validate.add_argument(
         "--format", choices=("text", "json"), default="text", help="report format on stdout"
@@ -97,7 +105,10 @@ def run_validate(args: argparse.Namespace) -> int:
     reports = []
     for name in args.files:
         try:
-            report = validate_file(name, registry=registry)
+            if name.lower().endswith(".zip"):
+                report = _validate_container(name, registry)
+            else:
+                report = validate_file(name, registry=registry)
         except UnusableInputError as exc:
             print(f"amtsbote validate: unusable input: {exc}", file=sys.stderr)
             code = EXIT_UNUSABLE
@@ -114,6 +125,14 @@ def run_validate(args: argparse.Namespace) -> int:
     elif reports:
         print(reports_to_text(reports))
     return code
+
+
+def _validate_container(name: str, registry: Any) -> Any:
+    """Container rules (raising ContainerError, an UnusableInputError), then the XML."""
+    from xoev.container import read_container
+    from xoev.validation import validate
+
+    return validate(read_container(name, registry=registry).xml, source=name, registry=registry)
 
 
 def run_schemas(args: argparse.Namespace) -> int:
