@@ -10,24 +10,38 @@ masked.
 
     ConnectorError
     ├── ConfigError                      bad AMTSBOTE_* setting (also a ValueError)
-    └── JournalError                     anything the message journal refuses or cannot do
-        ├── JournalDatabaseError         database unreachable / failed (URL shown without password)
-        │   └── JournalSchemaError       database not migrated, or at an unknown revision
-        ├── JournalValueError            bad argument: malformed UUID, unknown state (ValueError)
-        ├── JournalNotFoundError         no such case/message/delivery/expectation (LookupError)
-        │   └── PayloadPurgedError       the message is kept, its payload was purged (retention)
-        ├── JournalConflictError         same key, different content
-        │   ├── MessageConflictError     nachrichtenUUID recorded again with another payload
-        │   └── CaseConflictError        case_id created again for another procedure
-        ├── InvalidTransitionError       a state change the state machine does not allow
-        ├── JournalKeyError              journal key invalid, missing or wrong for a payload
-        └── PayloadIntegrityError        stored payload corrupt: SHA-512 or decompression failed
-    ├── DirectoryError                   (connectors.directory) agencies.yaml unusable, unknown
-    │                                    agency/role, missing or ambiguous token (ValueError)
+    ├── JournalError                     anything the message journal refuses or cannot do
+    │   ├── JournalDatabaseError         database unreachable / failed (URL shown without password)
+    │   │   └── JournalSchemaError       database not migrated, or at an unknown revision
+    │   ├── JournalValueError            bad argument: malformed UUID, unknown state (ValueError)
+    │   ├── JournalNotFoundError         no such case/message/delivery/expectation (LookupError)
+    │   │   └── PayloadPurgedError       the message is kept, its payload was purged (retention)
+    │   ├── JournalConflictError         same key, different content
+    │   │   ├── MessageConflictError     nachrichtenUUID recorded again with another payload
+    │   │   └── CaseConflictError        case_id created again for another procedure
+    │   ├── InvalidTransitionError       a state change the state machine does not allow
+    │   ├── JournalKeyError              journal key invalid, missing or wrong for a payload
+    │   └── PayloadIntegrityError        stored payload corrupt: SHA-512 or decompression failed
+    ├── DirectoryError                   (connectors.directory) also a ValueError
+    │   ├── InvalidDirectoryError        agencies.yaml unusable (file:line problems)
+    │   ├── UnknownAgencyError           no such agency (also a LookupError)
+    │   ├── UnknownRoleError             no agency with that role (also a LookupError)
+    │   └── TokenError                   bearer tokens
+    │       ├── MissingTokenError        an agency's token variable is not set
+    │       └── AmbiguousTokenError      one token configured for several agencies
     ├── SendError                        (connectors.senders.exceptions) a delivery failed
     │   ├── TransientSendError           timeout, refused/reset, 408/425/429, 5xx: retry
     │   └── PermanentSendError           other 4xx, bad receipt, TLS failure: do not retry
+    ├── SenderConfigError                (connectors.senders.exceptions) a sender cannot be built
+    │                                    (also a ValueError)
     └── InboxError                       (connectors.inbox.exceptions) inbox service errors
+        ├── InboxConfigError             unusable InboxConfig / agency (also a ValueError)
+        ├── InboxServerError             the server did not start or stop in time
+        └── ApiError                     one request refused (status, code, detail)
+
+Nothing in ``connectors`` derives from a built-in exception alone: where a built-in base is
+useful to callers (``ValueError``, ``LookupError``) it is a second base beside the tree's
+(``tests/test_layers.py`` checks this for every class).
 
 Each subtree lives in its own module and derives from :class:`ConnectorError` defined here.
 """

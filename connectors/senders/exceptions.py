@@ -6,18 +6,19 @@ recipient agency, the nachrichtenUUID, the URL (or drop directory), the HTTP sta
 translated at the boundary with ``raise … from``; the original stays in ``__cause__``. Payloads
 never appear in messages.
 
-(``connectors.exceptions`` did not exist when this package was written; the tree is rooted at
-``Exception`` and is meant to move under ``ConnectorError``.)
+Both subtrees derive from :class:`connectors.exceptions.ConnectorError`::
 
-::
-
-    SendError                    send failed; .recipient .nachrichten_uuid .url .status_code .reason
-    ├── TransientSendError       may succeed when retried: timeouts, refused/reset connections,
-    │                            429 (.retry_after from Retry-After), 408, 425, 5xx
-    └── PermanentSendError       retrying cannot help: other 4xx (401, 413, 415, 422 with
-                                 .detail), redirects, malformed or mismatching receipts,
-                                 TLS verification failures, file-drop conflicts, unknown sender
-    SenderConfigError (ValueError)  a sender cannot be built: bad endpoint, unreadable cert/key
+    ConnectorError                   (connectors.exceptions)
+    ├── SendError                    send failed; .recipient .nachrichten_uuid .url .status_code
+    │   │                            .reason
+    │   ├── TransientSendError       may succeed when retried: timeouts, refused/reset
+    │   │                            connections, 429 (.retry_after from Retry-After), 408, 425,
+    │   │                            5xx
+    │   └── PermanentSendError       retrying cannot help: other 4xx (401, 413, 415, 422 with
+    │                                .detail), redirects, malformed or mismatching receipts,
+    │                                TLS verification failures, file-drop conflicts, unknown sender
+    └── SenderConfigError            a sender cannot be built: bad endpoint, unreadable cert/key
+                                     (also a ValueError)
 
 :func:`is_transient` decides retries; :func:`retry_condition` has the signature Prefect expects of
 ``retry_condition_fn`` (``task, task_run, state``) without importing Prefect::
@@ -96,7 +97,7 @@ class PermanentSendError(SendError):
     transient = False
 
 
-class SenderConfigError(ValueError):
+class SenderConfigError(ConnectorError, ValueError):
     """A sender cannot be built from its configuration (names the agency and the setting)."""
 
     def __init__(self, agency: str, setting: str, problem: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from lxml import etree
 
 from ..code import Code
+from ..exceptions import XoevError
 from ..nachrichtenkopf import Nachrichtenkopf, read_code, write_code, write_text
 
 __all__ = [
@@ -36,8 +37,9 @@ SCHEMA_PATH = Path(__file__).parent / "schema" / "1.0" / "rueckmeldung.xsd"
 CODELIST_PATH = Path(__file__).parent / "codelists" / "rueckmeldung-ergebnis_1.0.xml"
 
 
-class RueckmeldungError(ValueError):
-    """A Rückmeldung cannot be read or built; says what and where."""
+class RueckmeldungError(XoevError, ValueError):
+    """A Rückmeldung cannot be read or built; says what and where (an
+    :class:`~xoev.exceptions.XoevError`, also a ValueError)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

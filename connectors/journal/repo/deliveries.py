@@ -135,6 +135,7 @@ class DeliveryRepository(JournalBase):
 
     @retry_on_disconnect
     def get_delivery(self, delivery_id: int) -> DeliveryRecord:
+        """The delivery ``delivery_id``; :class:`JournalNotFoundError` if there is none."""
         with self._tx("get_delivery", write=False) as conn:
             return delivery_record(self._delivery_row(conn, int(delivery_id), lock=False))
 

@@ -171,6 +171,8 @@ class ExpectationRepository(JournalBase):
 
     @retry_on_disconnect
     def get_expectation(self, expectation_id: int) -> ExpectationRecord:
+        """The expectation ``expectation_id`` as stored (no matching, no expiry: see
+        :meth:`check_expectation`); :class:`JournalNotFoundError` if there is none."""
         with self._tx("get_expectation", write=False) as conn:
             return expectation_record(self._expectation_row(conn, int(expectation_id), lock=False))
 
@@ -183,6 +185,7 @@ class ExpectationRepository(JournalBase):
         flow_run_id: str | None = None,
         limit: int | None = None,
     ) -> list[ExpectationRecord]:
+        """Expectations, oldest first, filtered by case, state and flow run."""
         x = T_EXPECTATIONS.c
         stmt = select(T_EXPECTATIONS).order_by(x.id)
         if case_id is not None:
