@@ -23,7 +23,10 @@ from connectors.journal.migrate import VERSION_TABLE, current_revision, downgrad
 from connectors.journal.models import metadata
 from flows.cli import main
 
-TABLES = {"cases", "messages", "deliveries", "delivery_attempts", "events", "expectations"}
+TABLES = {
+    "cases", "messages", "deliveries", "delivery_attempts", "events", "expectations",
+    "blobs", "message_blobs",
+}
 
 
 def _tables(url: str) -> set[str]:

@@ -4,7 +4,9 @@ What it keeps (tables, see :mod:`.models`): ``cases`` (procedure instances), ``m
 XÖV message received or sent, payload compressed and — with a key — encrypted), ``deliveries``
 (one per message and recipient agency, with the states of an XTA-like Laufzettel),
 ``delivery_attempts``, ``events`` (append-only audit log, enforced by database triggers) and
-``expectations`` (procedures waiting for replies).
+``expectations`` (procedures waiting for replies); ``blobs`` and ``message_blobs`` record the
+primary documents kept as content-addressed files beside the database (``journal.blobs``,
+:mod:`.blobs`).
 
 Use it through :class:`Journal`::
 
@@ -27,6 +29,7 @@ must keep ``reference``, ``summary``, event ``detail`` and error texts free of p
 
 from __future__ import annotations
 
+from .blobs import BlobRef, BlobStore, MessageFile
 from .crypto import PayloadCodec, generate_key
 from .engine import JournalOptions
 from .migrate import UpgradeResult, head_revision
@@ -52,6 +55,8 @@ from .store import Journal
 __all__ = [
     "DELIVERY_TRANSITIONS",
     "AttemptRecord",
+    "BlobRef",
+    "BlobStore",
     "CaseRecord",
     "CaseStatus",
     "CorrelationState",
@@ -63,6 +68,7 @@ __all__ = [
     "ExpectationState",
     "Journal",
     "JournalOptions",
+    "MessageFile",
     "MessageMeta",
     "MessageRecord",
     "PayloadCodec",

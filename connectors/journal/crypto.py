@@ -54,13 +54,9 @@ def generate_key() -> str:
 
 def parse_keys(key: str | bytes | Sequence[str | bytes] | None) -> list[Fernet]:
     """Fernet objects for ``key``: one key, a comma-separated string, or a sequence of keys."""
+    items = _key_items(key)
     if key is None:
         return []
-    if isinstance(key, (str, bytes)):
-        text = key.decode("ascii", "replace") if isinstance(key, bytes) else key
-        items: list[str | bytes] = [k.strip() for k in text.split(",") if k.strip()]
-    else:
-        items = list(key)
     fernets = []
     for position, item in enumerate(items, 1):
         try:
@@ -75,6 +71,20 @@ def parse_keys(key: str | bytes | Sequence[str | bytes] | None) -> list[Fernet]:
     if not fernets:
         raise JournalKeyError("journal key is empty")
     return fernets
+
+
+def _key_items(key: str | bytes | Sequence[str | bytes] | None) -> list[str | bytes]:
+    if key is None:
+        return []
+    if isinstance(key, (str, bytes)):
+        text = key.decode("ascii", "replace") if isinstance(key, bytes) else key
+        return [k.strip() for k in text.split(",") if k.strip()]
+    return list(key)
+
+
+def _raw(item: str | bytes) -> bytes:
+    """The 32 bytes of a Fernet key already accepted by :func:`parse_keys`."""
+    return base64.urlsafe_b64decode(item.encode("ascii") if isinstance(item, str) else item)
 
 
 class EncodedPayload:
@@ -101,6 +111,8 @@ class PayloadCodec:
         fernets = parse_keys(key)
         self._fernet: MultiFernet | None = MultiFernet(fernets) if fernets else None
         self._level = level
+        # The raw 32-byte keys, first = current: the blob store derives per-blob keys from them.
+        self.raw_keys: tuple[bytes, ...] = tuple(_raw(k) for k in _key_items(key))
 
     @property
     def encrypts(self) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -46,12 +47,14 @@ from .records import (
 
 __all__ = [
     "Base",
+    "Blob",
     "Case",
     "Delivery",
     "DeliveryAttempt",
     "Event",
     "Expectation",
     "Message",
+    "MessageBlob",
     "UTCDateTime",
     "metadata",
 ]
@@ -273,3 +276,37 @@ class Expectation(Base):
         Index(None, "state", "in_reply_to"),
         Index(None, "flow_run_id"),
     )
+
+
+class Blob(Base):
+    """A primary document stored outside the rows: a content-addressed file below the data dir
+    (:mod:`connectors.journal.blobs`). ``digest`` is the SHA-512 (hex) of the plaintext; ``size``
+    the plaintext's bytes, ``stored_size`` the file's (larger when encrypted)."""
+
+    __tablename__ = "blobs"
+
+    digest: Mapped[str] = mapped_column(String(128), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    stored_size: Mapped[int] = mapped_column(BigInteger)
+    encrypted: Mapped[bool] = mapped_column(Boolean)
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("size >= 0 AND stored_size >= 0", name="size"),
+        CheckConstraint("length(digest) = 128", name="digest"),
+    )
+
+
+class MessageBlob(Base):
+    """A file of a message (e.g. a primary document of an xdomea 0503) under the name the message
+    gives it (``Dateiname``). ``message_key`` is the message's journal key (nachrichtenUUID, for
+    xdomea the key derived from ProzessID and type); no foreign key to ``messages``, because a big
+    delivery is streamed to disk before its message is recorded."""
+
+    __tablename__ = "message_blobs"
+
+    message_key: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500), primary_key=True)
+    digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest"))
+
+    __table_args__ = (Index(None, "digest"),)

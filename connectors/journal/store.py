@@ -29,6 +29,7 @@ Correlation (replies to procedures)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config import Settings
 from ..exceptions import JournalError, JournalSchemaError
 from . import migrate
+from .blobs import BlobStore
 from .engine import JournalOptions
 from .repo import (
     CaseRepository,
@@ -117,6 +119,11 @@ class Journal(
 
     def __repr__(self) -> str:
         return f"Journal({self._url!r}, encrypted={self._codec.encrypts})"
+
+    @functools.cached_property
+    def blobs(self) -> BlobStore:
+        """Primary documents as content-addressed files (:mod:`connectors.journal.blobs`)."""
+        return BlobStore.for_journal(self)
 
     def __enter__(self) -> Journal:
         return self
