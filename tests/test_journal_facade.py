@@ -33,7 +33,7 @@ from connectors.journal.repo import (
 #: The public API of Journal, by where it lives. Changing it is a decision: update this table.
 API: dict[type, set[str]] = {
     JournalBase: {"url", "encrypts", "engine", "dialect", "close"},
-    Journal: {"from_env", "upgrade", "schema_revision", "check_schema"},
+    Journal: {"from_env", "upgrade", "schema_revision", "check_schema", "blobs"},
     CaseRepository: {
         "create_case",
         "get_case",
