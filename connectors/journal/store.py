@@ -29,7 +29,6 @@ Correlation (replies to procedures)
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -120,10 +119,14 @@ class Journal(
     def __repr__(self) -> str:
         return f"Journal({self._url!r}, encrypted={self._codec.encrypts})"
 
-    @functools.cached_property
+    @property
     def blobs(self) -> BlobStore:
-        """Primary documents as content-addressed files (:mod:`connectors.journal.blobs`)."""
-        return BlobStore.for_journal(self)
+        """Primary documents as content-addressed files (:mod:`connectors.journal.blobs`), made
+        on first use."""
+        store: BlobStore | None = self.__dict__.get("_blob_store")
+        if store is None:
+            store = self.__dict__["_blob_store"] = BlobStore.for_journal(self)
+        return store
 
     def __enter__(self) -> Journal:
         return self
