@@ -10,10 +10,17 @@ repeated nachrichtenUUID)::
 Senders check a receipt against what they sent: the UUID must be the message's and the SHA-512 the
 payload's (hex, or base64 of the 64 digest bytes). A mismatch is a :class:`PermanentSendError`: the
 recipient holds something else under this UUID.
+
+An xdomea container (x-man zip with the primary files, :mod:`xoev.container`) travels as
+``OutgoingMessage(payload=<its XML>, file=<the .zip>, content_type="application/zip")``: the
+``file`` is sent instead of the payload (streamed, never read whole), ``sha512``/``size`` are the
+file's (the inbox's receipt names the SHA-512 of the container body), the payload still gives the
+key and is what is validated and journalled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import email.utils
@@ -22,7 +29,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +40,8 @@ import httpx
 from ..directory import Agency
 
 __all__ = [
+    "CONTAINER_TYPE",
+    "FILE_CHUNK",
     "MESSAGES_PATH",
     "OutgoingMessage",
     "RateLimiter",
@@ -44,6 +53,10 @@ __all__ = [
 
 #: Path of the inbox service's message resource below an agency's endpoint.
 MESSAGES_PATH = "/v1/messages"
+#: Media type of an xdomea container (x-man zip) sent as ``OutgoingMessage.file``.
+CONTAINER_TYPE = "application/zip"
+#: Bytes read per step when a ``file`` is hashed or sent.
+FILE_CHUNK = 1 << 20
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX512 = re.compile(r"[0-9a-fA-F]{128}")
@@ -60,6 +73,12 @@ class OutgoingMessage:
     recipient: str
     sender: str
     content_type: str = "application/xml"
+    file: Path | None = None
+    """A container on disk (``application/zip``) delivered INSTEAD of the payload; the payload
+    stays the container's XML (key, validation). ``sha512``/``size`` are then the file's."""
+    _file_digest: tuple[str, int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.payload, bytearray | memoryview):
@@ -82,14 +101,62 @@ class OutgoingMessage:
             raise ValueError(
                 f"message {self.nachrichten_uuid}: bad content type {self.content_type!r}"
             )
+        if self.file is not None:
+            if not isinstance(self.file, Path):
+                object.__setattr__(self, "file", Path(self.file))
+            if self.content_type.split(";", 1)[0].strip().lower() != CONTAINER_TYPE:
+                raise ValueError(
+                    f"message {self.nachrichten_uuid}: a file is sent as {CONTAINER_TYPE}, "
+                    f"not {self.content_type!r}"
+                )
+            if not self.file.is_file():
+                raise ValueError(f"message {self.nachrichten_uuid}: no file {self.file}")
 
     @property
     def sha512(self) -> str:
-        return hashlib.sha512(self.payload).hexdigest()
+        """SHA-512 (hex) of what is sent: the payload, or the ``file``."""
+        if self.file is None:
+            return hashlib.sha512(self.payload).hexdigest()
+        return self._file_info()[0]
 
     @property
     def size(self) -> int:
-        return len(self.payload)
+        """Bytes sent: the payload's, or the ``file``'s."""
+        if self.file is None:
+            return len(self.payload)
+        return self._file_info()[1]
+
+    def _file_info(self) -> tuple[str, int]:
+        """SHA-512 and size of ``file``, computed once, streaming."""
+        cached = self._file_digest
+        if cached is None:
+            assert self.file is not None
+            digest = hashlib.sha512()
+            size = 0
+            with self.file.open("rb") as stream:
+                while chunk := stream.read(FILE_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+            cached = (digest.hexdigest(), size)
+            object.__setattr__(self, "_file_digest", cached)
+        return cached
+
+    def iter_file(self) -> Iterator[bytes]:
+        """The ``file`` in chunks of :data:`FILE_CHUNK` bytes (for a streamed request body)."""
+        assert self.file is not None
+        with self.file.open("rb") as stream:
+            while chunk := stream.read(FILE_CHUNK):
+                yield chunk
+
+    async def aiter_file(self) -> AsyncIterator[bytes]:
+        """Like :meth:`iter_file`, each read in a worker thread (for ``httpx.AsyncClient``)."""
+        assert self.file is not None
+        stream = await asyncio.to_thread(self.file.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(stream.read, FILE_CHUNK):
+                yield chunk
+        finally:
+            stream.close()
 
 
 def _normalise_sha512(value: Any) -> str:

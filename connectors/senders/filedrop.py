@@ -113,6 +113,12 @@ class FileDropSender:
             raise self._error(
                 PermanentSendError, message, f"unknown sender agency {message.sender!r}"
             )
+        if message.file is not None:
+            raise self._error(
+                PermanentSendError,
+                message,
+                "a drop directory takes XML only; a container (file) needs channel http/mailbox",
+            )
         target = self.path_for(message)
         try:
             return self._drop(message, target)

@@ -1,6 +1,8 @@
 """Push delivery: ``POST <endpoint>/v1/messages`` to the recipient's inbox service.
 
-Request: the XÖV XML as body, ``Content-Type`` of the message (``application/xml``),
+Request: the XÖV XML as body — or, for a message with a ``file`` (an xdomea container), the file
+streamed in 1 MiB chunks with its ``Content-Length`` (never read whole) —, ``Content-Type`` of the
+message (``application/xml``, ``application/zip``),
 ``Authorization: Bearer <token of the SENDING agency>`` (the inbox authenticates senders against
 the directory), ``X-Nachrichten-UUID``, ``X-Empfaenger: <recipient agency id>`` (lets an inbox that
 hosts mailboxes file the message; an inbox may refuse messages not meant for it) and
@@ -169,7 +171,7 @@ class HttpSender:
             try:
                 response = self._sync_client().post(
                     self.url,
-                    content=message.payload,
+                    content=message.iter_file() if message.file is not None else message.payload,
                     headers=headers,
                     timeout=self.config.timeout(),
                 )
@@ -186,7 +188,7 @@ class HttpSender:
             try:
                 response = await client.post(
                     self.url,
-                    content=message.payload,
+                    content=message.aiter_file() if message.file is not None else message.payload,
                     headers=headers,
                     timeout=self.config.timeout(),
                 )
@@ -219,13 +221,21 @@ class HttpSender:
             raise self._error(
                 PermanentSendError, message, f"sender {message.sender!r}: {exc}"
             ) from exc
-        return {
+        headers = {
             "Content-Type": message.content_type,
             "Authorization": f"Bearer {token}",
             UUID_HEADER: message.nachrichten_uuid,
             RECIPIENT_HEADER: self._recipient.id,
             "Accept": "application/json",
         }
+        if message.file is not None:
+            try:
+                headers["Content-Length"] = str(message.size)  # hashes the file once (cached)
+            except OSError as exc:
+                raise self._error(
+                    PermanentSendError, message, f"cannot read {message.file}: {exc}"
+                ) from exc
+        return headers
 
     def _transport_error(self, message: OutgoingMessage, exc: httpx.HTTPError) -> SendError:
         detail = str(exc).strip()
