@@ -25,9 +25,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from xoev.container import ContainerLimits
 from xoev.parsing import LIBXML2_MAX_DEPTH, ParserConfig
 
 from ..config import Settings
@@ -37,12 +38,15 @@ __all__ = [
     "DEFAULT_HOME_AGENCY",
     "HOME_AGENCY_ENV",
     "INBOX_DIR_NAME",
+    "MAX_CONTAINER_BYTES_ENV",
     "InboxConfig",
     "home_agency",
     "journal_url_for",
 ]
 
 HOME_AGENCY_ENV = "AMTSBOTE_HOME_AGENCY"
+#: Overrides :attr:`InboxConfig.max_container_bytes` (bytes) in :meth:`InboxConfig.from_env`.
+MAX_CONTAINER_BYTES_ENV = "AMTSBOTE_INBOX_MAX_CONTAINER_BYTES"
 DEFAULT_HOME_AGENCY = "stadt-paderborn"
 #: Directory below the data directory holding the journals of non-home inboxes.
 INBOX_DIR_NAME = "inbox"
@@ -81,6 +85,17 @@ class InboxConfig:
     """Seconds sent as ``Retry-After`` with 503 answers (journal or schemas unavailable)."""
     docs: bool = True
     """Serve the OpenAPI description at ``/openapi.json`` and its viewer at ``/docs``."""
+    max_container_bytes: int = 2 << 30
+    """Largest accepted xdomea container body (``application/zip``) in bytes (413 beyond),
+    checked like :attr:`max_body_bytes`; the body is spooled to a file, never held in memory.
+    Environment: ``AMTSBOTE_INBOX_MAX_CONTAINER_BYTES`` (:meth:`from_env`)."""
+    container_limits: ContainerLimits = field(default_factory=ContainerLimits)
+    """What a container may hold (zip-bomb sizes and ratio, member count, XML size), see
+    :class:`xoev.container.ContainerLimits`."""
+    spool_dir: Path | None = None
+    """Where container bodies are spooled while checked, and fetched containers rebuilt
+    (temporary files, always removed); default ``<blob store root>/incoming`` — beside the
+    journal's blobs, below the data directory."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
@@ -100,7 +115,29 @@ class InboxConfig:
             )
         if self.retry_after < 0:
             raise InboxConfigError("retry_after", f"must be >= 0, not {self.retry_after}")
+        if not isinstance(self.max_container_bytes, int) or self.max_container_bytes < 1:
+            raise InboxConfigError("max_container_bytes", f"must be a positive integer, not "
+                                   f"{self.max_container_bytes!r}")
+        if not isinstance(self.container_limits, ContainerLimits):
+            raise InboxConfigError("container_limits", "must be a xoev ContainerLimits")
         object.__setattr__(self, "schema_path", tuple(Path(p) for p in self.schema_path))
+        if self.spool_dir is not None:
+            object.__setattr__(self, "spool_dir", Path(self.spool_dir))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: object) -> InboxConfig:
+        """``InboxConfig(**options)``, with ``max_container_bytes`` from
+        ``AMTSBOTE_INBOX_MAX_CONTAINER_BYTES`` when set and not given in ``options``."""
+        env = os.environ if environ is None else environ
+        raw = (env.get(MAX_CONTAINER_BYTES_ENV) or "").strip()
+        if raw and "max_container_bytes" not in options:
+            try:
+                options["max_container_bytes"] = int(raw)
+            except ValueError:
+                raise InboxConfigError(
+                    "max_container_bytes", f"{MAX_CONTAINER_BYTES_ENV}={raw!r} is not a number"
+                ) from None
+        return cls(**options)  # type: ignore[arg-type]
 
     def parser_config(self) -> ParserConfig:
         """The hardened parser's limits for this inbox (strict: every DOCTYPE is refused)."""

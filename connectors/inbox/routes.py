@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import shutil
+import tempfile
 import uuid as uuid_module
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
 from ..directory import Agency
+from .containers import CONTAINER_TYPE, sha512_of
 from .exceptions import ApiError
 from .schemas import (
     AckModel,
@@ -42,6 +47,7 @@ from .service import RECIPIENT_HEADER, SHA512_HEADER, UUID_HEADER, InboxService,
 
 __all__ = ["mailbox_routes", "message_routes", "service_routes"]
 
+_SPOOL_STEP = 1 << 20
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="agencyToken",
@@ -77,6 +83,10 @@ HeaderRecipient = Annotated[
 ]
 
 
+def _is_container_type(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() == CONTAINER_TYPE
+
+
 def _is_xml_type(content_type: str | None) -> bool:
     if not content_type:
         return False
@@ -89,22 +99,7 @@ def _is_xml_type(content_type: str | None) -> bool:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) a declared or streamed size above ``limit`` without
     reading on."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError(
-                400, "bad_request", f"header Content-Length: {shown(declared)} is not a number"
-            ) from None
-        if size > limit:
-            raise ApiError(
-                413,
-                "too_large",
-                f"Content-Length {size} exceeds the limit of {limit} bytes",
-                limit=limit,
-                headers={"Connection": "close"},
-            )
+    _declared_size(request, limit)
     chunks: list[bytes] = []
     received = 0
     try:
@@ -124,6 +119,64 @@ async def _read_body(request: Request, limit: int) -> bytes:
             400, "incomplete_body", f"the client went away after {received} bytes of the body"
         ) from None
     return b"".join(chunks)
+
+
+def _declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        size = int(declared)
+    except ValueError:
+        raise ApiError(
+            400, "bad_request", f"header Content-Length: {shown(declared)} is not a number"
+        ) from None
+    if size > limit:
+        raise ApiError(
+            413,
+            "too_large",
+            f"Content-Length {size} exceeds the limit of {limit} bytes",
+            limit=limit,
+            headers={"Connection": "close"},
+        )
+
+
+async def _spool_body(request: Request, limit: int, target: Path) -> str:
+    """Stream the request body into ``target`` (written in ~1 MiB steps in a worker thread,
+    never whole in memory) within ``limit`` (413); returns its SHA-512 (hex)."""
+    _declared_size(request, limit)
+    digest = hashlib.sha512()
+    received = 0
+    pending: list[bytes] = []
+    buffered = 0
+    with target.open("wb") as out:
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise ApiError(
+                        413,
+                        "too_large",
+                        f"body exceeds the limit of {limit} bytes (stopped reading at "
+                        f"{received})",
+                        limit=limit,
+                        headers={"Connection": "close"},
+                    )
+                digest.update(chunk)
+                pending.append(chunk)
+                buffered += len(chunk)
+                if buffered >= _SPOOL_STEP:
+                    await anyio.to_thread.run_sync(out.write, b"".join(pending))
+                    pending, buffered = [], 0
+        except ClientDisconnect:
+            raise ApiError(
+                400,
+                "incomplete_body",
+                f"the client went away after {received} bytes of the body",
+            ) from None
+        if pending:
+            await anyio.to_thread.run_sync(out.write, b"".join(pending))
+    return digest.hexdigest()
 
 
 def service_routes(service: InboxService) -> APIRouter:
@@ -163,10 +216,15 @@ def message_routes(service: InboxService) -> APIRouter:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "description": f"The XÖV message (at most {cfg.max_body_bytes} bytes).",
+                "description": f"The XÖV message (at most {cfg.max_body_bytes} bytes), or an "
+                "xdomea container as `application/zip` (x-man layout: "
+                "`{ProzessID}_{Nachrichtenname}.xml` plus the primary files its `Dateiname` "
+                f"elements name; at most {cfg.max_container_bytes} bytes). For a container the "
+                "receipt's `sha512` is the SHA-512 of the zip body.",
                 "content": {
                     "application/xml": {"schema": {"type": "string", "format": "binary"}},
                     "text/xml": {"schema": {"type": "string", "format": "binary"}},
+                    CONTAINER_TYPE: {"schema": {"type": "string", "format": "binary"}},
                 },
             }
         },
@@ -178,12 +236,17 @@ def message_routes(service: InboxService) -> APIRouter:
         x_nachrichten_uuid: HeaderUuid = None,
         x_empfaenger: HeaderRecipient = None,
     ) -> dict[str, Any]:
-        if not _is_xml_type(request.headers.get("content-type")):
-            media = shown(request.headers.get("content-type") or "")
+        content_type = request.headers.get("content-type")
+        if _is_container_type(content_type):
+            return await _post_container(request, response, sender, x_nachrichten_uuid,
+                                         x_empfaenger)
+        if not _is_xml_type(content_type):
+            media = shown(content_type or "")
             raise ApiError(
                 415,
                 "unsupported_media_type",
-                f"Content-Type {media} is not XML; send application/xml",
+                f"Content-Type {media} is neither XML nor {CONTAINER_TYPE}; send "
+                "application/xml (or an xdomea container as application/zip)",
             )
         body = await _read_body(request, cfg.max_body_bytes)
         status, receipt = await anyio.to_thread.run_sync(
@@ -196,6 +259,38 @@ def message_routes(service: InboxService) -> APIRouter:
             ),
             limiter=accept_slots,
         )
+        response.status_code = status
+        return receipt
+
+    async def _post_container(
+        request: Request,
+        response: Response,
+        sender: Agency,
+        header_uuid: str | None,
+        header_recipient: str | None,
+    ) -> dict[str, Any]:
+        spool = service.spool_dir
+        await anyio.to_thread.run_sync(functools.partial(spool.mkdir, parents=True,
+                                                         exist_ok=True, mode=0o700))
+        tmp = Path(await anyio.to_thread.run_sync(
+            functools.partial(tempfile.mkdtemp, dir=spool, prefix="body-")))
+        try:
+            body = tmp / "body.zip.part"
+            sha512 = await _spool_body(request, cfg.max_container_bytes, body)
+            status, receipt = await anyio.to_thread.run_sync(
+                functools.partial(
+                    service.accept_container,
+                    body,
+                    sender,
+                    header_uuid=header_uuid,
+                    header_recipient=header_recipient,
+                    body_sha512=sha512,
+                ),
+                limiter=accept_slots,
+            )
+        finally:
+            await anyio.to_thread.run_sync(
+                functools.partial(shutil.rmtree, tmp, ignore_errors=True))
         response.status_code = status
         return receipt
 
@@ -239,14 +334,40 @@ def mailbox_routes(service: InboxService) -> APIRouter:
         response_model=None,
         responses={
             200: {
-                "description": "The XÖV message as delivered.",
-                "content": {"application/xml": {"schema": {"type": "string"}}},
+                "description": "The XÖV message as delivered; a message delivered with primary "
+                "files (xdomea container) as its container, rebuilt from the XML and the "
+                "stored files (x-man layout).",
+                "content": {
+                    "application/xml": {"schema": {"type": "string"}},
+                    CONTAINER_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                },
             },
             **error_responses(401, 403, 404, 422, 503),
         },
     )
     def fetch_message(nachrichten_uuid: MessageId, agency: Caller) -> Response:
         payload, delivery = mailboxes.fetch(agency, str(nachrichten_uuid))
+        spool = service.spool_dir
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = Path(tempfile.mkdtemp(dir=spool, prefix="fetch-"))
+        try:
+            container = service.container_of(delivery.nachrichten_uuid, payload, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if container is not None:
+            return FileResponse(
+                container,
+                media_type=CONTAINER_TYPE,
+                filename=container.name,
+                headers={
+                    UUID_HEADER: delivery.nachrichten_uuid,
+                    SHA512_HEADER: sha512_of(container),
+                    "X-Delivery-State": delivery.state.value,
+                },
+                background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+            )
+        shutil.rmtree(tmp, ignore_errors=True)
         return Response(
             payload,
             media_type="application/xml",

@@ -52,17 +52,17 @@ payload content or finding texts (they may quote personal data).
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from lxml import etree
-
-from xoev.exceptions import SchemaError, UnusableInputError, XoevError
-from xoev.message import MessageInfo, inspect_message
-from xoev.parsing import parse_xml
+from xoev.container import Member, parse_container_name
+from xoev.exceptions import ContainerError, SchemaError, XoevError
+from xoev.message import MessageInfo
+from xoev.parsing import ParserConfig
 from xoev.registry import SchemaRegistry, default_registry
-from xoev.validation import validate_tree
 
 from ..directory import Agency, AmbiguousTokenError, Channel, Directory, UnknownAgencyError
 from ..exceptions import (
@@ -71,10 +71,11 @@ from ..exceptions import (
     JournalValueError,
     MessageConflictError,
 )
-from ..journal import DeliveryState, Direction, Journal, MessageMeta, MessageRecord
-from ..journal.records import normalize_uuid
+from ..journal import DeliveryState, Direction, Journal, MessageRecord
+from . import containers
+from .checks import RECIPIENT_HEADER, UUID_HEADER, Checked, MessageChecks, shown
 from .config import InboxConfig
-from .errors import journal_unavailable, unusable_input
+from .errors import journal_unavailable
 from .exceptions import ApiError, InboxConfigError
 from .mailbox import Mailboxes, iso
 
@@ -94,21 +95,27 @@ log = logging.getLogger("connectors.inbox")
 AcceptedHook = Callable[[MessageRecord, MessageInfo, bool], object]
 #: The receipt's ``state``: the message waits for its recipient (inbox or hosted mailbox).
 ACCEPTED_STATE = DeliveryState.DELIVERED.value
-UUID_HEADER = "X-Nachrichten-UUID"
-RECIPIENT_HEADER = "X-Empfaenger"
 SHA512_HEADER = "X-Content-SHA512"
 _BODY_SOURCE = "message body"
-_MAX_HEADER_SHOWN = 80
 _REALM = 'Bearer realm="amtsbote inbox"'
 
 
-def shown(value: str) -> str:
-    """A header value for an error text: repr, shortened."""
-    text = repr(value)
-    return text if len(text) <= _MAX_HEADER_SHOWN else text[: _MAX_HEADER_SHOWN - 1] + "…"
+def _conflict(key: str) -> ApiError:
+    return ApiError(
+        409,
+        "conflict",
+        f"nachrichtenUUID {key} was delivered before with a different payload; the first "
+        "message stays. Use a new nachrichtenUUID for a new message.",
+        nachrichtenUUID=key,
+    )
 
 
-class InboxService:
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"{size} bytes exceed the limit of {limit} bytes",
+                    limit=limit)
+
+
+class InboxService(MessageChecks):
     """What the endpoints do, without HTTP: one instance per app (``app.state.inbox``).
 
     Thread-safe: it holds no per-request state; the journal and the registry are thread-safe."""
@@ -154,6 +161,11 @@ class InboxService:
             agency.id, journal=journal, served=self.served, config=self.config
         )
         self._parser_config = self.config.parser_config()
+        self._container_parser = ParserConfig(
+            max_bytes=max(self.config.container_limits.max_xml_bytes, 1),
+            max_depth=self.config.max_depth,
+            strict=True,
+        )
 
     # -- authentication
 
@@ -190,54 +202,113 @@ class InboxService:
         header_recipient: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Check and store one message; returns ``(status, receipt)`` or raises ApiError."""
-        try:
-            tree = parse_xml(body, config=self._parser_config, source=_BODY_SOURCE)
-        except UnusableInputError as exc:
-            raise unusable_input(exc) from exc
-        info = inspect_message(tree, registry=self.registry)
-        # Cheap checks on the header first: a message that cannot be for us, or is sent in
-        # another agency's name, is refused before the costly validation.
-        self._check_author(info, sender)
-        recipient = self._recipient(info, header_recipient)
-        self._validate(tree)
-        if recipient is None:
-            raise ApiError(
-                422,
-                "no_recipient",
-                f"no recipient: the message names no reader (leser) and the {RECIPIENT_HEADER} "
-                "header is missing",
+        tree = self.parse(body, config=self._parser_config, source=_BODY_SOURCE)
+        checked = self.check_message(
+            tree, sender, header_uuid=header_uuid, header_recipient=header_recipient,
+            source=_BODY_SOURCE,
+        )
+        return self._store(body, checked, sender)
+
+    def accept_container(
+        self,
+        path: Path,
+        sender: Agency,
+        *,
+        header_uuid: str | None = None,
+        header_recipient: str | None = None,
+        body_sha512: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Check and store an xdomea container (x-man zip at ``path``, any file name): hostile
+        checks, the XML's checks as for :meth:`accept`, primary files as blobs attached to the
+        message key (:mod:`.containers`). The receipt's ``sha512`` is the container file's
+        (``body_sha512`` when the caller hashed it already). ``path`` is left as it is."""
+        path = Path(path)
+        with containers.temporary_dir(self.spool_dir) as tmp:
+            try:
+                parse_container_name(path.name)
+                target = path
+            except ContainerError:  # a body or a file without its x-man name
+                target = tmp / containers.layout_name(path)
+                target.symlink_to(path.resolve())
+            read = containers.read_checked(
+                target, label=target.name, limits=self.config.container_limits,
+                registry=self.registry, parser=self._container_parser,
             )
-        if info.author is None and self.config.require_author_match:
-            raise ApiError(
-                422,
-                "no_author",
-                "the Nachrichtenkopf names no author (autor), so the sender cannot be checked",
+            source = f"container {target.name}"
+            tree = self.parse(read.xml, config=self._container_parser, source=source)
+            checked = self.check_message(
+                tree, sender, header_uuid=header_uuid, header_recipient=header_recipient,
+                source=source,
             )
-        meta = self._meta(info)
-        self._check_header_uuid(header_uuid, info, meta)
+            return self._store(
+                read.xml, checked, sender, files=read.files, label=target.name,
+                receipt_sha512=body_sha512 or containers.sha512_of(path),
+            )
+
+    def accept_file(self, path: Path, sender: Agency, *, source: str) -> tuple[int, dict[str, Any]]:
+        """Accept a message file from another channel (transfer directory, WebDAV): a ``.xml``
+        message or a ``.zip`` xdomea container, by the same checks as ``POST /v1/messages``.
+        ``sender``: the agency the channel authenticated; ``source``: names the channel and file
+        for the log. Returns ``(status, receipt)``; a refusal raises :class:`ApiError` (its
+        ``status``, ``code`` and ``detail`` say why). The file is not changed or removed."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        log.info("inbox %s: file from %s (%s) via %s", self.agency.id, sender.id, suffix, source)
         try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise ApiError(400, "unreadable_file", f"{path.name}: {exc.strerror or exc}") from exc
+        if suffix == ".zip":
+            if size > self.config.max_container_bytes:
+                raise _too_large(size, self.config.max_container_bytes)
+            return self.accept_container(path, sender)
+        if suffix == ".xml":
+            if size > self.config.max_body_bytes:
+                raise _too_large(size, self.config.max_body_bytes)
+            return self.accept(path.read_bytes(), sender)
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"{path.name}: neither a .xml message nor a .zip container",
+        )
+
+    def _store(
+        self,
+        payload: bytes,
+        checked: Checked,
+        sender: Agency,
+        *,
+        files: Mapping[str, Member] | None = None,
+        label: str = "",
+        receipt_sha512: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Record a checked message (and put/attach a container's files); hook; receipt."""
+        info, meta, recipient = checked
+        key = meta.nachrichten_uuid
+        blobs = self.journal.blobs
+        try:
+            if files:
+                self._check_repeat(key, payload)
+                containers.check_attachments(blobs, key, files)
+                containers.put_files(blobs, files, label)
             record, created = self.journal.record_inbound(
-                body,
+                payload,
                 meta,
                 sender_agency=sender.id,
                 recipient=recipient.id,
                 initial_state=DeliveryState.DELIVERED,
                 actor=self.actor,
             )
+            if files:
+                containers.attach_files(blobs, key, files)
         except MessageConflictError as exc:
             log.warning(
                 "inbox %s: message %s from %s refused: same nachrichtenUUID, other payload",
                 self.agency.id,
-                meta.nachrichten_uuid,
+                key,
                 sender.id,
             )
-            raise ApiError(
-                409,
-                "conflict",
-                f"nachrichtenUUID {meta.nachrichten_uuid} was delivered before with a different "
-                "payload; the first message stays. Use a new nachrichtenUUID for a new message.",
-                nachrichtenUUID=meta.nachrichten_uuid,
-            ) from exc
+            raise _conflict(key) from exc
         except JournalValueError as exc:
             raise ApiError(
                 422, "invalid_header", f"Nachrichtenkopf: {exc}", field=exc.field
@@ -246,10 +317,11 @@ class InboxService:
             raise self._unavailable("record_inbound", exc) from exc
         if created:
             log.debug(
-                "inbox %s: accepted %s (%s) from %s for %s",
+                "inbox %s: accepted %s (%s, %d files) from %s for %s",
                 self.agency.id,
                 record.nachrichten_uuid,
                 record.message_type,
+                len(files or ()),
                 sender.id,
                 recipient.id,
             )
@@ -257,138 +329,35 @@ class InboxService:
         receipt = {
             "nachrichtenUUID": record.nachrichten_uuid,
             "received_at": record.recorded_at.isoformat(),
-            "sha512": record.payload_sha512,
+            "sha512": receipt_sha512 or record.payload_sha512,
             "state": ACCEPTED_STATE,
             "recipient": recipient.id,
         }
         return (202 if created else 200), receipt
 
-    def _check_author(self, info: MessageInfo, sender: Agency) -> None:
-        if not self.config.require_author_match or info.author is None:
+    def _check_repeat(self, key: str, payload: bytes) -> None:
+        """409 before any blob is stored when ``key`` is held by another payload."""
+        try:
+            record = self.journal.get_message(key, direction=Direction.INBOUND)
+        except JournalNotFoundError:
             return
-        try:
-            author = self.directory.by_behoerdenkennung(info.author)
-        except UnknownAgencyError:
-            author = None
-        if author is None or author.id != sender.id:
-            raise ApiError(
-                403,
-                "author_mismatch",
-                f"the author (autor) of the Nachrichtenkopf, {info.author}, is not the "
-                f"authenticated sender {sender.id} ({sender.behoerdenkennung}); an agency may "
-                "only send in its own name",
-                author=info.author,
-                sender=sender.id,
-            )
+        if record.payload_sha512 != hashlib.sha512(payload).hexdigest():
+            raise _conflict(key)
 
-    def _recipient(self, info: MessageInfo, header: str | None) -> Agency | None:
-        by_header: Agency | None = None
-        if header is not None:
-            name = header.strip()
-            try:
-                by_header = self.directory.get(name)
-            except UnknownAgencyError:
-                raise ApiError(
-                    422,
-                    "unknown_recipient",
-                    f"header {RECIPIENT_HEADER}: {shown(name)} is no agency id of the directory",
-                ) from None
-        by_reader: Agency | None = None
-        if info.reader is not None:
-            try:
-                by_reader = self.directory.by_behoerdenkennung(info.reader)
-            except UnknownAgencyError:
-                raise ApiError(
-                    422,
-                    "unknown_recipient",
-                    f"the reader (leser) of the Nachrichtenkopf, {shown(info.reader)}, is no "
-                    "agency of the directory",
-                ) from None
-        if by_header is not None and by_reader is not None and by_header.id != by_reader.id:
-            raise ApiError(
-                422,
-                "recipient_mismatch",
-                f"header {RECIPIENT_HEADER} names {by_header.id}, but the reader (leser) of the "
-                f"Nachrichtenkopf is {by_reader.id} ({by_reader.behoerdenkennung})",
-            )
-        target = by_header or by_reader
-        if target is not None and target.id not in self.served:
-            try:
-                where = self.directory.delivery_endpoint(target.id) or "its drop directory"
-            except UnknownAgencyError:  # pragma: no cover - target came from the directory
-                where = "?"
-            raise ApiError(
-                422,
-                "recipient_not_served",
-                f"the message is for {target.id}, which this inbox ({self.agency.id}) neither "
-                f"is nor hosts a mailbox for; deliver it to {where}",
-                recipient=target.id,
-            )
-        return target
+    @property
+    def spool_dir(self) -> Path:
+        """Where container bodies are spooled (:func:`.containers.spool_root`)."""
+        return containers.spool_root(self.config.spool_dir, self.journal)
 
-    def _validate(self, tree: etree._ElementTree) -> None:
+    def container_of(self, nachrichten_uuid: str, payload: bytes, directory: Path) -> Path | None:
+        """The message rebuilt as container in ``directory`` when it has attached files."""
         try:
-            report = validate_tree(tree, source=_BODY_SOURCE, registry=self.registry)
-        except UnusableInputError as exc:
-            raise unusable_input(exc) from exc
-        except SchemaError as exc:
-            log.error("inbox %s: cannot validate: %s", self.agency.id, exc)
-            raise ApiError(
-                503,
-                "schema_unavailable",
-                f"this inbox cannot check the message now: {exc}",
-                headers={"Retry-After": str(self.config.retry_after)},
-            ) from exc
-        if not report.ok:
-            errors = sum(1 for f in report.findings if f.severity.value == "error")
-            first = next(f for f in report.findings if f.severity.value == "error")
-            raise ApiError(
-                422,
-                "invalid_message",
-                f"{errors} error finding(s) in {report.standard} {report.version} message "
-                f"{report.message_type}; first: {first}",
-                nachrichtenUUID=report.nachrichten_uuid,
-                standard=report.standard,
-                version=report.version,
-                message_type=report.message_type,
-                findings=[f.to_dict() for f in report.findings],
-            )
-
-    @staticmethod
-    def _meta(info: MessageInfo) -> MessageMeta:
-        if info.nachrichten_uuid is None:
-            raise ApiError(
-                422,
-                "no_uuid",
-                "the Nachrichtenkopf has no nachrichtenUUID "
-                "(nachrichtenkopf/identifikation.nachricht/nachrichtenUUID)",
-            )
-        try:
-            return MessageMeta.from_info(info)
-        except JournalValueError as exc:
-            raise ApiError(
-                422, "invalid_header", f"Nachrichtenkopf: {exc}", field=exc.field
-            ) from exc
-
-    @staticmethod
-    def _check_header_uuid(header: str | None, info: MessageInfo, meta: MessageMeta) -> None:
-        if header is None:
-            return
-        try:
-            given = normalize_uuid(header, UUID_HEADER)
-        except JournalValueError:
-            raise ApiError(
-                422, "invalid_header", f"header {UUID_HEADER}: {shown(header)} is not a UUID"
-            ) from None
-        known = {meta.nachrichten_uuid, (info.nachrichten_uuid or "").strip().lower()}
-        if given not in known:
-            raise ApiError(
-                422,
-                "uuid_mismatch",
-                f"header {UUID_HEADER} is {given}, but the message's nachrichtenUUID is "
-                f"{meta.nachrichten_uuid}",
-                nachrichtenUUID=meta.nachrichten_uuid,
-            )
+            files = self.journal.blobs.files_of(nachrichten_uuid)
+            if not files:
+                return None
+            return containers.build_container(self.journal.blobs, payload, files, directory)
+        except JournalError as exc:
+            raise self._unavailable("blobs", exc) from exc
 
     def _call_hook(self, record: MessageRecord, info: MessageInfo, created: bool) -> None:
         if self.on_accepted is None:

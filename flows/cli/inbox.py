@@ -139,7 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
             options["max_body_bytes"] = args.max_body_bytes
         if args.workers is not None:
             options["workers"] = args.workers
-        config = InboxConfig(**options)
+        config = InboxConfig.from_env(**options)
         settings = Settings.from_env()
         url = journal_url_for(agency.id, database_url=args.database_url)
         journal = Journal(url, key=settings.journal_key, create=not args.no_migrate)
