@@ -9,7 +9,7 @@ description is served at ``/openapi.json``, its viewer at ``/docs``)::
     GET  /healthz                          liveness + journal reachable
     POST /v1/messages                      deliver a message (bearer token of the SENDING agency)
     GET  /v1/mailbox                       list the calling agency's waiting messages
-    GET  /v1/mailbox/{uuid}                fetch one message's XML
+    GET  /v1/mailbox/{uuid}                fetch one message's XML (its container if it has files)
     POST /v1/mailbox/{uuid}/ack            confirm the fetch (delivery state → fetched)
     GET  /v1/messages/{uuid}/status        transport report (Laufzettel) for the message's sender
 
@@ -17,7 +17,10 @@ description is served at ``/openapi.json``, its viewer at ``/docs``)::
 
 1. bearer token → sending agency (``Directory.authenticate``), else 401;
 2. ``Content-Type`` an XML type (``application/xml``, ``text/xml``, ``application/*+xml``),
-   else 415;
+   else 415 — or ``application/zip``: an xdomea container, spooled to disk within
+   ``InboxConfig.max_container_bytes`` and checked by :mod:`.containers` before its XML goes
+   through the steps 4–10 below (:meth:`InboxService.accept_container`; other channels:
+   :meth:`InboxService.accept_file`);
 3. size: ``Content-Length`` and the streamed body against ``InboxConfig.max_body_bytes`` — never
    more than the limit (plus one network chunk) is read — else 413;
 4. hardened parse (:func:`xoev.parsing.parse_xml`: DOCTYPEs/XXE/entity bombs refused before
