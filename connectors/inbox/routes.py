@@ -347,14 +347,7 @@ def mailbox_routes(service: InboxService) -> APIRouter:
     )
     def fetch_message(nachrichten_uuid: MessageId, agency: Caller) -> Response:
         payload, delivery = mailboxes.fetch(agency, str(nachrichten_uuid))
-        spool = service.spool_dir
-        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = Path(tempfile.mkdtemp(dir=spool, prefix="fetch-"))
-        try:
-            container = service.container_of(delivery.nachrichten_uuid, payload, tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        container = service.container_of(delivery.nachrichten_uuid, payload)
         if container is not None:
             return FileResponse(
                 container,
@@ -365,9 +358,8 @@ def mailbox_routes(service: InboxService) -> APIRouter:
                     SHA512_HEADER: sha512_of(container),
                     "X-Delivery-State": delivery.state.value,
                 },
-                background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+                background=BackgroundTask(shutil.rmtree, container.parent, ignore_errors=True),
             )
-        shutil.rmtree(tmp, ignore_errors=True)
         return Response(
             payload,
             media_type="application/xml",

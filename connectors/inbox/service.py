@@ -57,6 +57,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -352,13 +354,23 @@ class InboxService(MessageChecks):
         """Where container bodies are spooled (:func:`.containers.spool_root`)."""
         return containers.spool_root(self.config.spool_dir, self.journal)
 
-    def container_of(self, nachrichten_uuid: str, payload: bytes, directory: Path) -> Path | None:
-        """The message rebuilt as container in ``directory`` when it has attached files."""
+    def container_of(self, nachrichten_uuid: str, payload: bytes) -> Path | None:
+        """The message rebuilt as container when it has attached files (None otherwise), in a
+        temporary directory of its own below :attr:`spool_dir`: the caller removes
+        ``path.parent``."""
+        blobs = self.journal.blobs
         try:
-            files = self.journal.blobs.files_of(nachrichten_uuid)
+            files = blobs.files_of(nachrichten_uuid)
             if not files:
                 return None
-            return containers.build_container(self.journal.blobs, payload, files, directory)
+            spool = self.spool_dir
+            spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = Path(tempfile.mkdtemp(dir=spool, prefix="fetch-"))
+            try:
+                return containers.build_container(blobs, payload, files, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         except JournalError as exc:
             raise self._unavailable("blobs", exc) from exc
 
