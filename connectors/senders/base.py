@@ -60,6 +60,8 @@ class OutgoingMessage:
     recipient: str
     sender: str
     content_type: str = "application/xml"
+    file: Path | None = None
+    """A container on disk to deliver instead of the payload (transfer directories)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.payload, bytearray | memoryview):
