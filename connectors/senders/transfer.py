@@ -33,7 +33,12 @@ from pathlib import Path
 from typing import Any, Self
 
 from xoev.container import CHUNK, write_container
-from xoev.exceptions import ContainerMismatchError, UnusableInputError, XoevError
+from xoev.exceptions import (
+    ContainerError,
+    ContainerMismatchError,
+    UnusableInputError,
+    XoevError,
+)
 
 from ..directory import Agency, Directory
 from ..transfer.layout import TransferError, TransferLayout, check_file_name
@@ -69,9 +74,11 @@ def prepare(message: OutgoingMessage) -> Iterator[tuple[str, Path]]:
     try:
         try:
             members = write_container(work, message.payload)
-        except (ContainerMismatchError, UnusableInputError) as exc:
-            if isinstance(exc, ContainerMismatchError) and exc.rule != "xml:header":
+        except (ContainerError, UnusableInputError) as exc:
+            xdomea = not isinstance(exc, ContainerMismatchError) or exc.rule != "xml:header"
+            if isinstance(exc, ContainerError) and xdomea:
                 raise TransferError(f"cannot build the container: {exc}") from exc
+            # not xdomea (another XÖV standard, or no XML at all): delivered as it is
             name = f"{message.nachrichten_uuid}.xml"
             (work / name).write_bytes(message.payload)
             yield name, work / name
