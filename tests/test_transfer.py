@@ -389,3 +389,16 @@ def test_large_file_streams_with_bounded_memory(dav: DavServer, tmp_path: Path) 
         tracemalloc.stop()
     assert receipt.sha512 == digest and got == [digest] and result.accepted == 1
     assert peak < 20 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_layout_can_delete_processed_files_and_use_own_type_folders(local: Any,
+                                                                    tmp_path: Path) -> None:
+    _, root = local
+    (root / "bewertung").mkdir(parents=True)
+    c = _container(tmp_path / "x", "0502")
+    os.link(c, root / "bewertung" / c.name)
+    layout = TransferLayout(done=None, type_folders={"0502": "bewertung"})
+    result = TransferDirPoller(root, lambda p, *, source: None, layout=layout,
+                               min_age=0).poll_once()
+    assert result.accepted == 1
+    assert not (root / "bewertung" / c.name).exists() and not (root / ".done").exists()
