@@ -184,6 +184,12 @@ class Channel(StrEnum):
     """Pull: deposit in a mailbox on the inbox of ``mailbox_host``; the agency fetches."""
     FILE = "file"
     """Drop: ``<uuid>.xml`` written atomically into ``drop_dir``."""
+    TRANSFER_DIR = "transfer-dir"
+    """x-man transfer directory on the file system at ``transfer_dir`` (xdomea containers, both
+    directions; see :mod:`connectors.transfer`)."""
+    WEBDAV = "webdav"
+    """x-man transfer directory on a WebDAV share at ``webdav_url`` (basic auth from
+    ``webdav_user_env``/``webdav_password_env``, optional CA bundle ``webdav_ca``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,16 @@ class Agency:
     """mailbox: id of the http agency whose inbox hosts this agency's mailbox."""
     drop_dir: Path | None = None
     """file: directory receiving ``<uuid>.xml``."""
+    transfer_dir: Path | None = None
+    """transfer-dir: root of the transfer directory shared with the partner."""
+    webdav_url: str | None = None
+    """webdav: URL of the transfer area's root collection (no trailing slash)."""
+    webdav_user_env: str | None = None
+    """webdav: environment variable holding the basic-auth user name."""
+    webdav_password_env: str | None = None
+    """webdav: environment variable holding the basic-auth password (never in the YAML)."""
+    webdav_ca: Path | None = None
+    """webdav (optional): PEM CA bundle verifying the server instead of the system store."""
     rate_limit: float = DEFAULT_RATE_LIMIT
     """Messages per second sent to this agency."""
     concurrency: int = DEFAULT_CONCURRENCY
@@ -213,8 +229,11 @@ class Agency:
         object.__setattr__(self, "roles", tuple(self.roles))
         if self.endpoint is not None:
             object.__setattr__(self, "endpoint", self.endpoint.rstrip("/"))
-        if self.drop_dir is not None:
-            object.__setattr__(self, "drop_dir", Path(self.drop_dir))
+        if self.webdav_url is not None:
+            object.__setattr__(self, "webdav_url", self.webdav_url.rstrip("/"))
+        for name in ("drop_dir", "transfer_dir", "webdav_ca"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         problems = _value_problems(_agency_values(self), _Where(None, f"agency {self.id!r}"))
         if problems:
             raise InvalidDirectoryError(problems)
@@ -241,6 +260,11 @@ class Agency:
             "endpoint": self.endpoint,
             "mailbox_host": self.mailbox_host,
             "drop_dir": str(self.drop_dir) if self.drop_dir is not None else None,
+            "transfer_dir": str(self.transfer_dir) if self.transfer_dir is not None else None,
+            "webdav_url": self.webdav_url,
+            "webdav_user_env": self.webdav_user_env,
+            "webdav_password_env": self.webdav_password_env,
+            "webdav_ca": str(self.webdav_ca) if self.webdav_ca is not None else None,
             "token_env": self.token_env,
             "rate_limit": self.rate_limit,
             "concurrency": self.concurrency,
@@ -297,7 +321,10 @@ def _check_url(value: str) -> str | None:
     if not parts.hostname:
         return f"bad URL {value!r}: no host"
     if parts.username is not None or parts.password is not None:
-        return f"bad URL {value!r}: credentials do not belong in the URL (use token_env)"
+        return (
+            f"bad URL {value!r}: credentials do not belong in the URL "
+            "(use token_env, or webdav_user_env/webdav_password_env)"
+        )
     if parts.query or parts.fragment:
         return f"bad URL {value!r}: no query or fragment allowed"
     if port == 0:
@@ -340,14 +367,24 @@ _FIELDS: dict[str, tuple[str, bool, Any]] = {
     "endpoint": (_STR, False, _check_url),
     "mailbox_host": (_STR, False, _check_slug),
     "drop_dir": (_STR, False, _check_text),
+    "transfer_dir": (_STR, False, _check_text),
+    "webdav_url": (_STR, False, _check_url),
+    "webdav_user_env": (_STR, False, _check_env_name),
+    "webdav_password_env": (_STR, False, _check_env_name),
+    "webdav_ca": (_STR, False, _check_text),
     "rate_limit": (_NUMBER, False, _check_rate),
     "concurrency": (_INT, False, _check_concurrency),
 }
-_CHANNEL_FIELDS = {
-    Channel.HTTP: "endpoint",
-    Channel.MAILBOX: "mailbox_host",
-    Channel.FILE: "drop_dir",
+#: channel → (fields it needs, fields it may have); each field belongs to one channel only
+_CHANNEL_FIELDS: dict[Channel, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    Channel.HTTP: (("endpoint",), ()),
+    Channel.MAILBOX: (("mailbox_host",), ()),
+    Channel.FILE: (("drop_dir",), ()),
+    Channel.TRANSFER_DIR: (("transfer_dir",), ()),
+    Channel.WEBDAV: (("webdav_url", "webdav_user_env", "webdav_password_env"), ("webdav_ca",)),
 }
+#: fields whose relative paths are relative to the directory file
+_PATH_FIELDS = ("drop_dir", "transfer_dir", "webdav_ca")
 
 
 @dataclass(slots=True)
@@ -385,20 +422,23 @@ def _value_problems(values: Mapping[str, Any], where: _Where) -> list[DirectoryP
     channel = values.get("channel")
     if channel is not None and _check_channel(channel) is None:
         channel = Channel(channel)
-        needed = _CHANNEL_FIELDS[channel]
-        if values.get(needed) is None and needed not in where.fields:
-            problems.append(
-                where.problem("channel", f"channel {channel.value} needs the field {needed}")
-            )
-        for other_channel, other in _CHANNEL_FIELDS.items():
-            if other_channel is not channel and values.get(other) is not None:
+        for needed in _CHANNEL_FIELDS[channel][0]:
+            if values.get(needed) is None and needed not in where.fields:
                 problems.append(
-                    where.problem(
-                        other,
-                        f"not allowed for channel {channel.value} "
-                        f"(only for channel {other_channel.value})",
-                    )
+                    where.problem("channel", f"channel {channel.value} needs the field {needed}")
                 )
+        for other_channel, (required, optional) in _CHANNEL_FIELDS.items():
+            if other_channel is channel:
+                continue
+            for other in (*required, *optional):
+                if values.get(other) is not None:
+                    problems.append(
+                        where.problem(
+                            other,
+                            f"not allowed for channel {channel.value} "
+                            f"(only for channel {other_channel.value})",
+                        )
+                    )
     return problems
 
 
@@ -430,16 +470,25 @@ def _agency_values(agency: Agency) -> dict[str, Any]:
         "endpoint": agency.endpoint,
         "mailbox_host": agency.mailbox_host,
         "drop_dir": str(agency.drop_dir) if agency.drop_dir is not None else None,
+        "transfer_dir": str(agency.transfer_dir) if agency.transfer_dir is not None else None,
+        "webdav_url": agency.webdav_url,
+        "webdav_user_env": agency.webdav_user_env,
+        "webdav_password_env": agency.webdav_password_env,
+        "webdav_ca": str(agency.webdav_ca) if agency.webdav_ca is not None else None,
         "rate_limit": agency.rate_limit,
         "concurrency": agency.concurrency,
     }
 
 
 def _cross_problems(entries: Sequence[tuple[Mapping[str, Any], _Where]]) -> list[DirectoryProblem]:
-    """Uniqueness of id, Behördenkennung, token_env, endpoint, drop_dir; mailbox hosts. Works on
-    field values so that entries with defects elsewhere are still compared."""
+    """Uniqueness of id, Behördenkennung, token_env, endpoint, drop_dir, transfer_dir, webdav_url;
+    mailbox hosts. Works on field values so that entries with defects elsewhere are still
+    compared."""
     problems: list[DirectoryProblem] = []
-    unique = ("id", "behoerdenkennung", "token_env", "endpoint", "drop_dir")
+    unique = (
+        "id", "behoerdenkennung", "token_env", "endpoint", "drop_dir", "transfer_dir",
+        "webdav_url",
+    )
     seen: dict[str, dict[Any, tuple[Mapping[str, Any], _Where]]] = {k: {} for k in unique}
     for values, where in entries:
         for name in unique:
@@ -449,9 +498,9 @@ def _cross_problems(entries: Sequence[tuple[Mapping[str, Any], _Where]]) -> list
             key: Any = value
             if name == "behoerdenkennung":
                 key = _kennung_key(value)
-            elif name == "endpoint":
+            elif name in ("endpoint", "webdav_url"):
                 key = value.rstrip("/").lower()
-            elif name == "drop_dir":
+            elif name in ("drop_dir", "transfer_dir"):
                 key = os.path.normpath(value)
             if key in seen[name]:
                 first, first_where = seen[name][key]
@@ -669,9 +718,10 @@ class _Loader:
         for key, (_, required, _) in _FIELDS.items():
             if required and key not in fields:
                 self.add(node, f"{label}.{key}", "missing required field")
-        if isinstance(values.get("drop_dir"), str) and values["drop_dir"].strip():
-            drop_dir = Path(values["drop_dir"]).expanduser()
-            values["drop_dir"] = os.path.normpath(self.base_dir / drop_dir)
+        for name in _PATH_FIELDS:
+            if isinstance(values.get(name), str) and values[name].strip():
+                path = Path(values[name]).expanduser()
+                values[name] = os.path.normpath(self.base_dir / path)
         self.problems.extend(_value_problems(values, where))
         if roles is not None and "roles" in values:
             self.problems.extend(_role_problems(values["roles"], roles, where))
@@ -687,6 +737,11 @@ class _Loader:
                 endpoint=values.get("endpoint"),
                 mailbox_host=values.get("mailbox_host"),
                 drop_dir=Path(values["drop_dir"]) if "drop_dir" in values else None,
+                transfer_dir=Path(values["transfer_dir"]) if "transfer_dir" in values else None,
+                webdav_url=values.get("webdav_url"),
+                webdav_user_env=values.get("webdav_user_env"),
+                webdav_password_env=values.get("webdav_password_env"),
+                webdav_ca=Path(values["webdav_ca"]) if "webdav_ca" in values else None,
                 rate_limit=float(values.get("rate_limit", DEFAULT_RATE_LIMIT)),
                 concurrency=int(values.get("concurrency", DEFAULT_CONCURRENCY)),
             )
@@ -853,7 +908,7 @@ class Directory:
 
     def delivery_endpoint(self, agency_id: str) -> str | None:
         """Base URL a message for ``agency_id`` is POSTed to: its own endpoint (http), its mailbox
-        host's (mailbox); None for file drop."""
+        host's (mailbox); None for file drop and transfer directories."""
         agency = self.get(agency_id)
         if agency.channel == Channel.MAILBOX and agency.mailbox_host is not None:
             return self.get(agency.mailbox_host).endpoint

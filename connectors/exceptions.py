@@ -34,6 +34,11 @@ masked.
     │   └── PermanentSendError           other 4xx, bad receipt, TLS failure: do not retry
     ├── SenderConfigError                (connectors.senders.exceptions) a sender cannot be built
     │                                    (also a ValueError)
+    ├── Refused                          (connectors.transfer.layout) an accept callback refuses a
+    │                                    transfer file for good → .rejected/ (also a ValueError)
+    ├── TransferError                    (connectors.transfer.layout) a transfer area cannot be
+    │                                    listed/read/written; .transient, .status_code (senders
+    │                                    translate it into Transient-/PermanentSendError)
     └── InboxError                       (connectors.inbox.exceptions) inbox service errors
         ├── InboxConfigError             unusable InboxConfig / agency (also a ValueError)
         ├── InboxServerError             the server did not start or stop in time

@@ -539,3 +539,99 @@ def test_cli_bad_file_exits_2_naming_file_line_and_field(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert f"{path}:8:14: agencies[0].channel: unknown channel 'smtp'" in captured.err
+
+
+# ------------------------------------------------------------------ transfer-dir and webdav
+
+_MAILBOX_B = "    channel: mailbox\n    mailbox_host: amt-a\n"
+
+
+def test_transfer_dir_and_webdav_agencies_load(tmp_path: Path) -> None:
+    text = _replace(
+        _MAILBOX_B,
+        "    channel: webdav\n"
+        "    webdav_url: https://dav.example.org/transfer/stadt/\n"
+        "    webdav_user_env: DAV_USER_B\n"
+        "    webdav_password_env: DAV_PASSWORD_B\n"
+        "    webdav_ca: pki/ca.pem\n",
+    ).replace(
+        "    channel: http\n    endpoint: http://127.0.0.1:8701\n",
+        "    channel: transfer-dir\n    transfer_dir: transfer/a\n",
+    )
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    (sub / "agencies.yaml").write_text(text, encoding="utf-8")
+    loaded = Directory.load(sub / "agencies.yaml")
+    a, b = loaded.get("amt-a"), loaded.get("amt-b")
+    assert a.channel is Channel.TRANSFER_DIR and a.transfer_dir == sub / "transfer" / "a"
+    assert b.channel is Channel.WEBDAV
+    assert b.webdav_url == "https://dav.example.org/transfer/stadt"  # no trailing slash
+    assert (b.webdav_user_env, b.webdav_password_env) == ("DAV_USER_B", "DAV_PASSWORD_B")
+    assert b.webdav_ca == sub / "pki" / "ca.pem"
+    assert json.loads(loaded.to_json())["agencies"][1]["webdav_url"] == b.webdav_url
+    assert loaded.delivery_endpoint("amt-b") is None
+
+
+@pytest.mark.parametrize(
+    ("block", "needle", "field", "message"),
+    [
+        ("    channel: transfer-dir\n", "channel: transfer-dir", "agencies[1].channel",
+         "channel transfer-dir needs the field transfer_dir"),
+        ("    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
+         "    webdav_user_env: DAV_USER\n",
+         "channel: webdav", "agencies[1].channel",
+         "channel webdav needs the field webdav_password_env"),
+        ("    channel: webdav\n    webdav_url: ftp://dav.example.org/t\n"
+         "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n",
+         "webdav_url:", "agencies[1].webdav_url", "scheme must be http or https"),
+        ("    channel: webdav\n    webdav_url: https://u:pw@dav.example.org/t\n"
+         "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n",
+         "webdav_url:", "agencies[1].webdav_url", "credentials do not belong in the URL"),
+        ("    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
+         "    webdav_user_env: DAV_USER\n    webdav_password_env: geheim123\n",
+         "webdav_password_env:", "agencies[1].webdav_password_env",
+         "is not an environment variable name"),
+        ("    channel: transfer-dir\n    transfer_dir: t/b\n    webdav_ca: ca.pem\n",
+         "webdav_ca:", "agencies[1].webdav_ca", "not allowed for channel transfer-dir "
+         "(only for channel webdav)"),
+        ("    channel: file\n    drop_dir: d/b\n    transfer_dir: t/b\n",
+         "transfer_dir:", "agencies[1].transfer_dir",
+         "not allowed for channel file (only for channel transfer-dir)"),
+        ("    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
+         "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n"
+         "    webdav_ca: [a, b]\n",
+         "webdav_ca:", "agencies[1].webdav_ca", "wrong type: expected a string"),
+    ],
+)
+def test_transfer_channel_fields_are_checked_with_file_and_line(
+    tmp_path: Path, block: str, needle: str, field: str, message: str
+) -> None:
+    text = _replace(_MAILBOX_B, block)
+    path, error = _load_bad(tmp_path, text)
+    line = _line_of(text, needle)
+    problem = next(p for p in error.problems if p.field == field)
+    assert problem.file == str(path) and problem.line == line
+    assert f"{path}:{line}:" in str(error)
+    assert message in str(error)
+
+
+def test_transfer_dir_and_webdav_url_are_unique(tmp_path: Path) -> None:
+    text = _replace(
+        "    channel: http\n    endpoint: http://127.0.0.1:8701\n",
+        "    channel: transfer-dir\n    transfer_dir: t/x\n",
+    ).replace(_MAILBOX_B, "    channel: transfer-dir\n    transfer_dir: t/./x\n")
+    _, error = _load_bad(tmp_path, text)
+    assert "agencies[1].transfer_dir: duplicate transfer_dir" in str(error)
+
+
+def test_transfer_agencies_built_in_code_are_checked_too() -> None:
+    with pytest.raises(InvalidDirectoryError, match="needs the field webdav_url"):
+        Agency(
+            id="archiv", name="Archiv", behoerdenkennung="LA:05", roles=("Archiv",),
+            channel=Channel.WEBDAV, token_env="T", webdav_user_env="U", webdav_password_env="P",
+        )
+    agency = Agency(
+        id="archiv", name="Archiv", behoerdenkennung="LA:05", roles=("Archiv",),
+        channel=Channel.TRANSFER_DIR, token_env="T", transfer_dir="/srv/transfer",  # type: ignore[arg-type]
+    )
+    assert agency.transfer_dir == Path("/srv/transfer")

@@ -10,6 +10,13 @@ mailbox    :class:`MailboxSender`   POST to the mailbox host's inbox, ``X-Empfae
 file       :class:`FileDropSender`  ``<uuid>.xml`` written atomically into ``drop_dir``
 =========  =======================  =====================================================
 
+============  ==========================  ==================================================
+channel       sender                      delivery (x-man layout, :mod:`connectors.transfer`)
+============  ==========================  ==================================================
+transfer-dir  :class:`TransferDirSender`  xdomea container into the root of ``transfer_dir``
+webdav        :class:`WebDavSender`       the same on a WebDAV share: PUT ``.part``, MOVE
+============  ==========================  ==================================================
+
 Each has ``send(message) -> Receipt`` and ``async asend(message) -> Receipt`` and raises
 :class:`SendError` (:class:`TransientSendError` / :class:`PermanentSendError`); use
 :func:`is_transient` or :func:`retry_condition` for Prefect retries. Create one sender per
@@ -41,6 +48,8 @@ from .exceptions import (
 from .filedrop import FileDropSender
 from .http import RECIPIENT_HEADER, UUID_HEADER, HttpSender
 from .mailbox import MailboxSender
+from .transfer import TransferDirSender
+from .webdav import WebDavSender
 
 __all__ = [
     "MESSAGES_PATH",
@@ -57,7 +66,9 @@ __all__ = [
     "Sender",
     "SenderConfig",
     "SenderConfigError",
+    "TransferDirSender",
     "TransientSendError",
+    "WebDavSender",
     "is_transient",
     "parse_retry_after",
     "retry_condition",
@@ -75,7 +86,7 @@ def sender_for(
 ) -> Sender:
     """The sender delivering to ``agency`` (an :class:`Agency` or its id) per its channel.
     ``client``/``async_client`` are used instead of owned pooled clients (not closed by the
-    sender); file drop ignores them."""
+    sender); file drop and transfer directories ignore them."""
     recipient = directory.get(agency) if isinstance(agency, str) else agency
     if recipient.channel == Channel.HTTP:
         return HttpSender(
@@ -84,5 +95,16 @@ def sender_for(
     if recipient.channel == Channel.MAILBOX:
         return MailboxSender(
             recipient, directory, client=client, async_client=async_client, config=config
+        )
+    if recipient.channel == Channel.TRANSFER_DIR:
+        return TransferDirSender(recipient, directory, config=config)
+    if recipient.channel == Channel.WEBDAV:
+        return WebDavSender(
+            recipient,
+            directory,
+            client=client,
+            async_client=async_client,
+            config=config,
+            environ=directory._env(),
         )
     return FileDropSender(recipient, directory, config=config)
