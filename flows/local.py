@@ -273,6 +273,11 @@ class LocalInstallation:
                 )
             elif self.simulate_partners and self.auto_reply and agency.has_role("Ausländerbehörde"):
                 hook = _auto_reply_hook(self.directory, agency, home)
+            elif self.simulate_partners and agency.has_role("Archiv"):
+                from .families.aussonderung.archive_stub import archive_stub_hook
+
+                hook = archive_stub_hook(self.directory, agency, home,
+                                         self.journal_of(agency.id))
             app = create_app(
                 agency.id,
                 journal=self.journal_of(agency.id),

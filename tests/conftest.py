@@ -201,7 +201,16 @@ def write_agencies(target: Path, *, drop_dir: Path) -> Path:
     import re
 
     text = (ROOT / "deployments" / "owl" / "agencies.yaml").read_text(encoding="utf-8")
-    text = re.sub(r"http://127\.0\.0\.1:\d+", lambda m: f"http://127.0.0.1:{free_port()}", text)
+    used: set[int] = set()
+
+    def unique_port(_: re.Match[str]) -> str:
+        port = free_port()
+        while port in used:  # a port just probed free can be handed out again
+            port = free_port()
+        used.add(port)
+        return f"http://127.0.0.1:{port}"
+
+    text = re.sub(r"http://127\.0\.0\.1:\d+", unique_port, text)
     text = re.sub(r"drop_dir: .*", f"drop_dir: {drop_dir}", text)
     target.write_text(text, encoding="utf-8")
     return target

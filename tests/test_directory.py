@@ -37,6 +37,8 @@ OWL_IDS = [
     "finanzamt-paderborn",
     "dguv",
     "wsp-nrw",
+    "landesarchiv-owl",
+    "dms-paderborn",
 ]
 
 
@@ -53,7 +55,7 @@ def test_shipped_file_is_the_default_and_has_the_owl_agencies_and_the_portal(
 ) -> None:
     assert DEFAULT_PATH == ROOT / "deployments" / "owl" / "agencies.yaml"
     assert [a.id for a in owl] == OWL_IDS
-    assert len(owl) == 9
+    assert len(owl) == 11
     assert [a.id for a in Directory.default(environ={})] == OWL_IDS
 
 
@@ -88,7 +90,7 @@ def test_shipped_channels_endpoints_and_tokens(owl: Directory) -> None:
     ihk = owl.get("ihk-owl")
     assert ihk.channel is Channel.MAILBOX and ihk.endpoint is None
     assert ihk.mailbox_host == "stadt-paderborn"
-    assert owl.hosted_by("stadt-paderborn") == (ihk, owl.get("wsp-nrw"))
+    assert owl.hosted_by("stadt-paderborn") == (ihk, owl.get("wsp-nrw"), owl.get("dms-paderborn"))
     assert owl.delivery_endpoint("ihk-owl") == stadt.endpoint
 
     finanzamt = owl.get("finanzamt-paderborn")
@@ -498,7 +500,7 @@ def test_cli_prints_the_table(
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["ID", "BEHOERDENKENNUNG", "CHANNEL", "TARGET"]
-    rows = {line.split()[0]: line for line in lines[1:10]}
+    rows = {line.split()[0]: line for line in lines[1:1 + len(OWL_IDS)]}
     assert list(rows) == OWL_IDS
     assert "MELDID:05774032" in rows["stadt-paderborn"]
     assert "mailbox on stadt-paderborn" in rows["ihk-owl"]

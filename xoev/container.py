@@ -64,6 +64,7 @@ __all__ = [
     "container_name",
     "parse_container_name",
     "read_container",
+    "referenced_files",
     "write_container",
     "xml_member_name",
 ]
@@ -209,6 +210,21 @@ def _header(tree: etree._ElementTree, registry: SchemaRegistry) -> tuple[Message
         for el in parent.iterchildren(f"{{{namespace}}}Dateiname")
     ]
     return info, dateinamen
+
+
+def referenced_files(xml: bytes) -> tuple[str, ...]:
+    """The ``Dateiname`` of every primary document an xdomea message names, in document order
+    (none for other messages)."""
+    tree = parse_xml(xml, config=ParserConfig(max_bytes=max(len(xml), 1)))
+    root = tree.getroot()
+    namespace = split_tag(root.tag)[0] or ""
+    if not _XDOMEA_NS.fullmatch(namespace):
+        return ()
+    return tuple(
+        (el.text or "").strip()
+        for parent in root.iter(f"{{{namespace}}}Primaerdokument")
+        for el in parent.iterchildren(f"{{{namespace}}}Dateiname")
+    )
 
 
 def _compare_files(expected: list[str], present: set[str], source: str) -> None:

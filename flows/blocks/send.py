@@ -8,14 +8,26 @@ and the receiving inbox deduplicates by it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import tempfile
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from connectors.journal import DeliveryRecord, DeliveryState, Direction
-from connectors.senders import OutgoingMessage, SendError, is_transient, retry_condition
+from connectors.senders import (
+    OutgoingMessage,
+    PermanentSendError,
+    SendError,
+    is_transient,
+    retry_condition,
+)
+from xoev.container import referenced_files, write_container
 
 from ..routing import Route
 from ..runtime import get_runtime
@@ -49,6 +61,8 @@ def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
             out.extend(existing)
             continue
         built = family.build(rt, case, route, message_uuid=msg_uuid)
+        for name, digest in built.files.items():  # the files first, then the message row
+            rt.journal.blobs.attach(msg_uuid, name, digest)
         _, deliveries, _ = rt.journal.record_outbound(
             built.payload,
             built.meta,
@@ -73,7 +87,7 @@ async def _send_one(delivery_id: int) -> DeliveryOutcome:
     if payload is None:
         return DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts)
     sender = rt.sender(d.recipient)
-    async with agency_slot(d.recipient):
+    async with agency_slot(d.recipient), _container(d.nachrichten_uuid, payload) as container:
         started = time.perf_counter()
         try:
             receipt = await sender.asend(
@@ -82,6 +96,8 @@ async def _send_one(delivery_id: int) -> DeliveryOutcome:
                     nachrichten_uuid=d.nachrichten_uuid,
                     recipient=d.recipient,
                     sender=rt.home.id,
+                    **({"file": container, "content_type": "application/zip"}
+                       if container is not None else {}),
                 )
             )
         except SendError as exc:
@@ -114,6 +130,54 @@ async def _send_one(delivery_id: int) -> DeliveryOutcome:
         d.attempts,
         meta={"receipt_state": receipt.state},
     )
+
+
+class _LazyBlob:
+    """A blob opened on the first read and closed at its end: a container of a thousand
+    documents holds one file open at a time."""
+
+    def __init__(self, rt: Any, digest: str) -> None:
+        self._rt, self._digest = rt, digest
+        self._reader: Any = None
+        self._done = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._done:
+            return b""
+        if self._reader is None:
+            self._reader = self._rt.journal.blobs.open(self._digest)
+        data: bytes = self._reader.read(n)
+        if not data:
+            self._reader.close()
+            self._done = True
+        return data
+
+
+@contextlib.asynccontextmanager
+async def _container(key: str, payload: bytes) -> AsyncIterator[Path | None]:
+    """An xdomea message that names primary documents travels as an x-man container: written
+    (streaming, from the blob store) to a temporary file for the attempt and removed after it.
+    Other messages travel as they are (None)."""
+    names = await asyncio.to_thread(referenced_files, payload)
+    if not names:
+        yield None
+        return
+    rt = get_runtime()
+    held = {f.name: f.digest for f in rt.journal.blobs.files_of(key)}
+    missing = [n for n in names if n not in held]
+    if missing:
+        raise PermanentSendError(
+            f"message {key}: primary documents not held: {', '.join(missing[:5])}")
+    tmp = Path(tempfile.mkdtemp(prefix="amtsbote-container-"))
+    try:
+        def write() -> Path:
+            write_container(tmp, payload, {n: _LazyBlob(rt, held[n]) for n in names})
+            [path] = tmp.glob("*.zip")
+            return path
+
+        yield await asyncio.to_thread(write)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def _attempt(delivery_ids: list[int]) -> list[DeliveryOutcome]:

@@ -2,8 +2,10 @@
 
 Each sub-command lives in its own module in this package and exposes
 ``register(subparsers: argparse._SubParsersAction) -> None``; modules are discovered, so adding a
-command is adding a module. Modules import heavy things (Prefect, SQLAlchemy, FastAPI) inside their
-handlers so that ``amtsbote validate`` stays fast.
+command is adding a module. A procedure family brings its own commands the same way: a ``cli``
+module in its package (``flows/families/<family>/cli.py``) or an entry point in the group
+``amtsbote.commands`` naming such a module — no code here changes. Modules import heavy things
+(Prefect, SQLAlchemy, FastAPI) inside their handlers so that ``amtsbote validate`` stays fast.
 
 Exit codes: 0 ok, 1 findings, 2 unusable input (argparse's own usage errors are 2 as well).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import pkgutil
 import sys
@@ -38,7 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    for module_name in _family_command_modules():
+        importlib.import_module(module_name).register(sub)
     return parser
+
+
+def _family_command_modules() -> list[str]:
+    """``cli`` modules of the built-in family packages and of the ``amtsbote.commands`` entry
+    points (found without importing the families themselves)."""
+    from importlib.metadata import entry_points
+
+    from .. import families
+
+    found = [f"{families.__name__}.{info.name}.cli"
+             for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda m: m.name)
+             if info.ispkg and importlib.util.find_spec(
+                 f"{families.__name__}.{info.name}.cli") is not None]
+    found += [ep.value for ep in entry_points(group="amtsbote.commands")]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,10 @@ Layout (our own, documented in docs/aussonderung.md)::
               - id: 1b7f…
                 titel: "Anmeldung"
                 datei: dokumente/0042-anmeldung.pdf
+                format: "044"   # optional xdomea Dateiformat code, else from the extension
+
+Optional: ``aufbewahrungsdauer`` (years) and ``bewertungsvorschlag`` (A | V) on an Akte,
+``aktenzeichen``, ``beginn``, ``ende``, ``bewertungsvorschlag`` on a Vorgang.
 
 Every problem is reported at once with the manifest's file, line and field; primary files are
 checked to exist inside the folder (no ``..``, no absolute paths, no symlinks leaving it), and
@@ -79,16 +83,26 @@ def _uuid(value: str) -> str:
 UuidText = Annotated[str, AfterValidator(_uuid)]
 
 
+Vorschlag = Literal["A", "V"]
+"""Bewertungsvorschlag of the agency: A archivwürdig, V vernichten (kassabel)."""
+
+
 class Dokument(_Model):
     id: UuidText
     titel: str = Field(min_length=1, max_length=500)
     datei: str = Field(min_length=1)
     datum: date | None = None
+    format: str | None = Field(default=None, pattern=r"^\d{3}$")
+    """xdomea Dateiformat code (``044`` PDF/A …); default from the file name's extension."""
 
 
 class Vorgang(_Model):
     id: UuidText
     titel: str = Field(min_length=1, max_length=500)
+    aktenzeichen: str | None = Field(default=None, max_length=100)
+    beginn: date | None = None
+    ende: date | None = None
+    bewertungsvorschlag: Vorschlag | None = None
     dokumente: tuple[Dokument, ...] = ()
 
 
@@ -98,6 +112,8 @@ class Akte(_Model):
     titel: str = Field(min_length=1, max_length=500)
     beginn: date
     ende: date
+    aufbewahrungsdauer: int | None = Field(default=None, ge=0, le=999)
+    bewertungsvorschlag: Vorschlag | None = None
     vorgaenge: tuple[Vorgang, ...] = ()
     dokumente: tuple[Dokument, ...] = ()
 

@@ -1,0 +1,164 @@
+"""The Aussonderung end to end: the DMS hands over, a SIMULATED Landesarchiv (archive_stub, which
+says so in every message) appraises and imports, over real inboxes on loopback, with a real
+Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_procedures import Env, _approve_when_waiting
+
+from connectors.journal import Direction
+from flows.families.aussonderung.archive_stub import STUB_NOTICE
+from flows.families.aussonderung.handover import HandOverError, hand_over
+from flows.families.aussonderung.sample_export import write_sample_export
+from xoev.message import xdomea_message_key
+from xoev.xdomea import aussonderung as xa
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DOCS = Path(__file__).resolve().parents[2] / "shared" / "xoev" / "beispiele" / "primaerdokumente"
+
+
+@pytest.fixture
+def env(tmp_path: Path, prefect_server: Any) -> Iterator[Env]:
+    e = Env(tmp_path)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def _run(procedure: str, key: str) -> dict[str, Any]:
+    from flows.procedures import procedure_flow
+
+    return asyncio.run(procedure_flow(procedure)(key))
+
+
+def _code(m: Any) -> str:
+    """xdomea type code of a journal message (the journal records the root name)."""
+    return str(m.message_type).rsplit(".", 1)[-1]
+
+
+def _archive(env: Env) -> Any:
+    return env.installation.journal_of("landesarchiv-owl")
+
+
+def _kinds(env: Env, case_id: str) -> dict[str, dict[str, Any]]:
+    return {e.kind: e.detail for e in env.journal.events(case_id=case_id)
+            if e.kind.startswith("aussonderung.")}
+
+
+def test_four_stage_aussonderung_hands_over_only_what_is_archivwuerdig(
+        env: Env, tmp_path: Path) -> None:
+    folder = write_sample_export(tmp_path / "export", akten=2, documents=DOCS, seed="vier")
+    done = hand_over(env.rt, folder)
+    assert done.created and done.procedure == "aussonderung" and done.files == 6
+    clerk = _approve_when_waiting(env)
+    result = _run("aussonderung", done.message_uuid)
+    clerk.join(5)
+    assert result["status"] == "closed", result
+    assert result["outcome"] == "archived"
+    case_id = result["case_id"]
+    pid = done.process_id
+
+    # what the archive received: 0501, 0505, 0503 — each exactly once, under its xdomea key
+    archive = _archive(env)
+    got = {_code(m): m for m in archive.messages(direction=Direction.INBOUND)}
+    assert sorted(got) == ["0501", "0503", "0505"]
+    assert got["0503"].nachrichten_uuid == xdomea_message_key(pid, "0503")
+    # data minimisation: the 0503 holds the Anmeldungen (A), not the Ummeldungen (V)
+    sent = xa.parse(archive.payload(got["0503"].nachrichten_uuid, direction=Direction.INBOUND))
+    titles = {r.titel for r in xa.records(sent)}
+    assert "Gewerbeanmeldung" in titles and "Ummeldung (Anschrift)" not in titles
+    names = xa.dateinamen(sent)
+    assert len(names) == 4 and not any("ummeldung" in n for n in names)
+    # the primary documents arrived intact (the archive's blob store, by SHA-512)
+    held = {f.name: f.digest for f in archive.blobs.files_of(got["0503"].nachrichten_uuid)}
+    assert set(held) == set(names)
+    source = (folder / "dokumente" / "0000-anmeldung.pdf").read_bytes()
+    assert hashlib.sha512(source).hexdigest() in held.values()
+
+    # the replies the city got are the stub's, and it says so
+    replies = env.journal.messages(case_id=case_id, direction=Direction.INBOUND)
+    assert sorted(_code(m) for m in replies) == ["0501", "0502", "0504", "0506", "0507"]
+    reply = env.journal.payload(xdomea_message_key(pid, "0506"), direction=Direction.INBOUND)
+    assert STUB_NOTICE.encode() in reply
+
+    # evidence: appraised, transferred, imported with signatures, released for deletion
+    ev = _kinds(env, case_id)
+    appraisal = ev["aussonderung.appraised"]
+    assert len(appraisal["archivwuerdig"]) == 4 and len(appraisal["vernichten"]) == 2  # 0502
+    assert len(appraisal["effective"]["archivwuerdig"]) == 8  # with the documents inside
+    assert len(appraisal["effective"]["kassabel"]) == 4
+    signatures = [o["archivkennung"] for o in ev["aussonderung.imported"]["objects"].values()]
+    assert signatures and all(s.endswith("(simuliert)") for s in signatures)
+    released = ev["aussonderung.released"]
+    assert len(released["kassabel"]) == 4 and len(released["archived"]) == 8
+    assert not released["not_imported"]
+    assert set(ev["aussonderung.transferred"]["files"]) == set(names)
+
+
+def test_rerun_and_second_hand_over_send_nothing_twice(env: Env, tmp_path: Path) -> None:
+    folder = write_sample_export(tmp_path / "export", akten=1, documents=DOCS, seed="twice")
+    done = hand_over(env.rt, folder)
+    clerk = _approve_when_waiting(env)
+    first = _run("aussonderung", done.message_uuid)
+    clerk.join(5)
+    assert first["status"] == "closed"
+    again = hand_over(env.rt, folder)
+    assert not again.created and again.message_uuid == done.message_uuid
+    second = _run("aussonderung", done.message_uuid)
+    assert second["status"] == "closed"
+    counts: dict[str, int] = {}
+    for m in _archive(env).messages(direction=Direction.INBOUND):
+        counts[_code(m)] = counts.get(_code(m), 0) + 1
+    assert counts == {"0501": 1, "0505": 1, "0503": 1}
+    attempts = [d.attempts for d in env.journal.deliveries(case_id=first["case_id"],
+                                                           direction=Direction.OUTBOUND)]
+    assert attempts == [1, 1, 1]
+
+
+def test_rejected_handover_sends_no_0503(env: Env, tmp_path: Path) -> None:
+    folder = write_sample_export(tmp_path / "export", akten=1, documents=DOCS, seed="nein")
+    done = hand_over(env.rt, folder)
+    clerk = _approve_when_waiting(env, decision="reject")
+    result = _run("aussonderung", done.message_uuid)
+    clerk.join(5)
+    assert result["outcome"] == "rejected"
+    types = {_code(m) for m in _archive(env).messages(direction=Direction.INBOUND)}
+    assert types == {"0501", "0505"}
+
+
+@pytest.mark.parametrize("version", ["3.0.0", "3.1.0"])
+def test_two_stage_aussonderung(env: Env, tmp_path: Path, version: str) -> None:
+    folder = write_sample_export(tmp_path / "export", akten=1, verfahren="zweistufig",
+                                 xdomea=version, documents=DOCS, seed=f"zwei-{version}")
+    done = hand_over(env.rt, folder)
+    assert done.procedure == "aussonderung-zweistufig" and done.message_type == "0503"
+    result = _run("aussonderung-zweistufig", done.message_uuid)
+    assert result["status"] == "closed", result
+    archive = _archive(env)
+    [msg] = archive.messages(direction=Direction.INBOUND)
+    assert _code(msg) == "0503" and msg.version == version
+    # two-stage: everything handed over is the DMS's choice — all three documents
+    assert len(archive.blobs.files_of(msg.nachrichten_uuid)) == 3
+    assert "aussonderung.released" in _kinds(env, result["case_id"])
+
+
+def test_hand_over_refuses_what_cannot_start(env: Env, tmp_path: Path) -> None:
+    folder = write_sample_export(tmp_path / "export", akten=1, documents=DOCS, seed="refuse")
+    (folder / "dokumente" / "0000-anmeldung.pdf").unlink()
+    with pytest.raises(HandOverError, match=r"0000-anmeldung\.pdf.*missing"):
+        hand_over(env.rt, folder)
+    ok = write_sample_export(tmp_path / "ok", akten=1, documents=DOCS, seed="refuse-2")
+    with pytest.raises(HandOverError, match="may not start"):
+        hand_over(env.rt, ok, by="wsp-nrw")  # the portal is no DMS
+    assert env.journal.messages(direction=Direction.INBOUND) == []
+    refused = env.journal.events(kind="case.refused")
+    assert refused and "DMS" in refused[-1].detail["reason"]
