@@ -106,7 +106,7 @@ def test_shipped_channels_endpoints_and_tokens(owl: Directory) -> None:
         assert parts.hostname == "127.0.0.1"
         assert parts.port is not None and 8701 <= parts.port <= 8799
         ports.add(parts.port)
-    assert len(ports) == len(http) == 6
+    assert len(ports) == len(http) == 7
     envs = [a.token_env for a in owl]
     assert len(set(envs)) == len(OWL_IDS) and all(e.startswith("AMTSBOTE_TOKEN_") for e in envs)
     assert owl.get("kreis-paderborn").token_env == "AMTSBOTE_TOKEN_KREIS_PADERBORN"
