@@ -272,8 +272,10 @@ class Agency:
 
 
 def dev_tokens_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get(DEV_TOKENS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """``AMTSBOTE_DEV_TOKENS`` (a flag; anything but on/off is a :class:`ConfigError`)."""
+    from .settings import AmtsboteSettings
+
+    return AmtsboteSettings.from_environ(environ, only=("dev_tokens",)).dev_tokens
 
 
 def dev_token(agency_id: str) -> str:
@@ -852,8 +854,10 @@ class Directory:
     @classmethod
     def default(cls, *, environ: Mapping[str, str] | None = None) -> Directory:
         """The file named by ``AMTSBOTE_AGENCIES``, else the shipped OWL directory."""
-        env = os.environ if environ is None else environ
-        return cls.load(env.get(AGENCIES_ENV) or DEFAULT_PATH, environ=environ)
+        from .settings import AmtsboteSettings
+
+        chosen = AmtsboteSettings.from_environ(environ, only=("agencies",)).agencies
+        return cls.load(chosen or DEFAULT_PATH, environ=environ)
 
     # -- lookups
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from connectors.directory import Directory
+from connectors.settings import parse_duration
 
 from .exceptions import RoutingError, RoutingProblem
 
@@ -70,16 +71,6 @@ def data_file(name: str) -> Path:
 
 DEFAULT_ROUTING_PATH = data_file("routing.yaml")
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
-
-
-def parse_duration(text: str) -> timedelta:
-    """ISO 8601 durations of days, hours, minutes, seconds (``P10D``, ``PT30S``)."""
-    m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if not m or not any(m.groups()):
-        raise ValueError(f"not an ISO 8601 duration like P10D or PT30M: {text!r}")
-    d, h, mi, s = (int(g or 0) for g in m.groups())
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
 
 
 # --------------------------------------------------------------------------- conditions

@@ -46,7 +46,6 @@ run`` call :func:`run_retention`.
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -169,10 +168,13 @@ class RetentionConfig:
         """Read ``path``, else ``AMTSBOTE_RETENTION``, else the shipped
         ``deployments/owl/retention.yaml``. Errors name file, line and field
         (:class:`~connectors.exceptions.ConfigError`)."""
-        env = os.environ if environ is None else environ
-        chosen = Path(path) if path is not None else Path(
-            (env.get(RETENTION_ENV) or "").strip() or DEFAULT_RETENTION_PATH
-        )
+        if path is not None:
+            chosen = Path(path)
+        else:
+            from ..settings import AmtsboteSettings
+
+            configured = AmtsboteSettings.from_environ(environ, only=("retention",)).retention
+            chosen = configured or DEFAULT_RETENTION_PATH
         try:
             text = chosen.read_text(encoding="utf-8")
         except OSError as exc:
