@@ -35,12 +35,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import yaml
 
+from . import yamlfile
 from .exceptions import ConnectorError
+from .yamlfile import YamlProblem
 
 __all__ = [
     "AGENCIES_ENV",
@@ -88,24 +90,11 @@ class DirectoryError(ConnectorError, ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class DirectoryProblem:
-    """One defect of a directory file: where (file, 1-based line and column), which field, what."""
+class DirectoryProblem(YamlProblem):
+    """One defect of a directory file: where (file, 1-based line and column), which field, what
+    (shown ``file:line:col: field: message``, see :class:`connectors.yamlfile.YamlProblem`)."""
 
-    file: str | None
-    line: int | None
-    column: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file or "<agencies>"
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+    UNNAMED: ClassVar[str] = "<agencies>"
 
 
 class InvalidDirectoryError(DirectoryError):
@@ -553,19 +542,16 @@ class _Loader:
     def __init__(self, text: str, file: str, base_dir: Path) -> None:
         self.text, self.file, self.base_dir = text, file, base_dir
         self.problems: list[DirectoryProblem] = []
-        self._yaml = yaml.SafeLoader(text)
 
     def close(self) -> None:
-        self._yaml.dispose()
+        """Nothing to release (kept for callers of the former PyYAML-loader-based version)."""
 
     def add(self, node: yaml.Node | None, field_name: str, message: str) -> None:
-        line = column = None
-        if node is not None:
-            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        line, column = yamlfile.position(node)
         self.problems.append(DirectoryProblem(self.file, line, column, field_name, message))
 
     def scalar(self, node: yaml.Node) -> Any:
-        return self._yaml.construct_object(node, deep=True)
+        return yamlfile.value(node)
 
     def mapping(self, node: yaml.Node, label: str) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
         if not isinstance(node, yaml.MappingNode):
@@ -621,21 +607,10 @@ class _Loader:
 
     def load(self) -> tuple[tuple[str, ...] | None, list[_Entry]]:
         try:
-            root = self._yaml.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = f"not valid YAML: {exc.problem or exc.context}"
-            if mark is not None:
-                self.problems.append(
-                    DirectoryProblem(self.file, mark.line + 1, mark.column + 1, "", problem)
-                )
-            else:
-                self.problems.append(DirectoryProblem(self.file, None, None, "", problem))
-            return None, []
-        except yaml.YAMLError as exc:
-            self.problems.append(
-                DirectoryProblem(self.file, None, None, "", f"not valid YAML: {exc}")
-            )
+            root = yamlfile.compose(self.text, file=self.file)
+        except yamlfile.YamlSyntaxError as exc:
+            self.problems.append(DirectoryProblem(
+                self.file, exc.line, exc.column, "", exc.problem.message))
             return None, []
         if root is None:
             self.problems.append(DirectoryProblem(self.file, 1, 1, "", "the file is empty"))
@@ -826,19 +801,11 @@ class Directory:
         file = Path(path)
         label = str(file)
         try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
+            text = yamlfile.read_text(file)
+        except yamlfile.YamlReadError as exc:
             raise InvalidDirectoryError(
-                [
-                    DirectoryProblem(
-                        label, None, None, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}"
-                    )
-                ]
-            ) from exc
-        except OSError as exc:
-            raise InvalidDirectoryError(
-                [DirectoryProblem(label, None, None, "", f"cannot read: {exc.strerror or exc}")]
-            ) from exc
+                [DirectoryProblem(label, None, None, "", exc.problem.message)]
+            ) from exc.cause
         loader = _Loader(text, label, file.resolve().parent)
         try:
             roles, entries = loader.load()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from connectors import yamlfile
 from connectors.directory import Directory
 from connectors.settings import parse_duration
 
@@ -193,11 +194,11 @@ class Routing:
              family: str = "gewerbe") -> Routing:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RoutingError(
-                [RoutingProblem(str(path), None, "-", f"cannot read: {exc}")]
-            ) from exc
+            text = yamlfile.read_text(path)
+        except yamlfile.YamlReadError as exc:
+            message = (f"cannot read: {exc.cause}" if isinstance(exc.cause, OSError)
+                       else exc.problem.message)
+            raise RoutingError([RoutingProblem(str(path), None, "-", message)]) from exc.cause
         return cls.loads(text, source=str(path), directory=directory or Directory.default(),
                          family=family)
 
@@ -226,7 +227,7 @@ class _Loader:
         self.problems: list[RoutingProblem] = []
 
     def problem(self, node: yaml.Node | None, field_name: str, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else None
+        line = yamlfile.position(node)[0]
         self.problems.append(RoutingProblem(self.source, line, field_name, message))
 
     def mapping(self, node: yaml.Node, label: str, allowed: set[str]) -> dict[str, yaml.Node]:
@@ -249,7 +250,7 @@ class _Loader:
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, label, f"expected a {kind.__name__}")
             return None
-        value = yaml.safe_load(yaml.serialize(node))
+        value = yamlfile.value(node)
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(node.value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -317,13 +318,13 @@ class _Loader:
 
     def load(self, text: str) -> Routing:
         try:
-            root = yaml.compose(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
+            root = yamlfile.compose(text, file=self.source)
+        except yamlfile.YamlSyntaxError as exc:
+            mark = getattr(exc.cause, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             raise RoutingError(
-                [RoutingProblem(self.source, line, "-", f"not YAML: {exc}")]
-            ) from exc
+                [RoutingProblem(self.source, line, "-", f"not YAML: {exc.cause}")]
+            ) from exc.cause
         if root is None:
             raise RoutingError([RoutingProblem(self.source, 1, "-", "empty file")])
         top = self.mapping(root, "", _TOP_KEYS)
