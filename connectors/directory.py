@@ -42,6 +42,7 @@ import yaml
 
 from . import yamlfile
 from .exceptions import ConnectorError
+from .settings import data_file
 from .yamlfile import YamlProblem
 
 __all__ = [
@@ -65,8 +66,12 @@ __all__ = [
     "dev_tokens_enabled",
 ]
 
-#: The shipped directory, found relative to the repository (overridden by ``AMTSBOTE_AGENCIES``).
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "deployments" / "owl" / "agencies.yaml"
+#: The shipped directory: package data of ``deployments.owl`` (overridden by
+#: ``AMTSBOTE_AGENCIES``). Its relative paths (``drop_dir: ../../var/drop/…``) are relative to the
+#: file: in a checkout that is the repository's ``var/``; in an installed wheel, where the file
+#: lies in site-packages, paths into that ``var/`` are taken as paths into the data directory
+#: (``AMTSBOTE_DATA_DIR``) instead — see :func:`connectors.settings.installed_var_dir`.
+DEFAULT_PATH = data_file("agencies.yaml")
 #: Environment variable naming another directory file for :meth:`Directory.default`.
 AGENCIES_ENV = "AMTSBOTE_AGENCIES"
 #: Environment variable switching on deterministic development tokens (``1``/``true``/``on``).
@@ -539,8 +544,10 @@ _Entry = tuple[dict[str, Any], _Where, Agency | None]
 class _Loader:
     """Turns the composed YAML node tree into agencies, recording problems with positions."""
 
-    def __init__(self, text: str, file: str, base_dir: Path) -> None:
-        self.text, self.file, self.base_dir = text, file, base_dir
+    def __init__(
+        self, text: str, file: str, base_dir: Path, rebase: tuple[Path, Path] | None = None
+    ) -> None:
+        self.text, self.file, self.base_dir, self.rebase = text, file, base_dir, rebase
         self.problems: list[DirectoryProblem] = []
 
     def close(self) -> None:
@@ -699,6 +706,9 @@ class _Loader:
             if isinstance(values.get(name), str) and values[name].strip():
                 path = Path(values[name]).expanduser()
                 values[name] = os.path.normpath(self.base_dir / path)
+                if self.rebase is not None and Path(values[name]).is_relative_to(self.rebase[0]):
+                    inside = Path(values[name]).relative_to(self.rebase[0])
+                    values[name] = os.path.normpath(self.rebase[1] / inside)
         self.problems.extend(_value_problems(values, where))
         if roles is not None and "roles" in values:
             self.problems.extend(_role_problems(values["roles"], roles, where))
@@ -723,6 +733,16 @@ class _Loader:
                 concurrency=int(values.get("concurrency", DEFAULT_CONCURRENCY)),
             )
         return values, where, agency
+
+
+def _var_rebase(file: Path, environ: Mapping[str, str] | None) -> tuple[Path, Path] | None:
+    """``(var folder, data dir)`` for the directory file of an installed wheel, else None."""
+    from .settings import AmtsboteSettings, installed_var_dir
+
+    var = installed_var_dir(file)
+    if var is None:
+        return None
+    return var, AmtsboteSettings.from_environ(environ, only=("data_dir",)).data_dir
 
 
 def _a(kind: str) -> str:
@@ -806,7 +826,7 @@ class Directory:
             raise InvalidDirectoryError(
                 [DirectoryProblem(label, None, None, "", exc.problem.message)]
             ) from exc.cause
-        loader = _Loader(text, label, file.resolve().parent)
+        loader = _Loader(text, label, file.resolve().parent, _var_rebase(file, environ))
         try:
             roles, entries = loader.load()
         finally:

@@ -49,7 +49,9 @@ __all__ = [
     "DYNAMIC_VARIABLES",
     "ENV_PREFIX",
     "AmtsboteSettings",
+    "data_file",
     "env_name",
+    "installed_var_dir",
     "parse_duration",
     "settings_markdown",
 ]
@@ -84,6 +86,34 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"not an ISO 8601 duration like P10D or PT30M: {text!r}")
     d, h, mi, s = (int(g or 0) for g in m.groups())
     return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+
+
+def data_file(name: str) -> Path:
+    """A default data file of the OWL installation (``deployments/owl/<name>``), from the
+    installed package ``deployments.owl`` (package data of the wheel; in a checkout or an editable
+    install the repository's folder); an absolute path as it is."""
+    if Path(name).is_absolute():
+        return Path(name)
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("deployments.owl") / name))
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - not installed, not a checkout
+        return Path(__file__).resolve().parents[1] / "deployments" / "owl" / name
+
+
+def installed_var_dir(file: Path) -> Path | None:
+    """For a data file of an *installed* ``deployments.owl`` (a wheel in site-packages, not a
+    checkout): the ``var`` folder its relative paths point into (``../../var/…`` = beside the
+    package root), which stands for the data directory there. ``None`` for any other file and
+    in a checkout (a ``pyproject.toml`` beside the ``deployments`` folder)."""
+    folder = file.resolve().parent
+    root = folder.parent.parent
+    if (folder.name, folder.parent.name) != ("owl", "deployments"):
+        return None
+    if not (folder / "__init__.py").is_file() or (root / "pyproject.toml").is_file():
+        return None
+    return root / "var"
 
 
 def env_name(field: str) -> str:
@@ -463,6 +493,18 @@ def settings_markdown() -> str:
             f"`{_default_text(name, info.default)}` | {description} |"
         )
     lines += [
+        "",
+        "## Default data files",
+        "",
+        "Without `AMTSBOTE_AGENCIES`, `AMTSBOTE_RETENTION` or a family's routing variable the "
+        "files of the package `deployments.owl` are read (`agencies.yaml`, `routing.yaml`, "
+        "`retention.yaml`; package data of the wheel, found with "
+        "`importlib.resources.files(\"deployments.owl\")`). Relative paths in a directory file "
+        "(`drop_dir`, `transfer_dir`, `webdav_ca`) are relative to that file. In a checkout the "
+        "shipped `../../var/drop/…` is therefore the repository's `var/`; in an installed wheel "
+        "(the file lies in site-packages, no `pyproject.toml` beside `deployments/`) a path into "
+        "that `var/` is taken as a path into `AMTSBOTE_DATA_DIR` instead "
+        "(`var/drop/x` → `<data dir>/drop/x`), so nothing is written into site-packages.",
         "",
         "## Variables with names chosen elsewhere",
         "",

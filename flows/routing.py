@@ -32,7 +32,7 @@ import yaml
 
 from connectors import yamlfile
 from connectors.directory import Directory
-from connectors.settings import parse_duration
+from connectors.settings import data_file, parse_duration
 
 from .exceptions import RoutingError, RoutingProblem
 
@@ -55,19 +55,6 @@ __all__ = [
 ]
 
 ROUTING_ENV = "AMTSBOTE_ROUTING"
-
-
-def data_file(name: str) -> Path:
-    """A default data file of the OWL installation (``deployments/owl/<name>``), from the
-    installed package ``deployments.owl`` where there is one; an absolute path as it is."""
-    if Path(name).is_absolute():
-        return Path(name)
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("deployments.owl") / name))
-    except (ModuleNotFoundError, TypeError):
-        return Path(__file__).resolve().parents[1] / "deployments" / "owl" / name
 
 
 DEFAULT_ROUTING_PATH = data_file("routing.yaml")

@@ -73,6 +73,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import yamlfile
 from ..config import mask_url
 from ..exceptions import ConfigError, JournalDatabaseError, JournalValueError
+from ..settings import data_file
 from .engine import WRITE_OPTION
 from .models import metadata
 
@@ -91,9 +92,8 @@ __all__ = [
 ]
 
 RETENTION_ENV = "AMTSBOTE_RETENTION"
-DEFAULT_RETENTION_PATH = Path(__file__).resolve().parents[2] / "deployments" / "owl" / (
-    "retention.yaml"
-)
+#: The shipped retention periods: package data of ``deployments.owl``.
+DEFAULT_RETENTION_PATH = data_file("retention.yaml")
 #: What a purged payload says when decompressed.
 TOMBSTONE_TEXT = b'<amtsbote:purged xmlns:amtsbote="urn:amtsbote:retention"/>'
 #: ``zlib.compress(TOMBSTONE_TEXT, 9)``, fixed here so that equality never depends on the zlib
