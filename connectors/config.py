@@ -1,4 +1,5 @@
-"""Settings of the connectors, read from ``AMTSBOTE_*`` environment variables.
+"""Settings of the connectors, read from ``AMTSBOTE_*`` environment variables (through
+:class:`connectors.settings.AmtsboteSettings`, where every variable is declared).
 
 =========================  ===============================================================
 variable                   meaning (default)
@@ -23,7 +24,6 @@ Empty variables count as unset. The key and the database password are kept out o
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,23 +84,14 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the ``AMTSBOTE_*`` variables from ``environ`` (default ``os.environ``)."""
-        env = os.environ if environ is None else environ
-        raw_dir = (env.get(DATA_DIR_ENV) or "").strip()
-        data_dir = Path(raw_dir).expanduser() if raw_dir else DEFAULT_DATA_DIR
-        try:
-            data_dir = data_dir.resolve()
-        except OSError as exc:  # pragma: no cover - e.g. a broken cwd
-            raise ConfigError(DATA_DIR_ENV, f"cannot resolve {data_dir}: {exc}") from exc
-        if data_dir.exists() and not data_dir.is_dir():
-            raise ConfigError(DATA_DIR_ENV, f"{data_dir} exists and is not a directory")
+        from .settings import AmtsboteSettings
 
-        url = (env.get(DATABASE_URL_ENV) or "").strip()
-        if url:
-            _check_url(url)
-        else:
-            url = default_sqlite_url(data_dir)
-        key = (env.get(JOURNAL_KEY_ENV) or "").strip() or None
-        return cls(data_dir=data_dir, database_url=url, journal_key=key)
+        read = AmtsboteSettings.from_environ(
+            environ, only=("data_dir", "database_url", "journal_key")
+        )
+        url = read.database_url or default_sqlite_url(read.data_dir)
+        key = read.journal_key.get_secret_value() if read.journal_key is not None else None
+        return cls(data_dir=read.data_dir, database_url=url, journal_key=key)
 
     @property
     def journal_file(self) -> Path | None:
@@ -128,19 +119,3 @@ def default_sqlite_url(data_dir: Path) -> str:
     return URL.create("sqlite", database=str(data_dir / JOURNAL_FILE_NAME)).render_as_string(
         hide_password=False
     )
-
-
-def _check_url(url: str) -> None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(DATABASE_URL_ENV, f"not a database URL: {mask_url(url)}") from exc
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            DATABASE_URL_ENV,
-            f"unsupported database {backend!r} in {mask_url(url)} (use sqlite or postgresql)",
-        )

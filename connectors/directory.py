@@ -35,12 +35,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import yaml
 
+from . import yamlfile
 from .exceptions import ConnectorError
+from .settings import data_file
+from .yamlfile import YamlProblem
 
 __all__ = [
     "AGENCIES_ENV",
@@ -63,8 +66,12 @@ __all__ = [
     "dev_tokens_enabled",
 ]
 
-#: The shipped directory, found relative to the repository (overridden by ``AMTSBOTE_AGENCIES``).
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "deployments" / "owl" / "agencies.yaml"
+#: The shipped directory: package data of ``deployments.owl`` (overridden by
+#: ``AMTSBOTE_AGENCIES``). Its relative paths (``drop_dir: ../../var/drop/…``) are relative to the
+#: file: in a checkout that is the repository's ``var/``; in an installed wheel, where the file
+#: lies in site-packages, paths into that ``var/`` are taken as paths into the data directory
+#: (``AMTSBOTE_DATA_DIR``) instead — see :func:`connectors.settings.installed_var_dir`.
+DEFAULT_PATH = data_file("agencies.yaml")
 #: Environment variable naming another directory file for :meth:`Directory.default`.
 AGENCIES_ENV = "AMTSBOTE_AGENCIES"
 #: Environment variable switching on deterministic development tokens (``1``/``true``/``on``).
@@ -88,24 +95,11 @@ class DirectoryError(ConnectorError, ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class DirectoryProblem:
-    """One defect of a directory file: where (file, 1-based line and column), which field, what."""
+class DirectoryProblem(YamlProblem):
+    """One defect of a directory file: where (file, 1-based line and column), which field, what
+    (shown ``file:line:col: field: message``, see :class:`connectors.yamlfile.YamlProblem`)."""
 
-    file: str | None
-    line: int | None
-    column: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file or "<agencies>"
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+    UNNAMED: ClassVar[str] = "<agencies>"
 
 
 class InvalidDirectoryError(DirectoryError):
@@ -272,8 +266,10 @@ class Agency:
 
 
 def dev_tokens_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get(DEV_TOKENS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """``AMTSBOTE_DEV_TOKENS`` (a flag; anything but on/off is a :class:`ConfigError`)."""
+    from .settings import AmtsboteSettings
+
+    return AmtsboteSettings.from_environ(environ, only=("dev_tokens",)).dev_tokens
 
 
 def dev_token(agency_id: str) -> str:
@@ -548,22 +544,21 @@ _Entry = tuple[dict[str, Any], _Where, Agency | None]
 class _Loader:
     """Turns the composed YAML node tree into agencies, recording problems with positions."""
 
-    def __init__(self, text: str, file: str, base_dir: Path) -> None:
-        self.text, self.file, self.base_dir = text, file, base_dir
+    def __init__(
+        self, text: str, file: str, base_dir: Path, rebase: tuple[Path, Path] | None = None
+    ) -> None:
+        self.text, self.file, self.base_dir, self.rebase = text, file, base_dir, rebase
         self.problems: list[DirectoryProblem] = []
-        self._yaml = yaml.SafeLoader(text)
 
     def close(self) -> None:
-        self._yaml.dispose()
+        """Nothing to release (kept for callers of the former PyYAML-loader-based version)."""
 
     def add(self, node: yaml.Node | None, field_name: str, message: str) -> None:
-        line = column = None
-        if node is not None:
-            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        line, column = yamlfile.position(node)
         self.problems.append(DirectoryProblem(self.file, line, column, field_name, message))
 
     def scalar(self, node: yaml.Node) -> Any:
-        return self._yaml.construct_object(node, deep=True)
+        return yamlfile.value(node)
 
     def mapping(self, node: yaml.Node, label: str) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
         if not isinstance(node, yaml.MappingNode):
@@ -619,21 +614,10 @@ class _Loader:
 
     def load(self) -> tuple[tuple[str, ...] | None, list[_Entry]]:
         try:
-            root = self._yaml.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = f"not valid YAML: {exc.problem or exc.context}"
-            if mark is not None:
-                self.problems.append(
-                    DirectoryProblem(self.file, mark.line + 1, mark.column + 1, "", problem)
-                )
-            else:
-                self.problems.append(DirectoryProblem(self.file, None, None, "", problem))
-            return None, []
-        except yaml.YAMLError as exc:
-            self.problems.append(
-                DirectoryProblem(self.file, None, None, "", f"not valid YAML: {exc}")
-            )
+            root = yamlfile.compose(self.text, file=self.file)
+        except yamlfile.YamlSyntaxError as exc:
+            self.problems.append(DirectoryProblem(
+                self.file, exc.line, exc.column, "", exc.problem.message))
             return None, []
         if root is None:
             self.problems.append(DirectoryProblem(self.file, 1, 1, "", "the file is empty"))
@@ -722,6 +706,9 @@ class _Loader:
             if isinstance(values.get(name), str) and values[name].strip():
                 path = Path(values[name]).expanduser()
                 values[name] = os.path.normpath(self.base_dir / path)
+                if self.rebase is not None and Path(values[name]).is_relative_to(self.rebase[0]):
+                    inside = Path(values[name]).relative_to(self.rebase[0])
+                    values[name] = os.path.normpath(self.rebase[1] / inside)
         self.problems.extend(_value_problems(values, where))
         if roles is not None and "roles" in values:
             self.problems.extend(_role_problems(values["roles"], roles, where))
@@ -746,6 +733,16 @@ class _Loader:
                 concurrency=int(values.get("concurrency", DEFAULT_CONCURRENCY)),
             )
         return values, where, agency
+
+
+def _var_rebase(file: Path, environ: Mapping[str, str] | None) -> tuple[Path, Path] | None:
+    """``(var folder, data dir)`` for the directory file of an installed wheel, else None."""
+    from .settings import AmtsboteSettings, installed_var_dir
+
+    var = installed_var_dir(file)
+    if var is None:
+        return None
+    return var, AmtsboteSettings.from_environ(environ, only=("data_dir",)).data_dir
 
 
 def _a(kind: str) -> str:
@@ -824,20 +821,12 @@ class Directory:
         file = Path(path)
         label = str(file)
         try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
+            text = yamlfile.read_text(file)
+        except yamlfile.YamlReadError as exc:
             raise InvalidDirectoryError(
-                [
-                    DirectoryProblem(
-                        label, None, None, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}"
-                    )
-                ]
-            ) from exc
-        except OSError as exc:
-            raise InvalidDirectoryError(
-                [DirectoryProblem(label, None, None, "", f"cannot read: {exc.strerror or exc}")]
-            ) from exc
-        loader = _Loader(text, label, file.resolve().parent)
+                [DirectoryProblem(label, None, None, "", exc.problem.message)]
+            ) from exc.cause
+        loader = _Loader(text, label, file.resolve().parent, _var_rebase(file, environ))
         try:
             roles, entries = loader.load()
         finally:
@@ -852,8 +841,10 @@ class Directory:
     @classmethod
     def default(cls, *, environ: Mapping[str, str] | None = None) -> Directory:
         """The file named by ``AMTSBOTE_AGENCIES``, else the shipped OWL directory."""
-        env = os.environ if environ is None else environ
-        return cls.load(env.get(AGENCIES_ENV) or DEFAULT_PATH, environ=environ)
+        from .settings import AmtsboteSettings
+
+        chosen = AmtsboteSettings.from_environ(environ, only=("agencies",)).agencies
+        return cls.load(chosen or DEFAULT_PATH, environ=environ)
 
     # -- lookups
 

@@ -158,8 +158,10 @@ class OperationsError(AmtsboteFlowError):
 def project_root() -> Path:
     """The code directory of this installation: ``AMTSBOTE_HOME``, else the checkout this module
     lives in (the directory holding ``prefect.yaml``)."""
-    home = os.environ.get("AMTSBOTE_HOME", "").strip()
-    return Path(home).resolve() if home else Path(__file__).resolve().parents[1]
+    from connectors.settings import AmtsboteSettings
+
+    home = AmtsboteSettings.from_environ(only=("home",)).home
+    return home.resolve() if home else Path(__file__).resolve().parents[1]
 
 
 # =========================================================================== per-agency limits
@@ -286,22 +288,10 @@ class LimitSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LimitSettings:
-        env = os.environ if environ is None else environ
-        kw: dict[str, Any] = {}
-        flag = env.get("AMTSBOTE_AGENCY_LIMITS", "").strip().lower()
-        if flag:
-            if flag not in ("1", "0", "on", "off", "true", "false", "yes", "no"):
-                raise ValueError(f"AMTSBOTE_AGENCY_LIMITS: expected on or off, got {flag!r}")
-            kw["enabled"] = flag in ("1", "on", "true", "yes")
-        if env.get("AMTSBOTE_LIMIT_WAIT", "").strip():
-            try:
-                kw["wait"] = float(env["AMTSBOTE_LIMIT_WAIT"])
-            except ValueError as exc:
-                raise ValueError(f"AMTSBOTE_LIMIT_WAIT: expected seconds, got "
-                                 f"{env['AMTSBOTE_LIMIT_WAIT']!r}") from exc
-            if kw["wait"] <= 0:
-                raise ValueError("AMTSBOTE_LIMIT_WAIT: must be > 0")
-        return cls(**kw)
+        from connectors.settings import AmtsboteSettings
+
+        read = AmtsboteSettings.from_environ(environ, only=("agency_limits", "limit_wait"))
+        return cls(enabled=read.agency_limits, wait=read.limit_wait)
 
 
 _missing_until: dict[str, float] = {}

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from connectors import yamlfile
 from connectors.directory import Directory
+from connectors.settings import data_file, parse_duration
 
 from .exceptions import RoutingError, RoutingProblem
 
@@ -55,31 +57,8 @@ __all__ = [
 ROUTING_ENV = "AMTSBOTE_ROUTING"
 
 
-def data_file(name: str) -> Path:
-    """A default data file of the OWL installation (``deployments/owl/<name>``), from the
-    installed package ``deployments.owl`` where there is one; an absolute path as it is."""
-    if Path(name).is_absolute():
-        return Path(name)
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("deployments.owl") / name))
-    except (ModuleNotFoundError, TypeError):
-        return Path(__file__).resolve().parents[1] / "deployments" / "owl" / name
-
-
 DEFAULT_ROUTING_PATH = data_file("routing.yaml")
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
-
-
-def parse_duration(text: str) -> timedelta:
-    """ISO 8601 durations of days, hours, minutes, seconds (``P10D``, ``PT30S``)."""
-    m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if not m or not any(m.groups()):
-        raise ValueError(f"not an ISO 8601 duration like P10D or PT30M: {text!r}")
-    d, h, mi, s = (int(g or 0) for g in m.groups())
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
 
 
 # --------------------------------------------------------------------------- conditions
@@ -202,11 +181,11 @@ class Routing:
              family: str = "gewerbe") -> Routing:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RoutingError(
-                [RoutingProblem(str(path), None, "-", f"cannot read: {exc}")]
-            ) from exc
+            text = yamlfile.read_text(path)
+        except yamlfile.YamlReadError as exc:
+            message = (f"cannot read: {exc.cause}" if isinstance(exc.cause, OSError)
+                       else exc.problem.message)
+            raise RoutingError([RoutingProblem(str(path), None, "-", message)]) from exc.cause
         return cls.loads(text, source=str(path), directory=directory or Directory.default(),
                          family=family)
 
@@ -235,7 +214,7 @@ class _Loader:
         self.problems: list[RoutingProblem] = []
 
     def problem(self, node: yaml.Node | None, field_name: str, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else None
+        line = yamlfile.position(node)[0]
         self.problems.append(RoutingProblem(self.source, line, field_name, message))
 
     def mapping(self, node: yaml.Node, label: str, allowed: set[str]) -> dict[str, yaml.Node]:
@@ -258,7 +237,7 @@ class _Loader:
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, label, f"expected a {kind.__name__}")
             return None
-        value = yaml.safe_load(yaml.serialize(node))
+        value = yamlfile.value(node)
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(node.value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -326,13 +305,13 @@ class _Loader:
 
     def load(self, text: str) -> Routing:
         try:
-            root = yaml.compose(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
+            root = yamlfile.compose(text, file=self.source)
+        except yamlfile.YamlSyntaxError as exc:
+            mark = getattr(exc.cause, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             raise RoutingError(
-                [RoutingProblem(self.source, line, "-", f"not YAML: {exc}")]
-            ) from exc
+                [RoutingProblem(self.source, line, "-", f"not YAML: {exc.cause}")]
+            ) from exc.cause
         if root is None:
             raise RoutingError([RoutingProblem(self.source, 1, "-", "empty file")])
         top = self.mapping(root, "", _TOP_KEYS)

@@ -7,33 +7,22 @@ demo install their own with :func:`use_runtime`. Nothing here holds personal dat
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from connectors.directory import Agency, Directory
 from connectors.journal import Journal
 from connectors.senders import Sender, SenderConfig, sender_for
+from connectors.settings import AmtsboteSettings
 
 from .prefect_patches import share_api_tls_context
-from .routing import Routing, parse_duration
+from .routing import Routing
 
 share_api_tls_context()
 
 __all__ = ["FlowSettings", "Runtime", "get_runtime", "reset_runtime", "use_runtime"]
-
-
-def _floats(text: str, name: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise ValueError(f"{name}: expected comma-separated seconds, got {text!r}") from exc
-    if not values or any(v < 0 for v in values):
-        raise ValueError(f"{name}: expected non-negative seconds, got {text!r}")
-    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +43,15 @@ class FlowSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FlowSettings:
-        env = os.environ if environ is None else environ
-        kw: dict[str, Any] = {}
-        if env.get("AMTSBOTE_SEND_RETRY_DELAYS"):
-            kw["retry_delays"] = _floats(
-                env["AMTSBOTE_SEND_RETRY_DELAYS"], "AMTSBOTE_SEND_RETRY_DELAYS"
-            )
-        if env.get("AMTSBOTE_RECEIPT_WAIT"):
-            kw["receipt_wait"] = parse_duration(env["AMTSBOTE_RECEIPT_WAIT"])
-        if env.get("AMTSBOTE_POLL_INTERVAL"):
-            kw["poll_interval"] = _floats(env["AMTSBOTE_POLL_INTERVAL"], "AMTSBOTE_POLL_INTERVAL")[
-                0
-            ]
-        if env.get("AMTSBOTE_SUSPEND"):
-            kw["suspend"] = env["AMTSBOTE_SUSPEND"].strip().lower() in ("1", "true", "yes", "on")
-        return cls(**kw)
+        read = AmtsboteSettings.from_environ(
+            environ, only=("send_retry_delays", "receipt_wait", "poll_interval", "suspend")
+        )
+        return cls(
+            retry_delays=read.send_retry_delays,
+            receipt_wait=read.receipt_wait,
+            poll_interval=read.poll_interval,
+            suspend=read.suspend,
+        )
 
 
 @dataclass

@@ -22,7 +22,6 @@ Which journal an inbox uses (:func:`journal_url_for`)
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from xoev.container import ContainerLimits
 from xoev.parsing import LIBXML2_MAX_DEPTH, ParserConfig
 
 from ..config import Settings
+from ..exceptions import ConfigError
+from ..settings import AmtsboteSettings
 from .exceptions import InboxConfigError
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
 HOME_AGENCY_ENV = "AMTSBOTE_HOME_AGENCY"
 #: Overrides :attr:`InboxConfig.max_container_bytes` (bytes) in :meth:`InboxConfig.from_env`.
 MAX_CONTAINER_BYTES_ENV = "AMTSBOTE_INBOX_MAX_CONTAINER_BYTES"
-DEFAULT_HOME_AGENCY = "stadt-paderborn"
+DEFAULT_HOME_AGENCY: str = AmtsboteSettings.model_fields["home_agency"].default
 #: Directory below the data directory holding the journals of non-home inboxes.
 INBOX_DIR_NAME = "inbox"
 _MiB = 1024 * 1024
@@ -128,15 +129,15 @@ class InboxConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: object) -> InboxConfig:
         """``InboxConfig(**options)``, with ``max_container_bytes`` from
         ``AMTSBOTE_INBOX_MAX_CONTAINER_BYTES`` when set and not given in ``options``."""
-        env = os.environ if environ is None else environ
-        raw = (env.get(MAX_CONTAINER_BYTES_ENV) or "").strip()
-        if raw and "max_container_bytes" not in options:
+        if "max_container_bytes" not in options:
             try:
-                options["max_container_bytes"] = int(raw)
-            except ValueError:
+                read = AmtsboteSettings.from_environ(environ, only=("inbox_max_container_bytes",))
+            except ConfigError as exc:
                 raise InboxConfigError(
-                    "max_container_bytes", f"{MAX_CONTAINER_BYTES_ENV}={raw!r} is not a number"
+                    "max_container_bytes", f"{MAX_CONTAINER_BYTES_ENV}={exc.problem}"
                 ) from None
+            if read.inbox_max_container_bytes is not None:
+                options["max_container_bytes"] = read.inbox_max_container_bytes
         return cls(**options)  # type: ignore[arg-type]
 
     def parser_config(self) -> ParserConfig:
@@ -146,8 +147,7 @@ class InboxConfig:
 
 def home_agency(environ: Mapping[str, str] | None = None) -> str:
     """The home agency's id: ``AMTSBOTE_HOME_AGENCY``, default ``stadt-paderborn``."""
-    env = os.environ if environ is None else environ
-    return (env.get(HOME_AGENCY_ENV) or "").strip() or DEFAULT_HOME_AGENCY
+    return AmtsboteSettings.from_environ(environ, only=("home_agency",)).home_agency
 
 
 def journal_url_for(

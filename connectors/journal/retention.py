@@ -46,7 +46,6 @@ run`` call :func:`run_retention`.
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -71,8 +70,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import yamlfile
 from ..config import mask_url
 from ..exceptions import ConfigError, JournalDatabaseError, JournalValueError
+from ..settings import data_file
 from .engine import WRITE_OPTION
 from .models import metadata
 
@@ -91,9 +92,8 @@ __all__ = [
 ]
 
 RETENTION_ENV = "AMTSBOTE_RETENTION"
-DEFAULT_RETENTION_PATH = Path(__file__).resolve().parents[2] / "deployments" / "owl" / (
-    "retention.yaml"
-)
+#: The shipped retention periods: package data of ``deployments.owl``.
+DEFAULT_RETENTION_PATH = data_file("retention.yaml")
 #: What a purged payload says when decompressed.
 TOMBSTONE_TEXT = b'<amtsbote:purged xmlns:amtsbote="urn:amtsbote:retention"/>'
 #: ``zlib.compress(TOMBSTONE_TEXT, 9)``, fixed here so that equality never depends on the zlib
@@ -169,25 +169,28 @@ class RetentionConfig:
         """Read ``path``, else ``AMTSBOTE_RETENTION``, else the shipped
         ``deployments/owl/retention.yaml``. Errors name file, line and field
         (:class:`~connectors.exceptions.ConfigError`)."""
-        env = os.environ if environ is None else environ
-        chosen = Path(path) if path is not None else Path(
-            (env.get(RETENTION_ENV) or "").strip() or DEFAULT_RETENTION_PATH
-        )
+        if path is not None:
+            chosen = Path(path)
+        else:
+            from ..settings import AmtsboteSettings
+
+            configured = AmtsboteSettings.from_environ(environ, only=("retention",)).retention
+            chosen = configured or DEFAULT_RETENTION_PATH
         try:
-            text = chosen.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(str(chosen), f"cannot read: {exc.strerror or exc}") from exc
+            text = yamlfile.read_text(chosen)
+        except yamlfile.YamlReadError as exc:
+            raise ConfigError(str(chosen), exc.problem.message) from exc.cause
         return cls.from_yaml(text, source=str(chosen))
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<retention>") -> RetentionConfig:
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
+            node = yamlfile.compose(text, file=source)
+        except yamlfile.YamlSyntaxError as exc:
+            mark = getattr(exc.cause, "problem_mark", None)
             line = f":{mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"{source}{line}", f"not valid YAML: {problem}") from exc
+            problem = getattr(exc.cause, "problem", None) or str(exc.cause)
+            raise ConfigError(f"{source}{line}", f"not valid YAML: {problem}") from exc.cause
         return _Loader(source).config(node)
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,7 +215,7 @@ class _Loader:
         self.source = source
 
     def fail(self, node: yaml.Node | None, field_name: str, problem: str) -> ConfigError:
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
+        line = f":{yamlfile.position(node)[0]}" if node is not None else ""
         return ConfigError(f"{self.source}{line} {field_name}".rstrip(), problem)
 
     def mapping(self, node: yaml.Node, field_name: str,
@@ -235,7 +238,7 @@ class _Loader:
     def scalar(self, node: yaml.Node, field_name: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, field_name, "expected a single value")
-        return yaml.safe_load(yaml.serialize(node))
+        return yamlfile.value(node)
 
     def days(self, node: yaml.Node, field_name: str) -> int | None:
         value = self.scalar(node, field_name)

@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors.settings import AmtsboteSettings
+
 from . import EXIT_FINDINGS, EXIT_OK, EXIT_UNUSABLE
 
 __all__ = ["register"]
@@ -223,8 +225,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ["AMTSBOTE_DATABASE_URL"] = settings.database_url
     # not flows.operations.project_root: Prefect must not be imported before PREFECT_API_URL is
     # final (it reads its settings once, at import)
-    home = Path(os.environ.get("AMTSBOTE_HOME", "").strip()
-                or Path(__file__).resolve().parents[2]).resolve()
+    home = (AmtsboteSettings.from_environ(only=("home",)).home
+            or Path(__file__).resolve().parents[2]).resolve()
     os.environ["AMTSBOTE_HOME"] = str(home)
 
     stop = threading.Event()
@@ -277,7 +279,8 @@ def _bring_up(args: argparse.Namespace, settings: Any, home: Path, log_dir: Path
         if not _port_free(args.port):
             _say(f"port {args.port} is busy; choose another with --port")
             return EXIT_UNUSABLE
-        db = args.prefect_database_url or os.environ.get("AMTSBOTE_PREFECT_DATABASE_URL") or None
+        db = args.prefect_database_url or AmtsboteSettings.from_environ(
+            only=("prefect_database_url",)).prefect_database_url
         server = PrefectServer(home=settings.data_dir / "prefect", port=args.port,
                                database_url=db, log_file=log_dir / "prefect-server.log")
         _say(f"starting a Prefect server on {server.ui_url} "

@@ -1,0 +1,1 @@
+"""Deployment material; ``deployments.owl`` holds the packaged default data files."""
