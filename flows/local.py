@@ -246,6 +246,9 @@ class LocalInstallation:
     on_notification: NotificationHandler | None = None
     mailbox_interval: float = 0.5
     environ: dict[str, str] | None = None
+    transfer_roots: dict[str, Path] = field(default_factory=dict)
+    """Simulated archives behind a WebDAV share: agency id → the folder the share serves (a
+    transfer-dir agency's folder is its ``transfer_dir``)."""
     servers: dict[str, InboxServer] = field(default_factory=dict)
     journals: dict[str, Journal] = field(default_factory=dict)
     _pollers: list[_Poller] = field(default_factory=list)
@@ -296,7 +299,37 @@ class LocalInstallation:
                     )
                     poller.start()
                     self._pollers.append(poller)
+        self._start_transfer(home)
         return self
+
+    def _start_transfer(self, home: Agency) -> None:
+        """Partners on a transfer area: the home inbox polls each one; a simulated archive
+        answers on its own area."""
+        from connectors.inbox.transfer import transfer_pollers
+
+        server = self.servers.get(self.home)
+        if server is None:
+            return
+        service = server.app.state.inbox
+        for i, poller in enumerate(transfer_pollers(service, self.directory,
+                                                    environ=self.environ, min_age=0.0)):
+            thread = _Poller(self.mailbox_interval, poller.poll_once, name=f"transfer-{i}")
+            thread.start()
+            self._pollers.append(thread)
+        if not self.simulate_partners:
+            return
+        from .families.aussonderung.archive_stub import transfer_stub
+
+        for agency in self.directory:
+            root = self.transfer_roots.get(agency.id) or (
+                agency.transfer_dir if agency.channel is Channel.TRANSFER_DIR else None)
+            if root is None or not agency.has_role("Archiv"):
+                continue
+            stub = transfer_stub(root, agency, home)
+            thread = _Poller(self.mailbox_interval, stub.poll_once,
+                             name=f"simulated-archive-{agency.id}")
+            thread.start()
+            self._pollers.append(thread)
 
     def stop(self) -> None:
         for p in self._pollers:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +164,163 @@ def test_hand_over_refuses_what_cannot_start(env: Env, tmp_path: Path) -> None:
     assert env.journal.messages(direction=Direction.INBOUND) == []
     refused = env.journal.events(kind="case.refused")
     assert refused and "DMS" in refused[-1].detail["reason"]
+
+
+# ------------------------------------------------------------------ transfer directory, WebDAV
+
+_ARCHIVE_HTTP = re.compile(r"(  - id: landesarchiv-owl\n(?:    .*\n)*?)    channel: http\n"
+                           r"    endpoint: .*\n")
+
+
+def _archive_on(channel_lines: str) -> Any:
+    def edit(text: str) -> str:
+        new, n = _ARCHIVE_HTTP.subn(lambda m: m.group(1) + channel_lines, text)
+        assert n == 1, "landesarchiv-owl not found in the directory"
+        return new
+
+    return edit
+
+
+def _four_stage(env: Env, tmp_path: Path, seed: str) -> dict[str, Any]:
+    folder = write_sample_export(tmp_path / "export", akten=2, documents=DOCS, seed=seed)
+    done = hand_over(env.rt, folder)
+    clerk = _approve_when_waiting(env)
+    result = _run("aussonderung", done.message_uuid)
+    clerk.join(5)
+    assert result["status"] == "closed", result
+    return result
+
+
+def _check_area(area: Path, result: dict[str, Any], env: Env) -> None:
+    """x-man layout: amtsbote's containers in the root, the archive's in a folder per type, all
+    read (moved to .done / .archive-done), the 0503 with its primary documents."""
+    import zipfile
+
+    read_by_archive = sorted(p.name for p in (area / ".archive-done").iterdir())
+    assert [n.split("_", 1)[1] for n in read_by_archive] == [
+        "Aussonderung.Anbieteverzeichnis.0501.zip", "Aussonderung.Aussonderung.0503.zip",
+        "Aussonderung.BewertungEmpfangBestaetigen.0505.zip"]
+    [handover] = [area / ".archive-done" / n for n in read_by_archive if n.endswith("0503.zip")]
+    with zipfile.ZipFile(handover) as zf:
+        assert len(zf.namelist()) == 5  # the XML and the four archivwürdig documents
+    read_by_city = sorted(p.name.split("_", 1)[1] for p in (area / ".done").iterdir())
+    assert read_by_city == sorted(f"{root}.zip" for root in (
+        "Aussonderung.AnbietungEmpfangBestaetigen.0504", "Aussonderung.Bewertungsverzeichnis.0502",
+        "Aussonderung.AussonderungEmpfangBestaetigen.0507",
+        "Aussonderung.AussonderungImportBestaetigen.0506"))
+    assert "aussonderung.released" in _kinds(env, result["case_id"])
+
+
+def test_four_stage_through_a_transfer_directory(tmp_path: Path, prefect_server: Any) -> None:
+    area = tmp_path / "transfer" / "landesarchiv-owl"
+    area.mkdir(parents=True)
+    env = Env(tmp_path, edit_agencies=_archive_on(
+        f"    channel: transfer-dir\n    transfer_dir: {area}\n"))
+    try:
+        result = _four_stage(env, tmp_path, "transfer-dir")
+        _check_area(area, result, env)
+    finally:
+        env.close()
+
+
+def test_four_stage_through_webdav_with_tls(tmp_path: Path, prefect_server: Any) -> None:
+    from test_transfer import DavServer, _write_pki
+
+    (tmp_path / "pki").mkdir()
+    pki = _write_pki(tmp_path / "pki")
+    share = tmp_path / "share"
+    with DavServer(share, tls=pki) as dav:
+        env = Env(
+            tmp_path,
+            edit_agencies=_archive_on(
+                f"    channel: webdav\n    webdav_url: {dav.url}\n"
+                "    webdav_user_env: AMTSBOTE_DAV_USER_LAV\n"
+                "    webdav_password_env: AMTSBOTE_DAV_PASSWORD_LAV\n"
+                f"    webdav_ca: {pki['ca']}\n"),
+            transfer_roots={"landesarchiv-owl": share},
+            environ={"AMTSBOTE_DAV_USER_LAV": "stadt", "AMTSBOTE_DAV_PASSWORD_LAV": "geheim"},
+        )
+        try:
+            result = _four_stage(env, tmp_path, "webdav")
+            _check_area(share, result, env)
+        finally:
+            env.close()
+
+
+# ------------------------------------------------------------------ hostile containers
+
+
+def _container_of(env: Env, tmp_path: Path, seed: str) -> Path:
+    """A DMS-built two-stage 0503 container (x-man layout) with its primary documents."""
+    from flows.families.aussonderung import build as b
+    from flows.families.aussonderung.export import read_export
+    from xoev.container import write_container
+
+    export = read_export(write_sample_export(tmp_path / seed, akten=1, verfahren="zweistufig",
+                                             documents=DOCS, seed=seed))
+    built = b.from_export(export, absender=env.rt.home,
+                          empfaenger=env.directory.get("landesarchiv-owl"))
+    out = tmp_path / f"{seed}-zip"
+    out.mkdir()
+    write_container(out, xa.build(built.start), {n: f.path for n, f in built.files.items()})
+    [path] = out.glob("*.zip")
+    return path
+
+
+def _rewrite(src: Path, target: Path, members: list[tuple[Any, bytes]]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for info, data in members:
+            zf.writestr(info, data)
+    return target
+
+
+def test_a_dms_container_is_accepted_and_hostile_ones_are_refused(
+        env: Env, tmp_path: Path) -> None:
+    import stat
+    import zipfile
+
+    good = _container_of(env, tmp_path, "dms-container")
+    with zipfile.ZipFile(good) as zf:
+        members = [(i.filename, zf.read(i)) for i in zf.infolist()]
+    xml_name = members[0][0]
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    cases = {
+        "traversal": [*members, ("../etc/passwd", b"x")],
+        "absolute": [*members, ("/tmp/evil", b"x")],
+        "duplicate": [*members, (members[1][0], b"other")],
+        "missing": members[:-1],
+        "unreferenced": [*members, ("extra.pdf", b"%PDF-1.4")],
+        "bomb": [*members[:-1], (members[-1][0], b"\0" * (64 << 20))],
+    }
+    link = zipfile.ZipInfo(members[1][0] + ".lnk")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    cases["symlink"] = [*members, (link, b"/etc/passwd")]
+    taken = []
+    for name, content in cases.items():
+        folder = hostile / name
+        folder.mkdir()
+        path = _rewrite(good, folder / good.name, content)
+        try:
+            hand_over(env.rt, path)
+            taken.append(name)
+        except HandOverError as exc:
+            assert good.name in str(exc)  # names the container
+    assert taken == []
+    other = str(uuid.uuid4())
+    renamed = hostile / "renamed"
+    renamed.mkdir()
+    pid = good.name.split("_", 1)[0]
+    wrong = _rewrite(good, renamed / good.name.replace(pid, other),
+                     [(n.replace(pid, other) if n == xml_name else n, d) for n, d in members])
+    with pytest.raises(HandOverError, match="ProzessID|does not match|mismatch"):
+        hand_over(env.rt, wrong)
+    assert env.journal.messages(direction=Direction.INBOUND) == []  # nothing stored
+    assert xml_name.endswith(".xml")
+
+    done = hand_over(env.rt, good)  # the genuine container is taken and passed on
+    assert done.procedure == "aussonderung-zweistufig" and done.files == 3
+    result = _run("aussonderung-zweistufig", done.message_uuid)
+    assert result["status"] == "closed", result

@@ -38,6 +38,9 @@ class Env:
         journal_url: str | None = None,
         auto_reply: bool = True,
         failing: frozenset[str] = frozenset(),
+        edit_agencies: Any = None,
+        transfer_roots: dict[str, Path] | None = None,
+        environ: dict[str, str] | None = None,
     ) -> None:
         from flows.local import LocalInstallation
         from flows.routing import Routing
@@ -45,7 +48,11 @@ class Env:
 
         self.tmp = tmp
         agencies = write_agencies(tmp / "agencies.yaml", drop_dir=tmp / "drop")
+        if edit_agencies is not None:  # e.g. the archive on a transfer directory or WebDAV
+            agencies.write_text(edit_agencies(agencies.read_text(encoding="utf-8")),
+                                encoding="utf-8")
         self._env = {
+            **(environ or {}),
             "AMTSBOTE_AGENCIES": str(agencies),
             "AMTSBOTE_DATA_DIR": str(tmp / "data"),
             "AMTSBOTE_DEV_TOKENS": "1",
@@ -75,6 +82,7 @@ class Env:
             failing=failing,
             simulate_partners=auto_reply,
             on_notification=lambda u, p: self.notified.append((u, p)),
+            transfer_roots=transfer_roots or {},
         ).start()
 
     def submit(self, sample_name: str, *, by: str = "wsp-nrw") -> str:

@@ -18,10 +18,13 @@ makes it the ``on_accepted`` hook of the archive's inbox (HTTP), answering to th
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from connectors.directory import Agency, Directory
@@ -33,7 +36,7 @@ from xoev.xdomea.records import Akte, Aussonderungsart, Dokument, Record, Vorgan
 
 from .build import kopf
 
-__all__ = ["STUB_NOTICE", "ArchiveStub", "archive_stub_hook"]
+__all__ = ["STUB_NOTICE", "ArchiveStub", "archive_stub_hook", "transfer_stub"]
 
 log = logging.getLogger("amtsbote.archive_stub")
 
@@ -154,3 +157,34 @@ def archive_stub_hook(directory: Directory, archive: Agency, city: Agency, journ
                              name="simulated-archive").start()
 
     return on_accepted
+
+
+def transfer_stub(root: Path | str, archive: Agency, city: Agency, *,
+                  min_age: float = 0.0) -> Any:
+    """The simulated archive on its transfer area (the folder itself, or the folder a WebDAV
+    server shares): reads what amtsbote wrote into the root (0501, 0503, 0505) and writes its
+    answers as containers into a folder per type (x-man's ``Path0502`` … layout). Returns a
+    :class:`~connectors.transfer.TransferDirPoller`; call ``poll_once()`` (or run it in a
+    :class:`~connectors.inbox.transfer.PollerThread`)."""
+    from connectors.transfer import TransferDirPoller, TransferLayout
+    from xoev.container import read_container, write_container
+
+    area = Path(root)
+    stub = ArchiveStub(archive, city)
+
+    def accept(path: Path, *, source: str) -> None:
+        read = read_container(path)
+        for data in stub.answer(read.xml, file_ok=lambda name: name in read.files):
+            reply = xa.parse(data)
+            folder = area / reply.ROOT
+            folder.mkdir(exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=area, prefix=".stub-") as tmp:
+                write_container(tmp, data)
+                [built] = Path(tmp).glob("*.zip")
+                target = folder / built.name
+                if not target.exists():
+                    os.link(built, target)  # atomic, never replaces
+
+    layout = TransferLayout(receive_types=frozenset({"0501", "0503", "0505"}),
+                            done=".archive-done")
+    return TransferDirPoller(area, accept, layout=layout, min_age=min_age)
