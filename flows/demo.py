@@ -249,6 +249,14 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
         ]
         _print_cases(rt, [c for c in cases if c], ui_url, out)
 
+        from .families.aussonderung.demo import run_demo_aussonderung
+
+        try:
+            archived = await run_demo_aussonderung(rt, run_dir, out)
+        except Exception as exc:
+            print(f"the Aussonderung failed: {type(exc).__name__}: {exc}", file=out)
+            archived = None
+
         dead = journal.deliveries(state=DeliveryState.DEAD, direction=Direction.OUTBOUND)
         if dead:
             dead_cases = sorted({d.case_id for d in dead if d.case_id})
@@ -271,8 +279,8 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
                         print(f"  case {s['case_id']}: {s['status']}", file=out)
                 _print_cases(rt, dead_cases, ui_url, out)
 
-        ok = len(cases) == len(submitted) and all(cases)
-        for case_id in cases:
+        ok = len(cases) == len(submitted) and all(cases) and archived is not None
+        for case_id in [*cases, archived]:
             if case_id is None:
                 continue
             case = journal.get_case(case_id)

@@ -96,8 +96,8 @@ async def _send_one(delivery_id: int) -> DeliveryOutcome:
                     nachrichten_uuid=d.nachrichten_uuid,
                     recipient=d.recipient,
                     sender=rt.home.id,
-                    **({"file": container, "content_type": "application/zip"}
-                       if container is not None else {}),
+                    content_type="application/xml" if container is None else "application/zip",
+                    file=container,
                 )
             )
         except SendError as exc:
@@ -171,7 +171,8 @@ async def _container(key: str, payload: bytes) -> AsyncIterator[Path | None]:
     tmp = Path(tempfile.mkdtemp(prefix="amtsbote-container-"))
     try:
         def write() -> Path:
-            write_container(tmp, payload, {n: _LazyBlob(rt, held[n]) for n in names})
+            lazy: dict[str, Any] = {n: _LazyBlob(rt, held[n]) for n in names}
+            write_container(tmp, payload, lazy)
             [path] = tmp.glob("*.zip")
             return path
 

@@ -160,6 +160,17 @@ def _serve(args: argparse.Namespace) -> int:
         except (ConnectorError, XoevError) as exc:
             return _fail(exc)
         hosted = ", ".join(a.id for a in directory.hosted_by(agency.id)) or "none"
+        pollers = None
+        if agency.id == home_agency():
+            # partners on a transfer directory or WebDAV share (x-man): poll them into this inbox
+            from connectors.inbox.transfer import PollerThread, transfer_pollers
+
+            found = transfer_pollers(app.state.inbox, directory)
+            if found:
+                pollers = PollerThread(found, interval=5.0)
+                pollers.start()
+                print(f"amtsbote inbox: polling {len(found)} transfer area(s): "
+                      + ", ".join(repr(p) for p in found), file=sys.stderr, flush=True)
         print(
             f"amtsbote inbox: {agency.id} on http://{args.host}:{port} "
             f"(journal {journal.url}; mailboxes hosted: {hosted})",
@@ -170,6 +181,9 @@ def _serve(args: argparse.Namespace) -> int:
             serve(app, host=args.host, port=port, log_level=args.log_level)
         except ConnectorError as exc:
             return _fail(exc)
+        finally:
+            if pollers is not None:
+                pollers.stop()
     finally:
         journal.close()
     return EXIT_OK

@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
+from typing import Any
 
 from connectors.directory import Agency
 from xoev.code import Code
@@ -188,7 +189,9 @@ def select(offered: Iterable[Record], appraisal: Bewertungsverzeichnis) -> Selec
          drop if art is Aussonderungsart.VERNICHTEN else hold).append(r.id)
         if isinstance(r, Dokument):
             return r if art is Aussonderungsart.ARCHIVWUERDIG else None
-        children = lambda xs: tuple(c for c in (visit(x, art) for x in xs) if c is not None)  # noqa: E731
+        def children(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+            return tuple(c for c in (visit(x, art) for x in xs) if c is not None)
+
         mark = (dataclasses.replace(r.archiv or Archivmetadaten(),
                                     aussonderungsart=Aussonderungsart.ARCHIVWUERDIG)
                 if art is Aussonderungsart.ARCHIVWUERDIG else r.archiv)

@@ -36,11 +36,10 @@ from flows.blocks import (
     intake,
 )
 from flows.exceptions import CaseError
+from flows.families.aussonderung import evidence
+from flows.families.aussonderung.family import type_code
 from flows.routing import Route
 from flows.runtime import get_runtime
-
-from . import evidence
-from .family import type_code
 
 __all__ = ["aussonderung", "aussonderung_zweistufig", "run_aussonderung"]
 
@@ -49,7 +48,7 @@ __all__ = ["aussonderung", "aussonderung_zweistufig", "run_aussonderung"]
 async def appraised(case: CaseRef) -> dict[str, int]:
     """Keep the archive's appraisal as evidence and show it (IDs only) for the approval."""
     rt = get_runtime()
-    ids = await asyncio.to_thread(evidence.appraised, rt, case.case_id, case.facts.process_id)
+    ids = await asyncio.to_thread(evidence.appraised, rt, case.case_id, _pid(case))
     effective = ids["effective"]
     rows = [{"id": i, "appraisal": art} for art, xs in effective.items() for i in xs]
     await acreate_table_artifact(
@@ -63,7 +62,7 @@ async def imported(case: CaseRef) -> dict[str, int]:
     """Keep the 0503's contents and the archive's import confirmation (0506, with archive
     signatures) as evidence and release the records for deletion."""
     rt = get_runtime()
-    pid = case.facts.process_id
+    pid = _pid(case)
     await asyncio.to_thread(evidence.transferred, rt, case.case_id, pid)
     kassabel: list[str] = []
     if case.procedure == "aussonderung":
@@ -78,6 +77,12 @@ async def imported(case: CaseRef) -> dict[str, int]:
         raise CaseError(case.case_id, f"the archive did not import {release['not_imported']}",
                         step="imported")
     return {k: len(v) for k, v in release.items()}
+
+
+def _pid(case: CaseRef) -> str:
+    """The case's ProzessID (its facts are :class:`AussonderungFacts`)."""
+    process_id: str = case.facts.process_id  # type: ignore[attr-defined]  # AussonderungFacts
+    return process_id
 
 
 def _route(case: CaseRef, routes: tuple[Route, ...], code: str) -> Route:
@@ -102,7 +107,7 @@ async def run_aussonderung(message_uuid: str, procedure: str) -> dict[str, Any]:
         if not counts.get("archivwuerdig"):
             rt = get_runtime()
             kassabel = (await asyncio.to_thread(evidence.appraised, rt, case.case_id,
-                                                case.facts.process_id))["effective"]["kassabel"]
+                                                _pid(case)))["effective"]["kassabel"]
             await asyncio.to_thread(evidence.released_kassabel, rt, case.case_id, kassabel)
             await await_receipts(case)
             return await close(case, outcome="nothing-archivwuerdig")
