@@ -3,6 +3,8 @@ PostgreSQL — and afterwards Prefect's own database holds no personal data from
 
 from __future__ import annotations
 
+import re
+
 import os
 import subprocess
 import sys
@@ -84,8 +86,17 @@ def test_demo_closes_every_case_and_prefect_holds_no_personal_data(
     for procedure in ("gewerbeanmeldung", "gewerbeummeldung", "gewerbeabmeldung"):
         assert procedure in out
     assert "abh.gewerbemeldung.0500" in out and "fetched" in out
+    # the four-stage Aussonderung with the simulated Landesarchiv, its process printed
+    assert re.search(r"case \S+  aussonderung  status=closed", out), out
+    assert "Simulierter Partner" in out
+    assert "appraisal (0502): 12 records archivwürdig, 6 kassabel" in out
+    assert "handed over (0503): 12 records, 6 primary documents" in out
+    assert re.search(r"archive signatures \(0506\): 6, e\.g\. LAV NRW OWL", out), out
+    assert "released for deletion: 12 archived records, 6 kassabel ones" in out
 
     dump = _prefect_database_text(prefect_pg_url)
+    assert "aussonderung-05774032-" in dump
+    assert "Gewerbeakte" not in dump and "32.10.01-" not in dump  # titles, Aktenzeichen
     assert "gewerbeanmeldung-05774032-" in dump  # the runs are there, named after their cases
     personal = _personal_data()
     assert len(personal) >= 6  # names, birth dates and streets of three people were submitted
