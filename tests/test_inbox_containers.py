@@ -67,7 +67,8 @@ def _directory(folder: Path, endpoint: str) -> Directory:
     """The OWL directory with the Landesarchiv, dev tokens, stadt-paderborn at ``endpoint``."""
     text_ = AGENCIES_FILE.read_text(encoding="utf-8")
     text_ = re.sub(r"drop_dir: .*", f"drop_dir: {folder / 'drop'}", text_)
-    text_ = text_.replace("  - Portal\n", "  - Portal\n  - Archiv\n", 1) + ARCHIV_ENTRY
+    # the shipped Landesarchiv (http) becomes a mailbox on the city's inbox here
+    text_ = re.sub(r"  - id: landesarchiv-owl\n(?:    .*\n)+", "", text_) + ARCHIV_ENTRY
     path = folder / "agencies.yaml"
     path.write_text(text_, encoding="utf-8")
     base = Directory.load(path, environ=DEV_ENV)
@@ -168,6 +169,13 @@ def _sha(path: Path) -> str:
 
 
 def _spool_empty(inbox: Inbox) -> None:
+    """No temporary file left — a streamed response removes its own after the last byte was
+    sent (a background task), so give it a moment (bounded)."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while inbox.spool.exists() and list(inbox.spool.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not inbox.spool.exists() or list(inbox.spool.iterdir()) == []
 
 

@@ -53,7 +53,8 @@ def _directory(archiv: Agency) -> Directory:
 def _message(payload: bytes | None = None, *, file: Path | None = None) -> OutgoingMessage:
     return OutgoingMessage(payload=payload or build(messages()["0501"]),
                            nachrichten_uuid=str(uuid.uuid4()), recipient="archiv",
-                           sender="stadt", file=file)
+                           sender="stadt", file=file,
+                           content_type="application/zip" if file else "application/xml")
 
 
 def _container(tmp: Path, code: str = "0502") -> Path:
