@@ -3,9 +3,8 @@ PostgreSQL — and afterwards Prefect's own database holds no personal data from
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
