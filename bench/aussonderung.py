@@ -176,7 +176,7 @@ class PeakWatch:
     """Snapshots tracemalloc whenever the traced memory has grown by ``step`` over the last
     snapshot's, so the allocation sites at (about) the peak can be shown."""
 
-    def __init__(self, step: int = 16 * MIB, interval: float = 0.05) -> None:
+    def __init__(self, step: int = 4 * MIB, interval: float = 0.05) -> None:
         self.step, self.interval = step, interval
         self.snapshot: Any = None
         self.at = 0

@@ -5,9 +5,14 @@
     AmtsboteFlowError
     ├── RoutingError            routing.yaml unusable: file, line, field
     ├── CaseError               a case cannot be processed (case id, step)
-    │   ├── IntakeRejected      the inbound notification has findings or is no Gewerbeanzeige
+    │   ├── IntakeRejected      the start message has findings or does not fit the procedure
     │   └── UnknownCaseError    no such case in the journal
-    └── CorrelationError        a reply cannot be matched or delivered to its flow run
+    ├── CorrelationError        a reply cannot be matched or delivered to its flow run
+    ├── UnknownFamilyError      (flows.families) no family has that name / procedure / standard
+    └── (flows.families.aussonderung)
+        ├── ExportError         the DMS's export folder is unusable: file, line, field
+        ├── HandOverError       what the DMS handed over cannot be used (source, problem)
+        └── CandidateError      the 0503 cannot be built (nothing archivwürdig, file missing)
 """
 
 from __future__ import annotations

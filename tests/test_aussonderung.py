@@ -105,6 +105,18 @@ def test_four_stage_aussonderung_hands_over_only_what_is_archivwuerdig(
     assert not released["not_imported"]
     assert set(ev["aussonderung.transferred"]["files"]) == set(names)
 
+    # the evidence exported as the CLI does it
+    from flows.cli import main
+
+    out = tmp_path / "evidence.json"
+    assert main(["aussonderung", "evidence", case_id, "--out", str(out)]) == 0
+    doc = __import__("json").loads(out.read_text(encoding="utf-8"))
+    assert doc["process_id"] == pid and doc["status"] == "closed"
+    assert [e["kind"] for e in doc["events"]] == [
+        "aussonderung.handed-over", "aussonderung.appraised", "aussonderung.transferred",
+        "aussonderung.imported", "aussonderung.released"]
+    assert main(["aussonderung", "evidence", "05774032-2026-999999"]) == 2
+
 
 def test_rerun_and_second_hand_over_send_nothing_twice(env: Env, tmp_path: Path) -> None:
     folder = write_sample_export(tmp_path / "export", akten=1, documents=DOCS, seed="twice")
@@ -151,6 +163,33 @@ def test_two_stage_aussonderung(env: Env, tmp_path: Path, version: str) -> None:
     # two-stage: everything handed over is the DMS's choice — all three documents
     assert len(archive.blobs.files_of(msg.nachrichten_uuid)) == 3
     assert "aussonderung.released" in _kinds(env, result["case_id"])
+
+
+def test_a_dms_built_0501_is_validated_and_passed_on(env: Env, tmp_path: Path) -> None:
+    """A 0501 the DMS built itself (no export): validated, stored, the four-stage procedure
+    starts; its Empfänger becomes the routing's archive when it is passed on. A broken one is
+    refused with the file named."""
+    from flows.families.aussonderung import build as b
+    from flows.families.aussonderung.export import read_export
+
+    export = read_export(write_sample_export(tmp_path / "x", akten=1, documents=DOCS,
+                                             seed="dms-0501"))
+    start = b.from_export(export, absender=env.rt.home,
+                          empfaenger=env.directory.get("it-nrw")).start  # a wrong Empfänger
+    path = tmp_path / "0501.xml"
+    path.write_bytes(xa.build(start))
+    done = hand_over(env.rt, path)
+    assert done.procedure == "aussonderung" and done.files == 0
+    family = __import__("flows.families", fromlist=["get_family"]).get_family("aussonderung")
+    route = next(r for r in env.rt.routing_for("aussonderung").rules if r.rule == "anbietung")
+    case = type("C", (), {"message_uuid": done.message_uuid, "case_id": "-",
+                          "facts": family.open_check(path.read_bytes(), "aussonderung")[0]})()
+    built = family.build(env.rt, case, route, message_uuid=done.message_uuid)
+    assert b"05-OWL" in built.payload and b"STLA" not in built.payload
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(path.read_bytes().replace(b"</xdomea:Kopf>", b"<x/></xdomea:Kopf>"))
+    with pytest.raises(HandOverError, match="broken.xml"):
+        hand_over(env.rt, broken)
 
 
 def test_hand_over_refuses_what_cannot_start(env: Env, tmp_path: Path) -> None:

@@ -21,12 +21,12 @@ import httpx
 from ..directory import Agency, Channel, Directory
 from ..senders.webdav import webdav_auth
 from ..transfer import PollResult, TransferDirPoller, WebDavPoller
-from .exceptions import ApiError
+from .exceptions import ApiError, InboxError
 
 __all__ = ["PollerThread", "transfer_pollers"]
 
 
-class _Refusal(Exception):
+class _Refusal(InboxError):
     """An inbox refusal as the poller reads it (``status_code`` 4xx → rejected)."""
 
     def __init__(self, exc: ApiError) -> None:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 
+from ..exceptions import AmtsboteFlowError
 from .base import (
     BuiltMessage,
     Facts,
@@ -53,7 +54,7 @@ _lock = threading.Lock()
 _families: dict[str, Family] | None = None
 
 
-class UnknownFamilyError(LookupError):
+class UnknownFamilyError(AmtsboteFlowError, LookupError):
     """No family of that name, or none serving that procedure or standard."""
 
     def __init__(self, what: str, key: str, known: list[str]) -> None:

@@ -45,6 +45,7 @@ from xoev.xdomea.records import (
     Vorgang,
 )
 
+from ...exceptions import AmtsboteFlowError
 from . import export as ex
 
 __all__ = [
@@ -70,7 +71,7 @@ FORMAT_BY_EXTENSION = {
 _PRODUCT = SendendesSystem(produktname="amtsbote", version="0.1.0")
 
 
-class CandidateError(ValueError):
+class CandidateError(AmtsboteFlowError):
     """The 0503 cannot be built: a record appraised archivwürdig has no primary document."""
 
 

@@ -48,6 +48,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from ...exceptions import AmtsboteFlowError
+
 __all__ = [
     "Akte",
     "Dokument",
@@ -61,7 +63,7 @@ __all__ = [
 _CHUNK = 1 << 20
 
 
-class ExportError(ValueError):
+class ExportError(AmtsboteFlowError, ValueError):
     """An export folder that cannot be used; ``problems`` are ``file:line: field: message``."""
 
     def __init__(self, folder: Path, problems: list[str]) -> None:
