@@ -188,7 +188,7 @@ def test_a_dms_built_0501_is_validated_and_passed_on(env: Env, tmp_path: Path) -
     assert b"05-OWL" in built.payload and b"STLA" not in built.payload
     broken = tmp_path / "broken.xml"
     broken.write_bytes(path.read_bytes().replace(b"</xdomea:Kopf>", b"<x/></xdomea:Kopf>"))
-    with pytest.raises(HandOverError, match="broken.xml"):
+    with pytest.raises(HandOverError, match=r"broken\.xml"):
         hand_over(env.rt, broken)
 
 
