@@ -192,6 +192,23 @@ def test_a_dms_built_0501_is_validated_and_passed_on(env: Env, tmp_path: Path) -
         hand_over(env.rt, broken)
 
 
+def test_a_slow_archive_is_waited_for(env: Env, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 0506 comes seconds after the 0507: the run waits for it (a run-input key per reply
+    type that Prefect accepts) and is resumed when it arrives."""
+    from flows.families.aussonderung import archive_stub
+
+    monkeypatch.setattr(archive_stub, "REPLY_GAP", 3.0)
+    folder = write_sample_export(tmp_path / "export", akten=1, verfahren="zweistufig",
+                                 documents=DOCS, seed="slow")
+    done = hand_over(env.rt, folder)
+    result = _run("aussonderung-zweistufig", done.message_uuid)
+    assert result["status"] == "closed", result
+    waits = [e for e in env.journal.events(case_id=result["case_id"], kind="case.updated")
+             if str(e.detail.get("waiting_for", "")).startswith("reply:")]
+    assert waits  # it did wait
+
+
 def test_hand_over_refuses_what_cannot_start(env: Env, tmp_path: Path) -> None:
     folder = write_sample_export(tmp_path / "export", akten=1, documents=DOCS, seed="refuse")
     (folder / "dokumente" / "0000-anmeldung.pdf").unlink()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -86,12 +87,20 @@ async def exchange(
     sent_uuid = outcomes[0].nachrichten_uuid
     replies = []
     for i, message_type in enumerate(types):
-        key = f"reply-{route.rule}" if i == 0 else f"reply-{route.rule}-{message_type}"
+        key = _input_key(route.rule, None if i == 0 else message_type)
         reply_uuid = await _await_reply(case, route, sent_uuid, message_type, key=key,
                                         announce=i == 0)
         outcome = await record_reply(case, reply_uuid, route.rule)
         replies.append(Reply(message_type, reply_uuid, outcome))
     return replies
+
+
+def _input_key(rule: str, message_type: str | None) -> str:
+    """The run-input key of a wait: Prefect takes lower-case letters, digits and dashes only
+    (an xdomea root name such as ``Aussonderung.AussonderungImportBestaetigen.0506`` has dots
+    and capitals)."""
+    key = f"reply-{rule}" if message_type is None else f"reply-{rule}-{message_type}"
+    return re.sub(r"[^a-z0-9-]+", "-", key.lower())
 
 
 def _deadline(route: Route) -> datetime:

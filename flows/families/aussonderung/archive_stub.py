@@ -40,6 +40,9 @@ __all__ = ["STUB_NOTICE", "ArchiveStub", "archive_stub_hook", "transfer_stub"]
 
 log = logging.getLogger("amtsbote.archive_stub")
 
+REPLY_GAP = 0.0
+"""Seconds the simulated archive waits between its two answers (a test makes it slow, so that
+the procedure waits for the second one)."""
 STUB_NOTICE = "Simulierter Partner (amtsbote archive stub) - kein Landesarchiv, nur Test und Demo"
 
 
@@ -137,7 +140,9 @@ def archive_stub_hook(directory: Directory, archive: Agency, city: Agency, journ
         payload = journal.payload(key, direction=Direction.INBOUND)
         answers = stub.answer(payload, file_ok=file_ok_for(key))
         with sender_for(city.id, directory) as sender:
-            for data in answers:
+            for n, data in enumerate(answers):
+                if n:
+                    time.sleep(REPLY_GAP)
                 reply = xa.parse(data)
                 message = OutgoingMessage(
                     payload=data,
