@@ -30,6 +30,7 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check xoev connectors flows tests bench
+	$(BIN)/ruff format --check xoev connectors flows tests bench
 	$(BIN)/mypy xoev connectors flows
 
 clean:

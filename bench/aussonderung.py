@@ -53,8 +53,10 @@ sys.path.insert(0, str(ROOT))
 MIB = 1 << 20
 RSS_TARGET_MIB = 300
 DAV_USER, DAV_PASSWORD = "stadt", "geheim"
-_ARCHIVE_HTTP = re.compile(r"(  - id: landesarchiv-owl\n(?:    .*\n)*?)    channel: http\n"
-                           r"    endpoint: .*\n")
+_ARCHIVE_HTTP = re.compile(
+    r"(  - id: landesarchiv-owl\n(?:    .*\n)*?)    channel: http\n"
+    r"    endpoint: .*\n"
+)
 
 
 def free_port() -> int:
@@ -99,13 +101,20 @@ class DavServer:
         self.root, self.port = root, port
         root.mkdir(parents=True, exist_ok=True)
         config = {
-            "host": "127.0.0.1", "port": self.port,
+            "host": "127.0.0.1",
+            "port": self.port,
             "provider_mapping": {"/transfer": str(root)},
             "simple_dc": {"user_mapping": {"*": {DAV_USER: {"password": DAV_PASSWORD}}}},
-            "http_authenticator": {"domain_controller": None, "accept_basic": True,
-                                   "accept_digest": False, "default_to_digest": False},
-            "verbose": 0, "logging": {"enable": False, "enable_loggers": []},
-            "lock_storage": True, "property_manager": True,
+            "http_authenticator": {
+                "domain_controller": None,
+                "accept_basic": True,
+                "accept_digest": False,
+                "default_to_digest": False,
+            },
+            "verbose": 0,
+            "logging": {"enable": False, "enable_loggers": []},
+            "lock_storage": True,
+            "property_manager": True,
             "dir_browser": {"enable": False},
         }
         self.server = wsgi.Server(("127.0.0.1", self.port), WsgiDAVApp(config), numthreads=4)
@@ -210,8 +219,12 @@ def _run_case(args: argparse.Namespace, tmp: Path) -> int:
     channel = args.case
     akten = max(1, args.records // 5)
     document_size = max(1, int(args.mb * MIB) // (2 * akten))
-    folder = write_sample_export(tmp / "export", akten=akten, document_size=document_size,
-                                 seed=f"bench-{channel}-{uuid.uuid4().hex[:8]}")
+    folder = write_sample_export(
+        tmp / "export",
+        akten=akten,
+        document_size=document_size,
+        seed=f"bench-{channel}-{uuid.uuid4().hex[:8]}",
+    )
     docs = handed_over_documents(folder)
     doc_bytes = sum(p.stat().st_size for p in docs)
     os.sync()
@@ -239,24 +252,32 @@ def _run_case(args: argparse.Namespace, tmp: Path) -> int:
         lines = f"    channel: transfer-dir\n    transfer_dir: {area}\n"
     else:
         port = free_port()
-        dav = subprocess.Popen([sys.executable, __file__, "--_dav", str(area), str(port)],
-                               stdout=subprocess.PIPE, text=True)
+        dav = subprocess.Popen(
+            [sys.executable, __file__, "--_dav", str(area), str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert dav.stdout is not None and dav.stdout.readline().strip() == "ready"
-        lines = (f"    channel: webdav\n    webdav_url: http://127.0.0.1:{port}/transfer\n"
-                 "    webdav_user_env: AMTSBOTE_DAV_USER_LAV\n"
-                 "    webdav_password_env: AMTSBOTE_DAV_PASSWORD_LAV\n")
+        lines = (
+            f"    channel: webdav\n    webdav_url: http://127.0.0.1:{port}/transfer\n"
+            "    webdav_user_env: AMTSBOTE_DAV_USER_LAV\n"
+            "    webdav_password_env: AMTSBOTE_DAV_PASSWORD_LAV\n"
+        )
         transfer_roots = {"landesarchiv-owl": area}
-        os.environ.update({"AMTSBOTE_DAV_USER_LAV": DAV_USER,
-                           "AMTSBOTE_DAV_PASSWORD_LAV": DAV_PASSWORD})
+        os.environ.update(
+            {"AMTSBOTE_DAV_USER_LAV": DAV_USER, "AMTSBOTE_DAV_PASSWORD_LAV": DAV_PASSWORD}
+        )
     text, n = _ARCHIVE_HTTP.subn(lambda m: m.group(1) + lines, text)
     assert n == 1, "landesarchiv-owl not found in the directory"
     agencies = tmp / "agencies.yaml"
     agencies.write_text(text, encoding="utf-8")
-    os.environ.update({
-        "AMTSBOTE_AGENCIES": str(agencies),
-        "AMTSBOTE_DATA_DIR": str(tmp / "data"),
-        "AMTSBOTE_DEV_TOKENS": "1",
-    })
+    os.environ.update(
+        {
+            "AMTSBOTE_AGENCIES": str(agencies),
+            "AMTSBOTE_DATA_DIR": str(tmp / "data"),
+            "AMTSBOTE_DEV_TOKENS": "1",
+        }
+    )
 
     from datetime import timedelta
 
@@ -270,13 +291,24 @@ def _run_case(args: argparse.Namespace, tmp: Path) -> int:
 
     directory = Directory.default()
     journal = Journal(f"sqlite:///{tmp / 'data' / 'journal.sqlite'}", create=True)
-    rt = Runtime(journal=journal, directory=directory,
-                 routing=Routing.default(directory=directory),
-                 settings=FlowSettings(retry_delays=(0.5, 1.0), poll_interval=0.5,
-                                       receipt_wait=timedelta(seconds=60), suspend=False))
+    rt = Runtime(
+        journal=journal,
+        directory=directory,
+        routing=Routing.default(directory=directory),
+        settings=FlowSettings(
+            retry_delays=(0.5, 1.0),
+            poll_interval=0.5,
+            receipt_wait=timedelta(seconds=60),
+            suspend=False,
+        ),
+    )
     use_runtime(rt)
-    installation = LocalInstallation(directory=directory, home="stadt-paderborn",
-                                     home_journal=journal, transfer_roots=transfer_roots).start()
+    installation = LocalInstallation(
+        directory=directory,
+        home="stadt-paderborn",
+        home_journal=journal,
+        transfer_roots=transfer_roots,
+    ).start()
     stop = threading.Event()
     watch = PeakWatch()
     try:
@@ -303,8 +335,11 @@ def _run_case(args: argparse.Namespace, tmp: Path) -> int:
         if result.get("status") != "closed" or result.get("outcome") != "archived":
             print(json.dumps({"error": f"case did not close archived: {result}"}), flush=True)
             return 1
-        appraised = next(e.detail for e in journal.events(case_id=result["case_id"])
-                         if e.kind == "aussonderung.appraised")
+        appraised = next(
+            e.detail
+            for e in journal.events(case_id=result["case_id"])
+            if e.kind == "aussonderung.appraised"
+        )
         records_over = len(appraised["effective"]["archivwuerdig"])
         [container] = (area / ".archive-done").glob("*0503.zip")
         with zipfile.ZipFile(container) as zf:
@@ -313,24 +348,44 @@ def _run_case(args: argparse.Namespace, tmp: Path) -> int:
         top: list[str] = []
         want_top = args.top or (maxrss > RSS_TARGET_MIB and args.tracemalloc)
         if want_top and watch.snapshot is not None:
-            snap = watch.snapshot.filter_traces((
-                tracemalloc.Filter(False, tracemalloc.__file__),
-                tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
-            ))
+            snap = watch.snapshot.filter_traces(
+                (
+                    tracemalloc.Filter(False, tracemalloc.__file__),
+                    tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+                )
+            )
             for stat in snap.statistics("lineno")[: args.top or 15]:
                 frame = stat.traceback[0]
-                top.append(f"{stat.size / MIB:8.1f} MiB {stat.count:8d} blocks  "
-                           f"{frame.filename}:{frame.lineno}")
-        print(json.dumps({
-            "channel": channel, "akten": akten, "records": akten * 5,
-            "records_over": records_over, "documents_over": len(members),
-            "doc_bytes": doc_bytes, "sent_bytes": sent_bytes, "document_size": document_size,
-            "t_copy": t_copy, "t_handover": t_handover, "t_case": t_case,
-            "rss_before": rss_before, "maxrss_before": maxrss_before, "maxrss": maxrss,
-            "maxrss_handover": maxrss_handover,
-            "traced_peak": traced_peak / MIB, "traced_at_snapshot": watch.at / MIB,
-            "tracemalloc": args.tracemalloc, "top": top,
-        }), flush=True)
+                top.append(
+                    f"{stat.size / MIB:8.1f} MiB {stat.count:8d} blocks  "
+                    f"{frame.filename}:{frame.lineno}"
+                )
+        print(
+            json.dumps(
+                {
+                    "channel": channel,
+                    "akten": akten,
+                    "records": akten * 5,
+                    "records_over": records_over,
+                    "documents_over": len(members),
+                    "doc_bytes": doc_bytes,
+                    "sent_bytes": sent_bytes,
+                    "document_size": document_size,
+                    "t_copy": t_copy,
+                    "t_handover": t_handover,
+                    "t_case": t_case,
+                    "rss_before": rss_before,
+                    "maxrss_before": maxrss_before,
+                    "maxrss": maxrss,
+                    "maxrss_handover": maxrss_handover,
+                    "traced_peak": traced_peak / MIB,
+                    "traced_at_snapshot": watch.at / MIB,
+                    "tracemalloc": args.tracemalloc,
+                    "top": top,
+                }
+            ),
+            flush=True,
+        )
         return 0
     finally:
         stop.set()
@@ -348,21 +403,35 @@ def _run_case(args: argparse.Namespace, tmp: Path) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=1000,
-                    help="records in the export, 5 per Akte (default 1000)")
-    ap.add_argument("--mb", type=float, default=200,
-                    help="MiB of archivwürdig primary documents (default 200)")
-    ap.add_argument("--channels", default="transfer-dir,webdav",
-                    help="comma-separated: transfer-dir, webdav (default both)")
+    ap.add_argument(
+        "--records", type=int, default=1000, help="records in the export, 5 per Akte (default 1000)"
+    )
+    ap.add_argument(
+        "--mb", type=float, default=200, help="MiB of archivwürdig primary documents (default 200)"
+    )
+    ap.add_argument(
+        "--channels",
+        default="transfer-dir,webdav",
+        help="comma-separated: transfer-dir, webdav (default both)",
+    )
     ap.add_argument("--prefect-db", choices=("postgres", "sqlite"), default="postgres")
-    ap.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false",
-                    help="do not trace Python allocations (time without its overhead)")
+    ap.add_argument(
+        "--no-tracemalloc",
+        dest="tracemalloc",
+        action="store_false",
+        help="do not trace Python allocations (time without its overhead)",
+    )
     ap.add_argument("--frames", type=int, default=1, help="tracemalloc frames (default 1)")
-    ap.add_argument("--top", type=int, default=0,
-                    help="print the N biggest allocation sites near the traced peak")
+    ap.add_argument(
+        "--top",
+        type=int,
+        default=0,
+        help="print the N biggest allocation sites near the traced peak",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
-    ap.add_argument("--_case", dest="case", choices=("transfer-dir", "webdav"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--_case", dest="case", choices=("transfer-dir", "webdav"), help=argparse.SUPPRESS
+    )
     ap.add_argument("--_dav", dest="dav", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.dav:
@@ -376,11 +445,13 @@ def main() -> int:
             ap.error(f"unknown channel {c!r}")
     command = " ".join([".venv/bin/python", "bench/aussonderung.py", *sys.argv[1:]])
     tmp = Path(tempfile.mkdtemp(prefix="amtsbote-bench-aussonderung-"))
-    os.environ.update({
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_HOME": str(tmp / "prefect-client"),
-        "PREFECT_LOGGING_LEVEL": "ERROR",
-    })
+    os.environ.update(
+        {
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_HOME": str(tmp / "prefect-client"),
+            "PREFECT_LOGGING_LEVEL": "ERROR",
+        }
+    )
     prefect_db = None
     from flows.local import PrefectServer
 
@@ -393,13 +464,22 @@ def main() -> int:
     try:
         server.start()
         os.environ["PREFECT_API_URL"] = server.api_url
-        passed = ["--records", str(args.records), "--mb", str(args.mb),
-                  "--frames", str(args.frames), "--top", str(args.top)]
+        passed = [
+            "--records",
+            str(args.records),
+            "--mb",
+            str(args.mb),
+            "--frames",
+            str(args.frames),
+            "--top",
+            str(args.top),
+        ]
         passed += [] if args.tracemalloc else ["--no-tracemalloc"]
         passed += ["--keep"] if args.keep else []
         for c in channels:
-            proc = subprocess.run([sys.executable, __file__, *passed, "--_case", c],
-                                  stdout=subprocess.PIPE, text=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, *passed, "--_case", c], stdout=subprocess.PIPE, text=True
+            )
             last = (proc.stdout.strip().splitlines() or ["{}"])[-1]
             try:
                 row = json.loads(last)
@@ -417,33 +497,44 @@ def main() -> int:
 
     first = rows[0]
     print(f"command: {command}")
-    print(f"export: {first['akten']} Akten, {first['records']} records; handed over "
-          f"(archivwürdig): {first['records_over']} records, {first['documents_over']} documents "
-          f"of {first['document_size'] / MIB:.2f} MiB = {first['sent_bytes'] / MIB:.1f} MiB; "
-          f"Prefect server: {args.prefect_db}; tracemalloc: "
-          f"{'on' if args.tracemalloc else 'off'}")
-    head = (f"{'channel':<13} {'case s':>7} {'hand-over s':>11} {'MiB/s':>7} {'copy s':>7} "
-            f"{'copy MiB/s':>10} {'ratio':>6} {'RSS peak':>9} {'RSS idle':>9} {'traced':>7}")
+    print(
+        f"export: {first['akten']} Akten, {first['records']} records; handed over "
+        f"(archivwürdig): {first['records_over']} records, {first['documents_over']} documents "
+        f"of {first['document_size'] / MIB:.2f} MiB = {first['sent_bytes'] / MIB:.1f} MiB; "
+        f"Prefect server: {args.prefect_db}; tracemalloc: "
+        f"{'on' if args.tracemalloc else 'off'}"
+    )
+    head = (
+        f"{'channel':<13} {'case s':>7} {'hand-over s':>11} {'MiB/s':>7} {'copy s':>7} "
+        f"{'copy MiB/s':>10} {'ratio':>6} {'RSS peak':>9} {'RSS idle':>9} {'traced':>7}"
+    )
     print(head)
     for r in rows:
         mb = r["sent_bytes"] / MIB
         rate, copy_rate = mb / r["t_case"], r["doc_bytes"] / MIB / r["t_copy"]
         traced = f"{r['traced_peak']:6.0f}M" if r["tracemalloc"] else "    -"
-        print(f"{r['channel']:<13} {r['t_case']:7.1f} {r['t_handover']:11.1f} {rate:7.1f} "
-              f"{r['t_copy']:7.2f} {copy_rate:10.1f} {rate / copy_rate:6.3f} "
-              f"{r['maxrss']:8.0f}M {r['rss_before']:8.0f}M {traced}")
-    print("case s: hand-over + flow run to close; MiB/s: handed-over documents / case s; copy: "
-          "shutil.copyfile of the same documents in the same process; ratio: MiB/s against the "
-          "copy; RSS peak: ru_maxrss of the case's process (target < "
-          f"{RSS_TARGET_MIB} MiB); RSS idle: its RSS before the hand-over (imports, inboxes); "
-          "traced: tracemalloc peak of Python allocations during the case")
+        print(
+            f"{r['channel']:<13} {r['t_case']:7.1f} {r['t_handover']:11.1f} {rate:7.1f} "
+            f"{r['t_copy']:7.2f} {copy_rate:10.1f} {rate / copy_rate:6.3f} "
+            f"{r['maxrss']:8.0f}M {r['rss_before']:8.0f}M {traced}"
+        )
+    print(
+        "case s: hand-over + flow run to close; MiB/s: handed-over documents / case s; copy: "
+        "shutil.copyfile of the same documents in the same process; ratio: MiB/s against the "
+        "copy; RSS peak: ru_maxrss of the case's process (target < "
+        f"{RSS_TARGET_MIB} MiB); RSS idle: its RSS before the hand-over (imports, inboxes); "
+        "traced: tracemalloc peak of Python allocations during the case"
+    )
     for r in rows:
         verdict = "met" if r["maxrss"] < RSS_TARGET_MIB else "MISSED"
-        print(f"{r['channel']}: peak RSS {r['maxrss']:.0f} MiB (by the end of the hand-over "
-              f"{r['maxrss_handover']:.0f} MiB) — target < {RSS_TARGET_MIB} MiB {verdict}")
+        print(
+            f"{r['channel']}: peak RSS {r['maxrss']:.0f} MiB (by the end of the hand-over "
+            f"{r['maxrss_handover']:.0f} MiB) — target < {RSS_TARGET_MIB} MiB {verdict}"
+        )
         if r["top"]:
-            print(f"  biggest Python allocation sites at ~{r['traced_at_snapshot']:.0f} MiB "
-                  "traced:")
+            print(
+                f"  biggest Python allocation sites at ~{r['traced_at_snapshot']:.0f} MiB traced:"
+            )
             for line in r["top"]:
                 print(f"  {line}")
     return 0

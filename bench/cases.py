@@ -297,12 +297,18 @@ def main() -> int:
             f"{'amtsbote: one flow run per case, journal':<44} {t_flow:8.2f} {flow_rate:8.1f} "
             f"{flow_rate / base_rate:6.2f}"
         )
-        print(f"{'ceiling: empty flow runs (no tasks, no work)':<44} {t_empty:8.2f} "
-              f"{args.n / t_empty:8.1f} {args.n / t_empty / base_rate:6.2f}")
-        print(f"amtsbote cases/s against empty flow runs/s, same run: "
-              f"{flow_rate / (args.n / t_empty):.2f}x (target >= 0.5x)")
-        print(f"peak RSS of this process: {rss_mb:.0f} MiB; load average at the end: "
-              f"{os.getloadavg()[0]:.1f}")
+        print(
+            f"{'ceiling: empty flow runs (no tasks, no work)':<44} {t_empty:8.2f} "
+            f"{args.n / t_empty:8.1f} {args.n / t_empty / base_rate:6.2f}"
+        )
+        print(
+            f"amtsbote cases/s against empty flow runs/s, same run: "
+            f"{flow_rate / (args.n / t_empty):.2f}x (target >= 0.5x)"
+        )
+        print(
+            f"peak RSS of this process: {rss_mb:.0f} MiB; load average at the end: "
+            f"{os.getloadavg()[0]:.1f}"
+        )
         return 0
     finally:
         if partners is not None:

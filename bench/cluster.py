@@ -54,8 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-PG_ADMIN_URL = os.environ.get("AMTSBOTE_TEST_PG_ADMIN",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "AMTSBOTE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 HOME_AGENCY = "stadt-paderborn"
 PORTAL = "wsp-nrw"
 #: What the portal submits: the three notification samples, and the restaurant's Anmeldung by a
@@ -72,8 +73,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_agencies(target: Path, *, drop_dir: Path,
-                   concurrency: dict[str, int] | None = None) -> Path:
+def write_agencies(
+    target: Path, *, drop_dir: Path, concurrency: dict[str, int] | None = None
+) -> Path:
     """The shipped OWL directory with every loopback endpoint on a free port, the file drop in
     ``drop_dir`` and, optionally, other ``concurrency`` values for some agencies."""
     text = (ROOT / "deployments" / "owl" / "agencies.yaml").read_text(encoding="utf-8")
@@ -153,8 +155,11 @@ class InFlight:
         self._lock = threading.Lock()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "POST" or \
-                scope.get("path") != "/v1/messages":
+        if (
+            scope.get("type") != "http"
+            or scope.get("method") != "POST"
+            or scope.get("path") != "/v1/messages"
+        ):
             await self.app(scope, receive, send)
             return
         with self._lock:
@@ -195,8 +200,12 @@ class ClusterOptions:
     limits: bool = True
     automations: bool = True
     deploy: bool = True
-    deployments: tuple[str, ...] | None = ("gewerbeanmeldung", "gewerbeummeldung",
-                                           "gewerbeabmeldung", "redeliver")
+    deployments: tuple[str, ...] | None = (
+        "gewerbeanmeldung",
+        "gewerbeummeldung",
+        "gewerbeabmeldung",
+        "redeliver",
+    )
     """prefect.yaml deployments to create (``prefect deploy --name …``); None: ``--all``."""
     log_dir: Path | None = None
 
@@ -206,8 +215,9 @@ class Cluster:
     inboxes (this process), ``prefect deploy --all``, limits, automations and process workers
     (subprocesses). The Prefect server is the one ``PREFECT_API_URL`` names."""
 
-    def __init__(self, tmp: Path, *, journal_url: str,
-                 options: ClusterOptions | None = None) -> None:
+    def __init__(
+        self, tmp: Path, *, journal_url: str, options: ClusterOptions | None = None
+    ) -> None:
         self.tmp = tmp
         self.journal_url = journal_url
         self.opts = options or ClusterOptions()
@@ -234,8 +244,11 @@ class Cluster:
         return d
 
     def _set_env(self) -> dict[str, str]:
-        agencies = write_agencies(self.tmp / "agencies.yaml", drop_dir=self.tmp / "drop",
-                                  concurrency=self.opts.concurrency)
+        agencies = write_agencies(
+            self.tmp / "agencies.yaml",
+            drop_dir=self.tmp / "drop",
+            concurrency=self.opts.concurrency,
+        )
         env = {
             "AMTSBOTE_AGENCIES": str(agencies),
             "AMTSBOTE_DATA_DIR": str(self.tmp / "data"),
@@ -278,25 +291,37 @@ class Cluster:
         self.directory = Directory.default()
         self.routing = Routing.default(directory=self.directory)
         self.journal = Journal(self.journal_url, create=True)
-        self.rt = Runtime(journal=self.journal, directory=self.directory, routing=self.routing,
-                          settings=FlowSettings.from_env())
+        self.rt = Runtime(
+            journal=self.journal,
+            directory=self.directory,
+            routing=self.routing,
+            settings=FlowSettings.from_env(),
+        )
         use_runtime(self.rt)
         self.installation = LocalInstallation(
-            directory=self.directory, home=HOME_AGENCY, home_journal=self.journal,
-            simulate_partners=True, on_notification=emit_accepted_event).start()
+            directory=self.directory,
+            home=HOME_AGENCY,
+            home_journal=self.journal,
+            simulate_partners=True,
+            on_notification=emit_accepted_event,
+        ).start()
         for agency_id, delay in self.opts.tracked.items():  # the same inbox, instrumented
             self.installation.servers.pop(agency_id).stop()
             agency = self.directory.get(agency_id)
-            app = create_app(agency_id, journal=self.installation.journal_of(agency_id),
-                             directory=self.directory)
+            app = create_app(
+                agency_id, journal=self.installation.journal_of(agency_id), directory=self.directory
+            )
             tracker = InFlight(app, delay=delay)
             port = int(str(agency.endpoint).rsplit(":", 1)[1].split("/")[0])
             self.installation.servers[agency_id] = InboxServer(tracker, port=port).start()
             self.trackers[agency_id] = tracker
         from flows.operations import ensure_work_pool
 
-        asyncio.run(ensure_work_pool(
-            concurrency_limit=max(1, self.opts.workers * self.opts.runs_per_worker)))
+        asyncio.run(
+            ensure_work_pool(
+                concurrency_limit=max(1, self.opts.workers * self.opts.runs_per_worker)
+            )
+        )
         if self.opts.deploy:
             self.deploy()
         for i in range(self.opts.workers):
@@ -314,15 +339,25 @@ class Cluster:
         env = dict(os.environ)
         out = self.log_dir / "deploy.log"
         with open(out, "ab") as log:
-            which = (["--all"] if self.opts.deployments is None else
-                     [a for n in self.opts.deployments for a in ("--name", n)])
+            which = (
+                ["--all"]
+                if self.opts.deployments is None
+                else [a for n in self.opts.deployments for a in ("--name", n)]
+            )
             done = subprocess.run(
-                [sys.executable, "-m", "prefect", "--no-prompt", "deploy", *which], cwd=ROOT,
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                timeout=300, check=False)
+                [sys.executable, "-m", "prefect", "--no-prompt", "deploy", *which],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+                check=False,
+            )
         if done.returncode != 0:
-            raise RuntimeError(f"prefect deploy {' '.join(which)} failed ({done.returncode}); "
-                               f"see {out}")
+            raise RuntimeError(
+                f"prefect deploy {' '.join(which)} failed ({done.returncode}); see {out}"
+            )
         if self.opts.limits:
             asyncio.run(sync_limits(self.directory))
         if self.opts.automations:
@@ -330,17 +365,34 @@ class Cluster:
                 heartbeat_seconds=self.opts.heartbeat,
                 zombie_after=timedelta(seconds=self.opts.zombie_after),
                 max_crashes=self.opts.max_crashes,
-                reply_within={k: parse_duration(v) for k, v in self.opts.reply_within.items()})
+                reply_within={k: parse_duration(v) for k, v in self.opts.reply_within.items()},
+            )
             asyncio.run(sync_automations(self.routing, settings, home=ROOT))
 
     def start_worker(self, i: int) -> subprocess.Popen[bytes]:
         self._generation += 1
         log = open(self.log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "amtsbote-process",
-             "--type", "process", "--name", f"cluster-{i}-{self._generation}"],
-            cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "worker",
+                "start",
+                "--pool",
+                "amtsbote-process",
+                "--type",
+                "process",
+                "--name",
+                f"cluster-{i}-{self._generation}",
+            ],
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         self.workers[i] = proc
         return proc
@@ -427,9 +479,15 @@ class Cluster:
                     if case.case_id in done:
                         continue
                     events = self.journal.events(case_id=case.case_id, kind="case.updated")
-                    if any(e.detail.get("waiting_for") == "approval" for e in events) and \
-                            approve_case(self.journal, case.case_id, decision="approve",
-                                         comment="geprüft", via="clerk"):
+                    if any(
+                        e.detail.get("waiting_for") == "approval" for e in events
+                    ) and approve_case(
+                        self.journal,
+                        case.case_id,
+                        decision="approve",
+                        comment="geprüft",
+                        via="clerk",
+                    ):
                         done.add(case.case_id)  # else: not suspended yet, try again
             except Exception as exc:  # keep approving; the run takes the decision later
                 print(f"clerk: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -445,8 +503,9 @@ class Cluster:
         msg = self.journal.get_message(nachrichten_uuid, direction=Direction.INBOUND)
         return self.journal.get_case(msg.case_id) if msg.case_id else None
 
-    def wait_closed(self, uuids: Iterable[str], *, timeout: float,
-                    on_tick: Callable[[], None] | None = None) -> dict[str, Any]:
+    def wait_closed(
+        self, uuids: Iterable[str], *, timeout: float, on_tick: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         """Wait until every notification has a closed case; returns uuid → case."""
         pending = set(uuids)
         cases: dict[str, Any] = {}
@@ -484,18 +543,21 @@ class Cluster:
         if set(statuses) != {"closed"}:
             problems.append(f"cases not closed: {dict(statuses)}")
         for case in cases.values():
-            closings = [e for e in j.events(case_id=case.case_id, kind="case.updated")
-                        if e.detail.get("to") == "closed"]
+            closings = [
+                e
+                for e in j.events(case_id=case.case_id, kind="case.updated")
+                if e.detail.get("to") == "closed"
+            ]
             if len(closings) != 1:
                 problems.append(f"case {case.case_id} closed {len(closings)} times")
         case_ids = {c.case_id for c in cases.values()}
-        outbound = [d for d in j.deliveries(direction=Direction.OUTBOUND)
-                    if d.case_id in case_ids]
+        outbound = [d for d in j.deliveries(direction=Direction.OUTBOUND) if d.case_id in case_ids]
         states = {d.state.value for d in outbound}
         if not states <= {"delivered", "fetched"}:
             problems.append(f"outbound deliveries in states {sorted(states)}")
-        types = {m.nachrichten_uuid: m.message_type
-                 for m in j.messages(direction=Direction.OUTBOUND)}
+        types = {
+            m.nachrichten_uuid: m.message_type for m in j.messages(direction=Direction.OUTBOUND)
+        }
         per_rule = Counter((d.case_id, types[d.nachrichten_uuid], d.recipient) for d in outbound)
         problems += [f"{key} sent {n} times" for key, n in per_rule.items() if n > 1]
         sent_to: dict[str, list[str]] = {}
@@ -504,22 +566,31 @@ class Cluster:
         for agency_id in self.installation.servers:
             if agency_id == HOME_AGENCY:
                 continue
-            received = [m.nachrichten_uuid for m in self.installation.journal_of(agency_id)
-                        .messages(direction=Direction.INBOUND)]
+            received = [
+                m.nachrichten_uuid
+                for m in self.installation.journal_of(agency_id).messages(
+                    direction=Direction.INBOUND
+                )
+            ]
             if len(received) != len(set(received)):
                 problems.append(f"{agency_id} stored a nachrichtenUUID twice")
             if sorted(received) != sorted(sent_to.get(agency_id, [])):
-                problems.append(f"{agency_id} holds {len(received)} messages, the home journal "
-                                f"sent it {len(sent_to.get(agency_id, []))}")
+                problems.append(
+                    f"{agency_id} holds {len(received)} messages, the home journal "
+                    f"sent it {len(sent_to.get(agency_id, []))}"
+                )
         drops = sorted(p.stem for p in (self.tmp / "drop").glob("*.xml"))
         if drops != sorted(sent_to.get("finanzamt-paderborn", [])):
-            problems.append(f"file drop holds {len(drops)} files, sent "
-                            f"{len(sent_to.get('finanzamt-paderborn', []))}")
+            problems.append(
+                f"file drop holds {len(drops)} files, sent "
+                f"{len(sent_to.get('finanzamt-paderborn', []))}"
+            )
         for agency_id, tracker in self.trackers.items():
             limit = self.directory.get(agency_id).concurrency
             if tracker.max > limit:
                 problems.append(f"{agency_id}: {tracker.max} requests in flight, limit {limit}")
         return problems
+
 
 _SAMPLES: dict[str, bytes] = {}
 _NATIONALITY = re.compile(rb"(<xga:staatsangehoerigkeitSchluessel\b[^>]*>\s*<code>)\d+(</code>)")
@@ -547,12 +618,21 @@ def submit(directory: Any, kind: str) -> str:
     from xoev.xgewerbeanzeige import v2_2
 
     model = v2_2.parse(_sample(kind))
-    kopf = Nachrichtenkopf.neu(nachrichtentyp="0010", leser=behoerde(directory.get(HOME_AGENCY)),
-                               autor=behoerde(directory.get(PORTAL)))
+    kopf = Nachrichtenkopf.neu(
+        nachrichtentyp="0010",
+        leser=behoerde(directory.get(HOME_AGENCY)),
+        autor=behoerde(directory.get(PORTAL)),
+    )
     payload = v2_2.build(v2_2.project(model, "gwa.gewerbemeldung.0010", kopf=kopf))
     with sender_for(HOME_AGENCY, directory) as sender:
-        sender.send(OutgoingMessage(payload=payload, nachrichten_uuid=kopf.nachrichten_uuid,
-                                    recipient=HOME_AGENCY, sender=PORTAL))
+        sender.send(
+            OutgoingMessage(
+                payload=payload,
+                nachrichten_uuid=kopf.nachrichten_uuid,
+                recipient=HOME_AGENCY,
+                sender=PORTAL,
+            )
+        )
     return kopf.nachrichten_uuid
 
 
@@ -587,15 +667,36 @@ def _baseline(tmp: Path, kinds: list[str], timeout: float) -> float:
 
     journal_url, drop = create_database("amtsbote_bench_journal")
     agencies = write_agencies(tmp / "agencies.yaml", drop_dir=tmp / "drop")
-    old = {k: os.environ.get(k) for k in ("AMTSBOTE_AGENCIES", "AMTSBOTE_DATA_DIR",
-                                          "AMTSBOTE_DEV_TOKENS", "AMTSBOTE_DATABASE_URL")}
-    os.environ.update({"AMTSBOTE_AGENCIES": str(agencies), "AMTSBOTE_DATA_DIR": str(tmp / "data"),
-                       "AMTSBOTE_DEV_TOKENS": "1", "AMTSBOTE_DATABASE_URL": journal_url})
+    old = {
+        k: os.environ.get(k)
+        for k in (
+            "AMTSBOTE_AGENCIES",
+            "AMTSBOTE_DATA_DIR",
+            "AMTSBOTE_DEV_TOKENS",
+            "AMTSBOTE_DATABASE_URL",
+        )
+    }
+    os.environ.update(
+        {
+            "AMTSBOTE_AGENCIES": str(agencies),
+            "AMTSBOTE_DATA_DIR": str(tmp / "data"),
+            "AMTSBOTE_DEV_TOKENS": "1",
+            "AMTSBOTE_DATABASE_URL": journal_url,
+        }
+    )
     directory = Directory.default()
     journal = Journal(journal_url, create=True)
-    rt = Runtime(journal=journal, directory=directory, routing=Routing.default(directory=directory),
-                 settings=FlowSettings(retry_delays=(0.5, 1, 2, 5), poll_interval=0.5,
-                                       receipt_wait=timedelta(seconds=60), suspend=False))
+    rt = Runtime(
+        journal=journal,
+        directory=directory,
+        routing=Routing.default(directory=directory),
+        settings=FlowSettings(
+            retry_delays=(0.5, 1, 2, 5),
+            poll_interval=0.5,
+            receipt_wait=timedelta(seconds=60),
+            suspend=False,
+        ),
+    )
     use_runtime(rt)
 
     async def run() -> float:
@@ -604,10 +705,15 @@ def _baseline(tmp: Path, kinds: list[str], timeout: float) -> float:
 
         def on_notification(u: str, procedure: str) -> None:
             loop.call_soon_threadsafe(
-                lambda: tasks.append(loop.create_task(PROCEDURES[procedure](message_uuid=u))))
+                lambda: tasks.append(loop.create_task(PROCEDURES[procedure](message_uuid=u)))
+            )
 
-        installation = LocalInstallation(directory=directory, home=HOME_AGENCY,
-                                         home_journal=journal, on_notification=on_notification)
+        installation = LocalInstallation(
+            directory=directory,
+            home=HOME_AGENCY,
+            home_journal=journal,
+            on_notification=on_notification,
+        )
         installation.start()
         stop = asyncio.Event()
 
@@ -618,10 +724,12 @@ def _baseline(tmp: Path, kinds: list[str], timeout: float) -> float:
                 for case in journal.list_cases(status="waiting"):
                     ev = journal.events(case_id=case.case_id, kind="case.updated")
                     if case.case_id not in done and any(
-                            e.detail.get("waiting_for") == "approval" for e in ev):
+                        e.detail.get("waiting_for") == "approval" for e in ev
+                    ):
                         done.add(case.case_id)
-                        await asyncio.to_thread(approve_case, journal, case.case_id,
-                                                decision="approve", via="clerk")
+                        await asyncio.to_thread(
+                            approve_case, journal, case.case_id, decision="approve", via="clerk"
+                        )
 
         clerk_task = loop.create_task(clerk())
         try:
@@ -651,11 +759,17 @@ def _baseline(tmp: Path, kinds: list[str], timeout: float) -> float:
                 os.environ[k] = v
 
 
-def _cluster_run(tmp: Path, kinds: list[str], workers: int, timeout: float,
-                 deploy: bool) -> tuple[float, int, dict[str, int], list[str]]:
+def _cluster_run(
+    tmp: Path, kinds: list[str], workers: int, timeout: float, deploy: bool
+) -> tuple[float, int, dict[str, int], list[str]]:
     journal_url, drop = create_database("amtsbote_bench_journal")
-    opts = ClusterOptions(workers=workers, deploy=deploy, heartbeat=60, zombie_after=240,
-                          tracked={"bezreg-detmold": 0.0, "it-nrw": 0.0})
+    opts = ClusterOptions(
+        workers=workers,
+        deploy=deploy,
+        heartbeat=60,
+        zombie_after=240,
+        tracked={"bezreg-detmold": 0.0, "it-nrw": 0.0},
+    )
     cluster = Cluster(tmp, journal_url=journal_url, options=opts)
     try:
         cluster.start()
@@ -676,9 +790,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
-    parser.add_argument("--mix", default="4:4:0:2",
-                        help="Abmeldung:Ummeldung:Anmeldung:Anmeldung-de (German national: "
-                             "approval, no consultation)")
+    parser.add_argument(
+        "--mix",
+        default="4:4:0:2",
+        help="Abmeldung:Ummeldung:Anmeldung:Anmeldung-de (German national: "
+        "approval, no consultation)",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per configuration")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args(argv)
@@ -710,8 +827,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # the baseline pays for the per-agency limits too (the agency ids are the OWL ones)
         asyncio.run(sync_limits(Directory.load(ROOT / "deployments" / "owl" / "agencies.yaml")))
-        print(f"{args.cases} cases (mix {args.mix} Ab:Um:An:An-de = {executions} flow-run "
-              f"executions in processes), {os.cpu_count()} cores", flush=True)
+        print(
+            f"{args.cases} cases (mix {args.mix} Ab:Um:An:An-de = {executions} flow-run "
+            f"executions in processes), {os.cpu_count()} cores",
+            flush=True,
+        )
         base = None
         if not args.no_baseline:
             base = _baseline(tmp / "baseline", kinds, args.timeout)
@@ -719,15 +839,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  single process: {base:.1f} s", flush=True)
         deploy = True
         for w in counts:
-            elapsed, closed, peaks, problems = _cluster_run(tmp / f"workers-{w}", kinds, w,
-                                                            args.timeout, deploy)
+            elapsed, closed, peaks, problems = _cluster_run(
+                tmp / f"workers-{w}", kinds, w, args.timeout, deploy
+            )
             deploy = False
             rows.append((f"{w} process worker(s)", elapsed, closed))
-            verdict = ("audit ok: every case closed exactly once, every message delivered "
-                       "once, no limit exceeded" if not problems else
-                       "AUDIT FAILED: " + "; ".join(problems[:10]))
-            print(f"  {w} worker(s): {elapsed:.1f} s, peak in-flight {peaks}; {verdict}",
-                  flush=True)
+            verdict = (
+                "audit ok: every case closed exactly once, every message delivered "
+                "once, no limit exceeded"
+                if not problems
+                else "AUDIT FAILED: " + "; ".join(problems[:10])
+            )
+            print(
+                f"  {w} worker(s): {elapsed:.1f} s, peak in-flight {peaks}; {verdict}", flush=True
+            )
     finally:
         server.stop()
         drop_prefect()

@@ -143,12 +143,37 @@ NOTIFICATION = "gwa.gewerbemeldung.0010"
 #: Fictitious personal data put into payloads (first names, family names, streets, birth
 #: dates). Made up on purpose so that a scan of a database dump can prove their absence.
 FICTITIOUS_NAMES: dict[str, tuple[str, ...]] = {
-    "vorname": ("Ilvana", "Torbek", "Mirjel", "Aswinda", "Feodorin", "Quirinja", "Balthus",
-                "Ysolde", "Kasimo", "Wendeline"),
-    "familienname": ("Quendelbrock", "Wirrlandt", "Pfiffelkamp", "Zorrenbeek", "Murkelhaus",
-                     "Trundelmann", "Fessenbrink", "Quackhorst", "Schnirrwald", "Plumpeck"),
-    "strasse": ("Synthetikweg", "Fiktivstraße", "Am Erfundenen Hof", "Zauselgasse",
-                "Schimärenallee"),
+    "vorname": (
+        "Ilvana",
+        "Torbek",
+        "Mirjel",
+        "Aswinda",
+        "Feodorin",
+        "Quirinja",
+        "Balthus",
+        "Ysolde",
+        "Kasimo",
+        "Wendeline",
+    ),
+    "familienname": (
+        "Quendelbrock",
+        "Wirrlandt",
+        "Pfiffelkamp",
+        "Zorrenbeek",
+        "Murkelhaus",
+        "Trundelmann",
+        "Fessenbrink",
+        "Quackhorst",
+        "Schnirrwald",
+        "Plumpeck",
+    ),
+    "strasse": (
+        "Synthetikweg",
+        "Fiktivstraße",
+        "Am Erfundenen Hof",
+        "Zauselgasse",
+        "Schimärenallee",
+    ),
     "geburtsdatum": ("1961-02-29", "1977-13-01", "1988-04-31", "1993-06-31", "2001-09-31"),
 }
 
@@ -302,8 +327,15 @@ class GeneratorStats:
     seconds: float = 0.0
 
     def add(self, other: GeneratorStats) -> None:
-        for name in ("cases", "messages", "deliveries", "attempts", "events", "expectations",
-                     "dead"):
+        for name in (
+            "cases",
+            "messages",
+            "deliveries",
+            "attempts",
+            "events",
+            "expectations",
+            "dead",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -442,15 +474,23 @@ class _Simulator:
         else:
             routes.append(("ihk", "ihk-owl", "ihk.gewerbemeldung.0200"))
         if food:
-            routes.append(("lebensmittelueberwachung", "kreis-paderborn",
-                           "lue.gewerbemeldung.0290"))
+            routes.append(
+                ("lebensmittelueberwachung", "kreis-paderborn", "lue.gewerbemeldung.0290")
+            )
         consults = [("auslaenderbehoerde", "kreis-paderborn", "abh.gewerbemeldung.0500")]
         planned = created + rng.uniform(0.5, 3.0)
-        case.events.append(SynthEvent(planned, "case.planned", "check", {
-            "approval": approval,
-            "consult": [c[0] for c in consults] if non_eu else [],
-            "distribute": [r[0] for r in routes],
-        }))
+        case.events.append(
+            SynthEvent(
+                planned,
+                "case.planned",
+                "check",
+                {
+                    "approval": approval,
+                    "consult": [c[0] for c in consults] if non_eu else [],
+                    "distribute": [r[0] for r in routes],
+                },
+            )
+        )
         t = planned
         if non_eu:
             t = self.consult(case, consults[0], t)
@@ -468,24 +508,49 @@ class _Simulator:
         self.distribute(case, routes, t)
         return case
 
-    def status(self, case: SynthCase, at: float, status: str, actor: str,
-               detail: dict[str, Any] | None = None, *, summary: bool = False) -> bool:
+    def status(
+        self,
+        case: SynthCase,
+        at: float,
+        status: str,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+        *,
+        summary: bool = False,
+    ) -> bool:
         """Change the case status at ``at``; False (nothing done) when that is after now."""
         if at > self.now:
             return False
         at = round(at, 3)
         case.statuses.append((at, status))
-        case.events.append(SynthEvent(at, "case.updated", actor, {
-            **(detail or {}), "changed": ["status", "summary"] if summary else ["status"],
-            "from": case.statuses[-2][1], "to": status,
-        }))
+        case.events.append(
+            SynthEvent(
+                at,
+                "case.updated",
+                actor,
+                {
+                    **(detail or {}),
+                    "changed": ["status", "summary"] if summary else ["status"],
+                    "from": case.statuses[-2][1],
+                    "to": status,
+                },
+            )
+        )
         return True
 
     def payload(self, message_type: str, nachrichten_uuid: str) -> bytes:
         return synth_payload(message_type, nachrichten_uuid, self.rng)
 
-    def outbound(self, case: SynthCase, rule: str, recipient: str, message_type: str,
-                 t: float, *, fail_all: bool | None = None) -> tuple[SynthMessage, float]:
+    def outbound(
+        self,
+        case: SynthCase,
+        rule: str,
+        recipient: str,
+        message_type: str,
+        t: float,
+        *,
+        fail_all: bool | None = None,
+    ) -> tuple[SynthMessage, float]:
         """Record and send one message; returns it and the time it is acknowledged (delivered,
         or fetched for the mailbox agency) — ``inf`` if not (yet)."""
         msg_uuid = self.uuid()
@@ -535,9 +600,7 @@ class _Simulator:
                         return fetched
                     return float("inf")
                 return end
-            error_class, code, message = (
-                rng.choice(PERMANENT_ERRORS) if permanent else transient
-            )
+            error_class, code, message = rng.choice(PERMANENT_ERRORS) if permanent else transient
             if end > now:
                 return float("inf")
             d.attempts.append(SynthAttempt(end, False, code, error_class, message, ms))
@@ -565,16 +628,28 @@ class _Simulator:
         if expect_at > now:
             return -1
         expectation = SynthExpectation(
-            created_at=expect_at, updated_at=expect_at, state="waiting",
-            in_reply_to=msg.nachrichten_uuid, message_type=RUECKMELDUNG,
-            from_agency=AGENCIES[recipient], expires_at=expect_at + 10 * 86400.0,
+            created_at=expect_at,
+            updated_at=expect_at,
+            state="waiting",
+            in_reply_to=msg.nachrichten_uuid,
+            message_type=RUECKMELDUNG,
+            from_agency=AGENCIES[recipient],
+            expires_at=expect_at + 10 * 86400.0,
         )
         case.expectations.append(expectation)
-        case.events.append(SynthEvent(expect_at, "correlation.expected", f"consult:{rule}", {
-            "message_type": RUECKMELDUNG, "from_agency": AGENCIES[recipient],
-        }, msg.nachrichten_uuid))
-        self.status(case, expect_at + 0.01, "waiting", "consult",
-                    {"waiting_for": f"reply:{rule}"})
+        case.events.append(
+            SynthEvent(
+                expect_at,
+                "correlation.expected",
+                f"consult:{rule}",
+                {
+                    "message_type": RUECKMELDUNG,
+                    "from_agency": AGENCIES[recipient],
+                },
+                msg.nachrichten_uuid,
+            )
+        )
+        self.status(case, expect_at + 0.01, "waiting", "consult", {"waiting_for": f"reply:{rule}"})
         replied = self.cal.add_work_hours(expect_at, rng.uniform(4.0, 48.0))
         if replied > now:
             return -1
@@ -604,10 +679,16 @@ class _Simulator:
         if taken > now:
             reply.correlation_state = "matched"
             return -1
-        case.events.append(SynthEvent(taken, "correlation.consumed", f"consult:{rule}",
-                                      {"from": "matched"}, reply_uuid))
-        case.events.append(SynthEvent(taken, "case.reply", f"consult:{rule}",
-                                      {"ergebnis": "01", "rule": rule}, reply_uuid))
+        case.events.append(
+            SynthEvent(
+                taken, "correlation.consumed", f"consult:{rule}", {"from": "matched"}, reply_uuid
+            )
+        )
+        case.events.append(
+            SynthEvent(
+                taken, "case.reply", f"consult:{rule}", {"ergebnis": "01", "rule": rule}, reply_uuid
+            )
+        )
         self.status(case, taken + 0.01, "open", "consult")
         return taken + 0.02
 
@@ -623,18 +704,30 @@ class _Simulator:
         if decided > now:
             return -1
         decision = "reject" if rng.random() < self.o.reject_share else "approve"
-        case.events.append(SynthEvent(decided, "case.decision", "cli", {
-            "decision": decision, "reason": "ok" if decision == "approve" else "permit-missing",
-            "via": "cli",
-        }))
+        case.events.append(
+            SynthEvent(
+                decided,
+                "case.decision",
+                "cli",
+                {
+                    "decision": decision,
+                    "reason": "ok" if decision == "approve" else "permit-missing",
+                    "via": "cli",
+                },
+            )
+        )
         back = decided + rng.uniform(0.5, 5.0)
         if not self.status(case, back, "open", "approve", {"decision": decision}):
             return -1
         if decision == "reject":
             closed = back + rng.uniform(0.1, 1.0)
             if self.status(case, closed, "closed", "close", summary=True):
-                case.summary = {**case.summary, "outcome": "rejected", "deliveries": {},
-                                "recipients": []}
+                case.summary = {
+                    **case.summary,
+                    "outcome": "rejected",
+                    "deliveries": {},
+                    "recipients": [],
+                }
             return closed
         return back + 0.01
 
@@ -669,8 +762,14 @@ class _Simulator:
             if last <= now:
                 self.finish(case, last, "closed", deliveries, actor="redeliver")
 
-    def finish(self, case: SynthCase, at: float, status: str, deliveries: list[SynthDelivery],
-               actor: str = "close") -> None:
+    def finish(
+        self,
+        case: SynthCase,
+        at: float,
+        status: str,
+        deliveries: list[SynthDelivery],
+        actor: str = "close",
+    ) -> None:
         counts: dict[str, int] = {}
         for d in deliveries:
             state = d.states[-1][1]
@@ -694,29 +793,80 @@ class _Simulator:
 
 #: Column order of the rows written (tuples, driver-level executemany).
 _COLUMNS: dict[str, tuple[str, ...]] = {
-    "cases": ("case_id", "procedure", "status", "reference", "flow_run_id", "summary",
-              "created_at", "updated_at", "closed_at"),
-    "messages": ("id", "nachrichten_uuid", "direction", "standard", "version", "message_type",
-                 "author", "reader", "sender_agency", "case_id", "payload", "payload_encoding",
-                 "payload_sha512", "size", "created_at", "recorded_at", "in_reply_to",
-                 "correlation_state"),
-    "deliveries": ("id", "message_id", "recipient", "state", "attempts", "last_status_code",
-                   "last_error", "next_attempt_at", "created_at", "updated_at"),
-    "delivery_attempts": ("id", "delivery_id", "at", "outcome", "status_code", "error_class",
-                          "error", "duration_ms"),
-    "events": ("id", "at", "actor", "kind", "case_id", "nachrichten_uuid", "delivery_id",
-               "detail"),
-    "expectations": ("id", "case_id", "flow_run_id", "message_type", "from_agency",
-                     "in_reply_to", "state", "reply_uuid", "created_at", "updated_at",
-                     "expires_at"),
+    "cases": (
+        "case_id",
+        "procedure",
+        "status",
+        "reference",
+        "flow_run_id",
+        "summary",
+        "created_at",
+        "updated_at",
+        "closed_at",
+    ),
+    "messages": (
+        "id",
+        "nachrichten_uuid",
+        "direction",
+        "standard",
+        "version",
+        "message_type",
+        "author",
+        "reader",
+        "sender_agency",
+        "case_id",
+        "payload",
+        "payload_encoding",
+        "payload_sha512",
+        "size",
+        "created_at",
+        "recorded_at",
+        "in_reply_to",
+        "correlation_state",
+    ),
+    "deliveries": (
+        "id",
+        "message_id",
+        "recipient",
+        "state",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ),
+    "delivery_attempts": (
+        "id",
+        "delivery_id",
+        "at",
+        "outcome",
+        "status_code",
+        "error_class",
+        "error",
+        "duration_ms",
+    ),
+    "events": ("id", "at", "actor", "kind", "case_id", "nachrichten_uuid", "delivery_id", "detail"),
+    "expectations": (
+        "id",
+        "case_id",
+        "flow_run_id",
+        "message_type",
+        "from_agency",
+        "in_reply_to",
+        "state",
+        "reply_uuid",
+        "created_at",
+        "updated_at",
+        "expires_at",
+    ),
 }
 
 
 def _insert_sql(table: str, dialect: str) -> str:
     columns = _COLUMNS[table]
     mark = "?" if dialect == "sqlite" else "%s"
-    return (f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join([mark] * len(columns))})")
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
 
 class _Writer:
@@ -737,8 +887,9 @@ class _Writer:
             ids = {}
             for name in ("messages", "deliveries", "delivery_attempts", "events", "expectations"):
                 t = models.metadata.tables[name]
-                ids[name] = int(conn.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar()
-                                or 0)
+                ids[name] = int(
+                    conn.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar() or 0
+                )
         self.ids = ids
 
     def next_id(self, table: str) -> int:
@@ -769,14 +920,19 @@ class _Writer:
         if self.codec is not None:
             enc = self.codec.encode(payload)
             return enc.data, enc.encoding, enc.sha512, enc.size
-        return (zlib.compress(payload, 1), "zlib", hashlib.sha512(payload).hexdigest(),
-                len(payload))
+        return (
+            zlib.compress(payload, 1),
+            "zlib",
+            hashlib.sha512(payload).hexdigest(),
+            len(payload),
+        )
 
     def write(self, cases: Sequence[SynthCase]) -> GeneratorStats:
         stats = GeneratorStats()
         rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
-        events: list[tuple[float, str, str, str | None, str | None, int | None,
-                           dict[str, Any] | str]] = []
+        events: list[
+            tuple[float, str, str, str | None, str | None, int | None, dict[str, Any] | str]
+        ] = []
         ts, js = self.ts, self.js
         add_case, add_message = rows["cases"].append, rows["messages"].append
         add_delivery, add_attempt = rows["deliveries"].append, rows["delivery_attempts"].append
@@ -785,39 +941,103 @@ class _Writer:
             cid = case.case_id
             status_at, status = case.statuses[-1]
             ended = status in ("closed", "cancelled", "failed")
-            add_case((
-                cid, case.procedure, status, None, str(uuid.uuid5(_RUN_NAMESPACE, cid)),
-                js(case.summary), ts(case.created_at), ts(max(status_at, case.created_at)),
-                ts(status_at) if ended else None,
-            ))
-            add_event((case.created_at, "intake", "case.created", cid,
-                       case.messages[0].nachrichten_uuid if case.messages else None, None,
-                       {"procedure": case.procedure, "status": case.statuses[0][1]}))
+            add_case(
+                (
+                    cid,
+                    case.procedure,
+                    status,
+                    None,
+                    str(uuid.uuid5(_RUN_NAMESPACE, cid)),
+                    js(case.summary),
+                    ts(case.created_at),
+                    ts(max(status_at, case.created_at)),
+                    ts(status_at) if ended else None,
+                )
+            )
+            add_event(
+                (
+                    case.created_at,
+                    "intake",
+                    "case.created",
+                    cid,
+                    case.messages[0].nachrichten_uuid if case.messages else None,
+                    None,
+                    {"procedure": case.procedure, "status": case.statuses[0][1]},
+                )
+            )
             for m in case.messages:
                 mid = self.next_id("messages")
                 data, encoding, sha, size = self.encode(m.payload)
                 in_case = m.correlation_state != "unmatched"
-                add_message((
-                    mid, m.nachrichten_uuid, m.direction, m.standard, m.version, m.message_type,
-                    m.author, m.reader, m.sender_agency, cid if in_case else None, data,
-                    encoding, sha, size, ts(m.recorded_at - 0.5), ts(m.recorded_at),
-                    m.in_reply_to, m.correlation_state,
-                ))
+                add_message(
+                    (
+                        mid,
+                        m.nachrichten_uuid,
+                        m.direction,
+                        m.standard,
+                        m.version,
+                        m.message_type,
+                        m.author,
+                        m.reader,
+                        m.sender_agency,
+                        cid if in_case else None,
+                        data,
+                        encoding,
+                        sha,
+                        size,
+                        ts(m.recorded_at - 0.5),
+                        ts(m.recorded_at),
+                        m.in_reply_to,
+                        m.correlation_state,
+                    )
+                )
                 detail: dict[str, Any] = {
-                    "standard": m.standard, "version": m.version, "message_type": m.message_type,
-                    "author": m.author, "reader": m.reader, "sender_agency": m.sender_agency,
-                    "size": size, "in_reply_to": m.in_reply_to,
+                    "standard": m.standard,
+                    "version": m.version,
+                    "message_type": m.message_type,
+                    "author": m.author,
+                    "reader": m.reader,
+                    "sender_agency": m.sender_agency,
+                    "size": size,
+                    "in_reply_to": m.in_reply_to,
                 }
                 if m.direction == "inbound":
-                    add_event((m.recorded_at, m.actor, "message.received", None,
-                               m.nachrichten_uuid, None, detail))
+                    add_event(
+                        (
+                            m.recorded_at,
+                            m.actor,
+                            "message.received",
+                            None,
+                            m.nachrichten_uuid,
+                            None,
+                            detail,
+                        )
+                    )
                 else:
                     detail["recipients"] = [d.recipient for d in m.deliveries]
-                    add_event((m.recorded_at, m.actor, "message.queued", cid,
-                               m.nachrichten_uuid, None, detail))
+                    add_event(
+                        (
+                            m.recorded_at,
+                            m.actor,
+                            "message.queued",
+                            cid,
+                            m.nachrichten_uuid,
+                            None,
+                            detail,
+                        )
+                    )
                 if m.direction == "inbound" and m is case.messages[0] and in_case:
-                    add_event((case.created_at, "intake", "correlation.consumed", cid,
-                               m.nachrichten_uuid, None, {"from": "unmatched"}))
+                    add_event(
+                        (
+                            case.created_at,
+                            "intake",
+                            "correlation.consumed",
+                            cid,
+                            m.nachrichten_uuid,
+                            None,
+                            {"from": "unmatched"},
+                        )
+                    )
                 # inbound: the mailbox entry was made before a case claimed the message
                 event_case = cid if m.direction == "outbound" else None
                 for d in m.deliveries:
@@ -827,42 +1047,85 @@ class _Writer:
                     last_code = d.attempts[-1].status_code if d.attempts else None
                     if state in ("failed", "dead") and d.attempts:
                         last_error = d.attempts[-1].error
-                    add_delivery((
-                        did, mid, d.recipient, state, len(d.attempts), last_code, last_error,
-                        ts(d.next_attempt_at) if state == "failed" else None,
-                        ts(d.states[0][0]), ts(last_at),
-                    ))
+                    add_delivery(
+                        (
+                            did,
+                            mid,
+                            d.recipient,
+                            state,
+                            len(d.attempts),
+                            last_code,
+                            last_error,
+                            ts(d.next_attempt_at) if state == "failed" else None,
+                            ts(d.states[0][0]),
+                            ts(last_at),
+                        )
+                    )
                     for a in d.attempts:
-                        add_attempt((
-                            self.next_id("delivery_attempts"), did, ts(a.at),
-                            "ok" if a.ok else "error", a.status_code, a.error_class, a.error,
-                            a.duration_ms,
-                        ))
+                        add_attempt(
+                            (
+                                self.next_id("delivery_attempts"),
+                                did,
+                                ts(a.at),
+                                "ok" if a.ok else "error",
+                                a.status_code,
+                                a.error_class,
+                                a.error,
+                                a.duration_ms,
+                            )
+                        )
                     previous = "null"
                     for at, s, actor in d.states:
                         # pre-serialised: the commonest event (values are plain identifiers)
-                        add_event((at, actor, "delivery.state", event_case, m.nachrichten_uuid,
-                                   did, f'{{"from":{previous},"to":"{s}","recipient":'
-                                        f'"{d.recipient}","direction":"{m.direction}"}}'))
+                        add_event(
+                            (
+                                at,
+                                actor,
+                                "delivery.state",
+                                event_case,
+                                m.nachrichten_uuid,
+                                did,
+                                f'{{"from":{previous},"to":"{s}","recipient":'
+                                f'"{d.recipient}","direction":"{m.direction}"}}',
+                            )
+                        )
                         previous = f'"{s}"'
                     stats.deliveries += 1
                     stats.attempts += len(d.attempts)
                     stats.dead += state == "dead"
                 stats.messages += 1
             for x in case.expectations:
-                rows["expectations"].append((
-                    self.next_id("expectations"), cid, None, x.message_type, x.from_agency,
-                    x.in_reply_to, x.state, x.reply_uuid, ts(x.created_at), ts(x.updated_at),
-                    ts(x.expires_at),
-                ))
+                rows["expectations"].append(
+                    (
+                        self.next_id("expectations"),
+                        cid,
+                        None,
+                        x.message_type,
+                        x.from_agency,
+                        x.in_reply_to,
+                        x.state,
+                        x.reply_uuid,
+                        ts(x.created_at),
+                        ts(x.updated_at),
+                        ts(x.expires_at),
+                    )
+                )
             for e in case.events:
                 add_event((e.at, e.actor, e.kind, cid, e.nachrichten_uuid, None, e.detail))
             stats.cases += 1
             stats.expectations += len(case.expectations)
         events.sort(key=lambda e: e[0])
         rows["events"] = [
-            (self.next_id("events"), ts(at), actor, kind, cid_, uuid_, did_,
-             detail_ if isinstance(detail_, str) else js(detail_))
+            (
+                self.next_id("events"),
+                ts(at),
+                actor,
+                kind,
+                cid_,
+                uuid_,
+                did_,
+                detail_ if isinstance(detail_, str) else js(detail_),
+            )
             for at, actor, kind, cid_, uuid_, did_, detail_ in events
         ]
         stats.events = len(rows["events"])
@@ -893,10 +1156,12 @@ class _Writer:
             return
         with self.engine.begin() as conn:
             for name in ("messages", "deliveries", "delivery_attempts", "events", "expectations"):
-                conn.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                    f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
-                ))
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                        f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
+                    )
+                )
 
 
 def _engine(url: str) -> Engine:
@@ -909,8 +1174,9 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def write_cases(target: str | Engine, cases: Iterable[SynthCase], *,
-                now: datetime | None = None) -> GeneratorStats:
+def write_cases(
+    target: str | Engine, cases: Iterable[SynthCase], *, now: datetime | None = None
+) -> GeneratorStats:
     """Write hand-made timelines (e.g. for tests with exact dates) into a journal."""
     engine = _engine(target) if isinstance(target, str) else target
     try:
@@ -966,17 +1232,23 @@ def generate(target: str | Engine, options: GeneratorOptions | None = None) -> G
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
-    parser.add_argument("--database-url", required=True,
-                        help="sqlite:///path or postgresql+psycopg://… (empty journal)")
+    parser.add_argument(
+        "--database-url",
+        required=True,
+        help="sqlite:///path or postgresql+psycopg://… (empty journal)",
+    )
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=int, default=90)
     args = parser.parse_args(argv)
-    stats = generate(args.database_url,
-                     GeneratorOptions(cases=args.cases, seed=args.seed, days=args.days))
-    print(f"{stats.cases} cases, {stats.messages} messages, {stats.deliveries} deliveries "
-          f"({stats.dead} dead), {stats.attempts} attempts, {stats.events} events, "
-          f"{stats.expectations} expectations in {stats.seconds:.1f} s")
+    stats = generate(
+        args.database_url, GeneratorOptions(cases=args.cases, seed=args.seed, days=args.days)
+    )
+    print(
+        f"{stats.cases} cases, {stats.messages} messages, {stats.deliveries} deliveries "
+        f"({stats.dead} dead), {stats.attempts} attempts, {stats.events} events, "
+        f"{stats.expectations} expectations in {stats.seconds:.1f} s"
+    )
     return 0
 
 

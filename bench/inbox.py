@@ -357,8 +357,12 @@ def main(argv: list[str] | None = None) -> int:
             log = work / f"{backend}.log"
             with contextlib.ExitStack() as stack:
                 if backend == "bare":
-                    command = [sys.executable, str(Path(__file__).resolve()), "--serve-bare",
-                               str(port)]
+                    command = [
+                        sys.executable,
+                        str(Path(__file__).resolve()),
+                        "--serve-bare",
+                        str(port),
+                    ]
                 elif backend == "sqlite":
                     command = inbox_command(port, f"sqlite:///{work / 'kreis.sqlite'}", *extra)
                 elif backend == "postgresql":

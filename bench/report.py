@@ -69,8 +69,9 @@ CLI = "import sys; from flows.cli import main; sys.exit(main())"
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, env=env,
-                         check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *cmd], capture_output=True, env=env, check=True, cwd=ROOT
+    )
     result = json.loads(out.stdout)
     if result["rc"] != 0:
         raise RuntimeError(f"{cmd[3:]} failed ({result['rc']}): {result['stderr']}")
@@ -88,31 +89,56 @@ def count_cases(url: str) -> int:
         engine.dispose()
 
 
-def run_size(backend: str, url: str, cases: int, repeat: int, env: dict[str, str],
-             rows: list[list[str]]) -> None:
+def run_size(
+    backend: str, url: str, cases: int, repeat: int, env: dict[str, str], rows: list[list[str]]
+) -> None:
     env = dict(env, AMTSBOTE_DATABASE_URL=url)
     env.pop("PREFECT_API_URL", None)
     with tempfile.TemporaryDirectory() as tmp:
         commands = {
             "baseline": [sys.executable, "-c", BASELINE, url],
-            "report": [sys.executable, "-c", CLI, "report", "--no-prefect", "--format",
-                       "table"],
-            "report+html": [sys.executable, "-c", CLI, "report", "--no-prefect", "--format",
-                            "html", "--out", f"{tmp}/r.html", "--plots", f"{tmp}/plots"],
+            "report": [sys.executable, "-c", CLI, "report", "--no-prefect", "--format", "table"],
+            "report+html": [
+                sys.executable,
+                "-c",
+                CLI,
+                "report",
+                "--no-prefect",
+                "--format",
+                "html",
+                "--out",
+                f"{tmp}/r.html",
+                "--plots",
+                f"{tmp}/plots",
+            ],
         }
         figures: dict[str, dict[str, float]] = {}
         for name, cmd in commands.items():
             runs = [measure(cmd, env) for _ in range(repeat)]
-            figures[name] = {"wall": statistics.median(r["wall"] for r in runs),
-                             "cpu": statistics.median(r["cpu"] for r in runs),
-                             "rss_mb": max(r["rss_mb"] for r in runs)}
+            figures[name] = {
+                "wall": statistics.median(r["wall"] for r in runs),
+                "cpu": statistics.median(r["cpu"] for r in runs),
+                "rss_mb": max(r["rss_mb"] for r in runs),
+            }
     base = figures["baseline"]
     for name, f in figures.items():
-        rows.append([backend, f"{cases:,}", name, f"{f['wall']:.2f}", f"{f['cpu']:.2f}",
-                     f"{f['rss_mb']:.0f}", f"{f['wall'] / base['wall']:.2f}",
-                     f"{f['rss_mb'] / base['rss_mb']:.2f}"])
-        print(f"  {backend} {cases:>7,} {name:<12} {f['wall']:6.2f} s (cpu {f['cpu']:.2f} s) "
-              f"{f['rss_mb']:6.0f} MB", flush=True)
+        rows.append(
+            [
+                backend,
+                f"{cases:,}",
+                name,
+                f"{f['wall']:.2f}",
+                f"{f['cpu']:.2f}",
+                f"{f['rss_mb']:.0f}",
+                f"{f['wall'] / base['wall']:.2f}",
+                f"{f['rss_mb'] / base['rss_mb']:.2f}",
+            ]
+        )
+        print(
+            f"  {backend} {cases:>7,} {name:<12} {f['wall']:6.2f} s (cpu {f['cpu']:.2f} s) "
+            f"{f['rss_mb']:6.0f} MB",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,15 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
-    parser.add_argument("--pg-admin", default=os.environ.get(
-        "AMTSBOTE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--pg-admin",
+        default=os.environ.get(
+            "AMTSBOTE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
     rows: list[list[str]] = []
     for backend in backends:
         for n in sizes:
@@ -167,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    print("\n× = ratio to the baseline of the same backend and size "
-          "(pandas.read_sql of the cases table in a fresh process); cpu = user + system time "
-          "of the measured process (the client side; PostgreSQL's server time is not in it)")
+    print(
+        "\n× = ratio to the baseline of the same backend and size "
+        "(pandas.read_sql of the cases table in a fresh process); cpu = user + system time "
+        "of the measured process (the client side; PostgreSQL's server time is not in it)"
+    )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
 
@@ -177,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
 def _generate(url: str, n: int, seed: int) -> None:
     started = time.perf_counter()
     stats = generate(url, GeneratorOptions(cases=n, seed=seed))
-    print(f"generated {stats.cases:,} cases, {stats.messages:,} messages, "
-          f"{stats.deliveries:,} deliveries, {stats.events:,} events in "
-          f"{time.perf_counter() - started:.0f} s ({url.split('://')[0]})", flush=True)
+    print(
+        f"generated {stats.cases:,} cases, {stats.messages:,} messages, "
+        f"{stats.deliveries:,} deliveries, {stats.events:,} events in "
+        f"{time.perf_counter() - started:.0f} s ({url.split('://')[0]})",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -94,12 +94,16 @@ def _throughput(name: str, data: bytes, registry: SchemaRegistry, n: int) -> Non
     for label, rounds, elapsed, rate in rows:
         print(f"  {label:<10} {rounds:>7} {elapsed:>9.3f} {rate:>10.0f} {1e6 / rate:>9.1f}")
     vs_lxml = rates["amtsbote"] / rates["lxml"]
-    print(f"  amtsbote / lxml      = {vs_lxml:6.2f}  (target ≥ 0.5: "
-          f"{'ok' if vs_lxml >= 0.5 else 'MISSED'})")
+    print(
+        f"  amtsbote / lxml      = {vs_lxml:6.2f}  (target ≥ 0.5: "
+        f"{'ok' if vs_lxml >= 0.5 else 'MISSED'})"
+    )
     if "xmlschema" in rates:
         vs_xs = rates["amtsbote"] / rates["xmlschema"]
-        print(f"  amtsbote / xmlschema = {vs_xs:6.1f}  (target ≥ 20: "
-              f"{'ok' if vs_xs >= 20 else 'MISSED'})")
+        print(
+            f"  amtsbote / xmlschema = {vs_xs:6.1f}  (target ≥ 20: "
+            f"{'ok' if vs_xs >= 20 else 'MISSED'})"
+        )
     stages: list[tuple[str, Callable[[], object]]] = [
         ("parse_xml (hardened)", lambda: parse_xml(data)),
         ("XSD", lambda: compiled.validate(tree)),
@@ -122,15 +126,21 @@ def _hostile_inputs() -> list[tuple[str, bytes]]:
         lol.append(b'  <!ENTITY lol%d "%s">\n' % (i, prev * 10))
     lol.append(b"]>\n<lolz>&lol9;</lolz>\n")
     return [
-        ("XXE (external entity)",
-         b'<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
-         b"<r>&x;</r>"),
+        (
+            "XXE (external entity)",
+            b'<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+            b"<r>&x;</r>",
+        ),
         ("billion laughs", b"".join(lol)),
-        ("external DTD",
-         b'<?xml version="1.0"?>\n<!DOCTYPE r SYSTEM "http://example.invalid/r.dtd">\n<r/>'),
+        (
+            "external DTD",
+            b'<?xml version="1.0"?>\n<!DOCTYPE r SYSTEM "http://example.invalid/r.dtd">\n<r/>',
+        ),
         ("not XML (1 MiB binary)", bytes(range(256)) * 4096),
-        ("wrong encoding (Latin-1 as UTF-8)",
-         '<?xml version="1.0" encoding="UTF-8"?>\n<r>Größe</r>'.encode("latin-1") * 1),
+        (
+            "wrong encoding (Latin-1 as UTF-8)",
+            '<?xml version="1.0" encoding="UTF-8"?>\n<r>Größe</r>'.encode("latin-1") * 1,
+        ),
         ("bogus encoding name", b'<?xml version="1.0" encoding="X-NOPE"?>\n<r/>'),
         ("oversize (11 MiB)", b"<r>" + b"x" * (11 * 1024 * 1024) + b"</r>"),
         ("too deep (100 000 levels)", b"<a>" * 100_000 + b"</a>" * 100_000),
@@ -139,8 +149,7 @@ def _hostile_inputs() -> list[tuple[str, bytes]]:
 
 def _hostile(rounds: int) -> None:
     print(f"\nrefusing hostile input (parse_xml, median of {rounds})")
-    print(f"  {'input':<36} {'exception':<24} {'median ms':>9} {'py peak KiB':>11} "
-          f"{'RSS +KiB':>8}")
+    print(f"  {'input':<36} {'exception':<24} {'median ms':>9} {'py peak KiB':>11} {'RSS +KiB':>8}")
     for label, data in _hostile_inputs():
         times = []
         name = "ACCEPTED (!)"
@@ -156,8 +165,10 @@ def _hostile(rounds: int) -> None:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
-        print(f"  {label:<36} {name:<24} {statistics.median(times) * 1000:>9.3f} "
-              f"{peak / 1024:>11.1f} {rss_growth:>8}")
+        print(
+            f"  {label:<36} {name:<24} {statistics.median(times) * 1000:>9.3f} "
+            f"{peak / 1024:>11.1f} {rss_growth:>8}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

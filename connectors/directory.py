@@ -482,7 +482,12 @@ def _cross_problems(entries: Sequence[tuple[Mapping[str, Any], _Where]]) -> list
     compared."""
     problems: list[DirectoryProblem] = []
     unique = (
-        "id", "behoerdenkennung", "token_env", "endpoint", "drop_dir", "transfer_dir",
+        "id",
+        "behoerdenkennung",
+        "token_env",
+        "endpoint",
+        "drop_dir",
+        "transfer_dir",
         "webdav_url",
     )
     seen: dict[str, dict[Any, tuple[Mapping[str, Any], _Where]]] = {k: {} for k in unique}
@@ -616,8 +621,9 @@ class _Loader:
         try:
             root = yamlfile.compose(self.text, file=self.file)
         except yamlfile.YamlSyntaxError as exc:
-            self.problems.append(DirectoryProblem(
-                self.file, exc.line, exc.column, "", exc.problem.message))
+            self.problems.append(
+                DirectoryProblem(self.file, exc.line, exc.column, "", exc.problem.message)
+            )
             return None, []
         if root is None:
             self.problems.append(DirectoryProblem(self.file, 1, 1, "", "the file is empty"))

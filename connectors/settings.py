@@ -196,7 +196,6 @@ class AmtsboteSettings(BaseSettings):
         validate_default=False,
     )
 
-
     # -- state -------------------------------------------------------------------------------
     data_dir: Path = Field(
         default=Path("var"),
@@ -259,9 +258,7 @@ class AmtsboteSettings(BaseSettings):
         description="How long `await_receipts` waits for mailbox agencies to fetch (ISO 8601 "
         "duration, e.g. `PT60S`).",
     )
-    poll_interval: float = Field(
-        default=2.0, description="Seconds between checks while waiting."
-    )
+    poll_interval: float = Field(default=2.0, description="Seconds between checks while waiting.")
     suspend: bool = Field(
         default=True,
         description="`on`: a run from a deployment that waits for an approval or a reply is "
@@ -499,7 +496,7 @@ def settings_markdown() -> str:
         "Without `AMTSBOTE_AGENCIES`, `AMTSBOTE_RETENTION` or a family's routing variable the "
         "files of the package `deployments.owl` are read (`agencies.yaml`, `routing.yaml`, "
         "`retention.yaml`; package data of the wheel, found with "
-        "`importlib.resources.files(\"deployments.owl\")`). Relative paths in a directory file "
+        '`importlib.resources.files("deployments.owl")`). Relative paths in a directory file '
         "(`drop_dir`, `transfer_dir`, `webdav_ca`) are relative to that file. In a checkout the "
         "shipped `../../var/drop/…` is therefore the repository's `var/`; in an installed wheel "
         "(the file lies in site-packages, no `pyproject.toml` beside `deployments/`) a path into "

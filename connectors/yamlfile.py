@@ -96,7 +96,11 @@ class YamlSyntaxError(YamlFileError):
     def __init__(self, problem: YamlProblem, reason: str, cause: yaml.YAMLError) -> None:
         super().__init__(problem)
         self.line, self.column, self.reason, self.cause = (
-            problem.line, problem.column, reason, cause)
+            problem.line,
+            problem.column,
+            reason,
+            cause,
+        )
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
@@ -119,7 +123,7 @@ def compose(text: str, *, file: str | None = None) -> yaml.Node | None:
         return loader.get_single_node()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        reason = (getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc))
+        reason = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         problem = YamlProblem(file, line, column, "", f"not valid YAML: {reason}")
         raise YamlSyntaxError(problem, str(reason), exc) from exc
@@ -145,8 +149,11 @@ def find(root: yaml.Node | None, path: Sequence[Key]) -> yaml.Node | None:
     for step in path:
         if isinstance(node, yaml.MappingNode) and isinstance(step, str):
             node = next(
-                (v for k, v in reversed(node.value)
-                 if isinstance(k, yaml.ScalarNode) and k.value == step),
+                (
+                    v
+                    for k, v in reversed(node.value)
+                    if isinstance(k, yaml.ScalarNode) and k.value == step
+                ),
                 None,
             )
         elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
@@ -170,9 +177,7 @@ def _label(path: Sequence[Key]) -> str:
     return out
 
 
-def duplicate_keys(
-    root: yaml.Node | None, *, file: str | None = None
-) -> Iterator[YamlProblem]:
+def duplicate_keys(root: yaml.Node | None, *, file: str | None = None) -> Iterator[YamlProblem]:
     """A problem ``field: duplicate key (first at line N)`` for every mapping key given twice."""
 
     def walk(node: yaml.Node, path: tuple[Key, ...]) -> Iterator[YamlProblem]:
@@ -183,8 +188,13 @@ def duplicate_keys(
                 if key is not None and key in seen:
                     line, column = position(key_node)
                     first = position(seen[key])[0]
-                    yield YamlProblem(file, line, column, _label((*path, key)),
-                                      f"duplicate key (first at line {first})")
+                    yield YamlProblem(
+                        file,
+                        line,
+                        column,
+                        _label((*path, key)),
+                        f"duplicate key (first at line {first})",
+                    )
                 elif key is not None:
                     seen[key] = key_node
                 yield from walk(value_node, (*path, key if key is not None else "?"))

@@ -136,8 +136,12 @@ def make_inbox_hook(
             if expectation.in_reply_to:
                 rule = rule_of_consultation(journal, expectation.in_reply_to)
                 if rule is not None:
-                    emit_reply_received(expectation.in_reply_to, reply_uuid=uuid, rule=rule,
-                                        case_id=expectation.case_id)
+                    emit_reply_received(
+                        expectation.in_reply_to,
+                        reply_uuid=uuid,
+                        rule=rule,
+                        case_id=expectation.case_id,
+                    )
             if expectation.flow_run_id:
                 args = (expectation.flow_run_id, {"nachrichten_uuid": uuid})
                 if background:
@@ -153,8 +157,11 @@ def make_inbox_hook(
                 "case.refused",
                 actor="inbox",
                 nachrichten_uuid=uuid,
-                detail={"reason": started.reason or "refused", "sender": record.sender_agency,
-                        "message_type": record.message_type},
+                detail={
+                    "reason": started.reason or "refused",
+                    "sender": record.sender_agency,
+                    "message_type": record.message_type,
+                },
             )
             log.info("message %s starts no procedure: %s", uuid, started.reason)
             return
@@ -213,8 +220,9 @@ def consultation_resource(sent_uuid: str) -> str:
     return f"amtsbote.consultation.{sent_uuid.lower()}"
 
 
-def emit_consultation_sent(case_id: str, *, rule: str, recipient: str,
-                           nachrichten_uuid: str) -> None:
+def emit_consultation_sent(
+    case_id: str, *, rule: str, recipient: str, nachrichten_uuid: str
+) -> None:
     """A consultation message was sent and the case now waits for the recipient's reply.
     Call it from the consult block before it waits (again on a re-run: harmless, the deadline
     counts from the first event)."""
@@ -232,8 +240,9 @@ def emit_consultation_sent(case_id: str, *, rule: str, recipient: str,
     )
 
 
-def emit_reply_received(in_reply_to: str, *, reply_uuid: str, rule: str,
-                        case_id: str | None = None) -> None:
+def emit_reply_received(
+    in_reply_to: str, *, reply_uuid: str, rule: str, case_id: str | None = None
+) -> None:
     """The reply to the consultation message ``in_reply_to`` (sent by routing rule ``rule``)
     arrived and was matched. Call it from the inbox hook after ``Journal.match_reply`` found the
     waiting expectation; :func:`rule_of_consultation` gives the rule. The rule is part of the event
@@ -252,8 +261,9 @@ def emit_reply_received(in_reply_to: str, *, reply_uuid: str, rule: str,
     emit_event(event=EVENT_REPLY_RECEIVED, resource=resource)
 
 
-def rule_of_consultation(journal: Journal, sent_uuid: str, *, routing: Any = None,
-                         directory: Any = None) -> str | None:
+def rule_of_consultation(
+    journal: Journal, sent_uuid: str, *, routing: Any = None, directory: Any = None
+) -> str | None:
     """The consultation rule of the routing (default: ``Routing.default()``) that sent message
     ``sent_uuid``: same message type, same recipient, ``consult: true``; None if none."""
     from connectors.directory import Directory
@@ -264,8 +274,11 @@ def rule_of_consultation(journal: Journal, sent_uuid: str, *, routing: Any = Non
     routing = routing or Routing.default(directory=directory)
     message = journal.get_message(sent_uuid, direction=Direction.OUTBOUND)
     for route in routing.rules:
-        if (route.consult and route.message_type == message.message_type
-                and directory.get(route.recipient).behoerdenkennung == message.reader):
+        if (
+            route.consult
+            and route.message_type == message.message_type
+            and directory.get(route.recipient).behoerdenkennung == message.reader
+        ):
             return str(route.rule)
     return None
 

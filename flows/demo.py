@@ -295,8 +295,11 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
             + f" — Prefect UI: {ui_url}/runs",
             file=out,
         )
-        print(f"report of these cases: AMTSBOTE_DATA_DIR={run_dir} amtsbote report "
-              "--format html --out report.html --plots plots/", file=out)
+        print(
+            f"report of these cases: AMTSBOTE_DATA_DIR={run_dir} amtsbote report "
+            "--format html --out report.html --plots plots/",
+            file=out,
+        )
         return 0 if ok else 1
     finally:
         approver.cancel()

@@ -279,8 +279,7 @@ class LocalInstallation:
             elif self.simulate_partners and agency.has_role("Archiv"):
                 from .families.aussonderung.archive_stub import archive_stub_hook
 
-                hook = archive_stub_hook(self.directory, agency, home,
-                                         self.journal_of(agency.id))
+                hook = archive_stub_hook(self.directory, agency, home, self.journal_of(agency.id))
             app = create_app(
                 agency.id,
                 journal=self.journal_of(agency.id),
@@ -311,8 +310,9 @@ class LocalInstallation:
         if server is None:
             return
         service = server.app.state.inbox
-        for i, poller in enumerate(transfer_pollers(service, self.directory,
-                                                    environ=self.environ, min_age=0.0)):
+        for i, poller in enumerate(
+            transfer_pollers(service, self.directory, environ=self.environ, min_age=0.0)
+        ):
             thread = _Poller(self.mailbox_interval, poller.poll_once, name=f"transfer-{i}")
             thread.start()
             self._pollers.append(thread)
@@ -322,12 +322,14 @@ class LocalInstallation:
 
         for agency in self.directory:
             root = self.transfer_roots.get(agency.id) or (
-                agency.transfer_dir if agency.channel is Channel.TRANSFER_DIR else None)
+                agency.transfer_dir if agency.channel is Channel.TRANSFER_DIR else None
+            )
             if root is None or not agency.has_role("Archiv"):
                 continue
             stub = transfer_stub(root, agency, home)
-            thread = _Poller(self.mailbox_interval, stub.poll_once,
-                             name=f"simulated-archive-{agency.id}")
+            thread = _Poller(
+                self.mailbox_interval, stub.poll_once, name=f"simulated-archive-{agency.id}"
+            )
             thread.start()
             self._pollers.append(thread)
 

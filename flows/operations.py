@@ -194,8 +194,15 @@ def desired_limits(directory: Directory) -> list[LimitSpec]:
     for agency in directory:
         conc, rate = limit_names(agency.id)
         specs.append(LimitSpec(conc, agency.id, "concurrency", int(agency.concurrency)))
-        specs.append(LimitSpec(rate, agency.id, "rate", max(1, math.ceil(agency.rate_limit)),
-                               float(agency.rate_limit)))
+        specs.append(
+            LimitSpec(
+                rate,
+                agency.id,
+                "rate",
+                max(1, math.ceil(agency.rate_limit)),
+                float(agency.rate_limit),
+            )
+        )
     return specs
 
 
@@ -226,8 +233,13 @@ async def _read_all_limits(client: PrefectClient) -> list[Any]:
         offset += 200
 
 
-async def sync_limits(directory: Directory, *, dry_run: bool = False, prune: bool = True,
-                      client: PrefectClient | None = None) -> list[LimitChange]:
+async def sync_limits(
+    directory: Directory,
+    *,
+    dry_run: bool = False,
+    prune: bool = True,
+    client: PrefectClient | None = None,
+) -> list[LimitChange]:
     """Make the server's ``agency-*`` limits match the directory: create missing ones, update
     changed ones (limit, decay, re-activate), delete those of agencies no longer in the directory
     (``prune``). Idempotent; ``dry_run`` only plans. Occupied slots are left alone."""
@@ -245,16 +257,22 @@ async def sync_limits(directory: Directory, *, dry_run: bool = False, prune: boo
             if have is None:
                 changes.append(LimitChange("create", spec.name, spec.describe()))
                 if not dry_run:
-                    await c.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-                        name=spec.name, limit=spec.limit, active=True,
-                        slot_decay_per_second=spec.slot_decay_per_second))
+                    await c.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(
+                            name=spec.name,
+                            limit=spec.limit,
+                            active=True,
+                            slot_decay_per_second=spec.slot_decay_per_second,
+                        )
+                    )
                 continue
             diffs = []
             if have.limit != spec.limit:
                 diffs.append(f"limit {have.limit} → {spec.limit}")
             if not _same_decay(have.slot_decay_per_second, spec.slot_decay_per_second):
-                diffs.append(f"decay {have.slot_decay_per_second or 0:g} → "
-                             f"{spec.slot_decay_per_second:g}/s")
+                diffs.append(
+                    f"decay {have.slot_decay_per_second or 0:g} → {spec.slot_decay_per_second:g}/s"
+                )
             if not have.active:
                 diffs.append("inactive → active")
             if not diffs:
@@ -262,9 +280,14 @@ async def sync_limits(directory: Directory, *, dry_run: bool = False, prune: boo
                 continue
             changes.append(LimitChange("update", spec.name, ", ".join(diffs)))
             if not dry_run:
-                await c.update_global_concurrency_limit(spec.name, GlobalConcurrencyLimitUpdate(
-                    limit=spec.limit, active=True,
-                    slot_decay_per_second=spec.slot_decay_per_second))
+                await c.update_global_concurrency_limit(
+                    spec.name,
+                    GlobalConcurrencyLimitUpdate(
+                        limit=spec.limit,
+                        active=True,
+                        slot_decay_per_second=spec.slot_decay_per_second,
+                    ),
+                )
         if prune:
             names = {s.name for s in wanted}
             for name in sorted(existing):
@@ -312,16 +335,19 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return log
 
 
-async def _limit_unavailable(name: str, agency_id: str, exc: BaseException,
-                             settings: LimitSettings) -> None:
+async def _limit_unavailable(
+    name: str, agency_id: str, exc: BaseException, settings: LimitSettings
+) -> None:
     """Decide what a failed acquisition means: a missing limit → proceed (warn once); anything
     else → a transient send error (the send task's retries apply)."""
     from prefect.exceptions import ObjectNotFound
 
     if isinstance(exc, TimeoutError):
-        raise TransientSendError(f"no slot of the global limit {name} within {settings.wait:g} s "
-                                 f"(the agency is busy or slots are held)",
-                                 recipient=agency_id) from exc
+        raise TransientSendError(
+            f"no slot of the global limit {name} within {settings.wait:g} s "
+            f"(the agency is busy or slots are held)",
+            recipient=agency_id,
+        ) from exc
     try:
         async with _client(None) as c:
             await c.read_global_concurrency_limit_by_name(name)
@@ -334,18 +360,25 @@ async def _limit_unavailable(name: str, agency_id: str, exc: BaseException,
             _run_logger().warning(
                 "global concurrency limit %s does not exist on the Prefect server: sending to %s "
                 "without the limit across workers (the per-process sender limit still applies) "
-                "— run `amtsbote limits sync`", name, agency_id)
+                "— run `amtsbote limits sync`",
+                name,
+                agency_id,
+            )
         return
     except Exception as probe:
-        raise TransientSendError(f"global limit {name}: Prefect API unavailable "
-                                 f"({type(probe).__name__})", recipient=agency_id) from exc
-    raise TransientSendError(f"global limit {name} could not be taken: {exc}",
-                             recipient=agency_id) from exc
+        raise TransientSendError(
+            f"global limit {name}: Prefect API unavailable ({type(probe).__name__})",
+            recipient=agency_id,
+        ) from exc
+    raise TransientSendError(
+        f"global limit {name} could not be taken: {exc}", recipient=agency_id
+    ) from exc
 
 
 @asynccontextmanager
-async def agency_slot(agency_id: str, *,
-                      settings: LimitSettings | None = None) -> AsyncIterator[bool]:
+async def agency_slot(
+    agency_id: str, *, settings: LimitSettings | None = None
+) -> AsyncIterator[bool]:
     """Hold a slot of ``agency-<id>`` and take a token of ``agency-<id>-rate`` around one request
     to the agency. Yields whether any global limit was taken (False: limits off or missing)."""
     from prefect.concurrency.asyncio import (
@@ -363,9 +396,15 @@ async def agency_slot(agency_id: str, *,
     async with AsyncExitStack() as stack:
         if not _known_missing(conc_name):
             try:
-                await stack.enter_async_context(concurrency(
-                    conc_name, timeout_seconds=settings.wait, lease_duration=LEASE_SECONDS,
-                    strict=True, raise_on_lease_renewal_failure=False))
+                await stack.enter_async_context(
+                    concurrency(
+                        conc_name,
+                        timeout_seconds=settings.wait,
+                        lease_duration=LEASE_SECONDS,
+                        strict=True,
+                        raise_on_lease_renewal_failure=False,
+                    )
+                )
                 took = True
             except (ConcurrencySlotAcquisitionError, TimeoutError) as exc:
                 await _limit_unavailable(conc_name, agency_id, exc, settings)
@@ -415,8 +454,13 @@ def process_pool_template(python: str | None = None) -> dict[str, Any]:
     return template
 
 
-async def ensure_work_pool(name: str = WORK_POOL, *, client: PrefectClient | None = None,
-                           create: bool = True, concurrency_limit: int | None = None) -> bool:
+async def ensure_work_pool(
+    name: str = WORK_POOL,
+    *,
+    client: PrefectClient | None = None,
+    create: bool = True,
+    concurrency_limit: int | None = None,
+) -> bool:
     """Make sure the process work pool exists (created with :func:`process_pool_template`).
     Returns whether it was created.
 
@@ -431,34 +475,47 @@ async def ensure_work_pool(name: str = WORK_POOL, *, client: PrefectClient | Non
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     if concurrency_limit is not None and concurrency_limit < 1:
-        raise OperationsError(f"work pool {name}", f"concurrency limit must be >= 1, not "
-                              f"{concurrency_limit}")
+        raise OperationsError(
+            f"work pool {name}", f"concurrency limit must be >= 1, not {concurrency_limit}"
+        )
     async with _client(client) as c:
         try:
             pool = await c.read_work_pool(name)
         except ObjectNotFound:
             if not create:
-                raise OperationsError(f"work pool {name}", "does not exist; create it with "
-                                      f"`prefect work-pool create {name} --type process` or run "
-                                      "`amtsbote serve`") from None
+                raise OperationsError(
+                    f"work pool {name}",
+                    "does not exist; create it with "
+                    f"`prefect work-pool create {name} --type process` or run "
+                    "`amtsbote serve`",
+                ) from None
         else:
             if concurrency_limit is not None and pool.concurrency_limit != concurrency_limit:
-                await c.update_work_pool(name, WorkPoolUpdate(
-                    concurrency_limit=concurrency_limit))
+                await c.update_work_pool(name, WorkPoolUpdate(concurrency_limit=concurrency_limit))
             return False
         try:
-            await c.create_work_pool(WorkPoolCreate(
-                name=name, type="process", base_job_template=process_pool_template(),
-                concurrency_limit=concurrency_limit))
+            await c.create_work_pool(
+                WorkPoolCreate(
+                    name=name,
+                    type="process",
+                    base_job_template=process_pool_template(),
+                    concurrency_limit=concurrency_limit,
+                )
+            )
         except ObjectAlreadyExists:  # created meanwhile by someone else
-            return await ensure_work_pool(name, client=c, create=False,
-                                          concurrency_limit=concurrency_limit)
+            return await ensure_work_pool(
+                name, client=c, create=False, concurrency_limit=concurrency_limit
+            )
         return True
 
 
-async def ensure_operations_deployments(*, work_pool: str = WORK_POOL, home: Path | None = None,
-                                        dry_run: bool = False, client: PrefectClient | None = None,
-                                        ) -> dict[str, UUID | None]:
+async def ensure_operations_deployments(
+    *,
+    work_pool: str = WORK_POOL,
+    home: Path | None = None,
+    dry_run: bool = False,
+    client: PrefectClient | None = None,
+) -> dict[str, UUID | None]:
     """Create or update the ``recover`` and ``escalate`` deployments (work pool ``work_pool``,
     code in ``home``). Returns ``{"recover/recover": id, "escalate/escalate": id}`` (``None``
     for one that does not exist yet in a dry run)."""
@@ -467,18 +524,25 @@ async def ensure_operations_deployments(*, work_pool: str = WORK_POOL, home: Pat
 
     home = (home or project_root()).resolve()
     if not (home / "flows" / "operations.py").is_file():
-        raise OperationsError(f"code directory {home}",
-                              "has no flows/operations.py (set AMTSBOTE_HOME)")
+        raise OperationsError(
+            f"code directory {home}", "has no flows/operations.py (set AMTSBOTE_HOME)"
+        )
     out: dict[str, UUID | None] = {}
     async with _client(client) as c:
         if not dry_run:
             await ensure_work_pool(work_pool, client=c, create=False)
         for full_name, fn, description in (
-            (RECOVER_DEPLOYMENT, recover,
-             "Reschedule a crashed amtsbote flow run (automation amtsbote-recover-crashed)."),
-            (ESCALATE_DEPLOYMENT, escalate,
-             "A consultation got no reply in time: record and show the escalation "
-             "(automation amtsbote-missing-reply-*)."),
+            (
+                RECOVER_DEPLOYMENT,
+                recover,
+                "Reschedule a crashed amtsbote flow run (automation amtsbote-recover-crashed).",
+            ),
+            (
+                ESCALATE_DEPLOYMENT,
+                escalate,
+                "A consultation got no reply in time: record and show the escalation "
+                "(automation amtsbote-missing-reply-*).",
+            ),
         ):
             if dry_run:
                 try:
@@ -489,18 +553,24 @@ async def ensure_operations_deployments(*, work_pool: str = WORK_POOL, home: Pat
             flow_name, dep_name = full_name.split("/")
             flow_id = await c.create_flow_from_name(flow_name)
             out[full_name] = await c.create_deployment(
-                flow_id=flow_id, name=dep_name, entrypoint=f"flows/operations.py:{fn.fn.__name__}",
-                work_pool_name=work_pool, tags=[OPERATIONS_TAG], description=description,
-                pull_steps=[{"prefect.deployments.steps.set_working_directory":
-                             {"directory": str(home)}}],
+                flow_id=flow_id,
+                name=dep_name,
+                entrypoint=f"flows/operations.py:{fn.fn.__name__}",
+                work_pool_name=work_pool,
+                tags=[OPERATIONS_TAG],
+                description=description,
+                pull_steps=[
+                    {"prefect.deployments.steps.set_working_directory": {"directory": str(home)}}
+                ],
                 parameter_openapi_schema=parameter_schema(fn.fn).model_dump_for_openapi(),
                 enforce_parameter_schema=True,
             )
     return out
 
 
-async def retire_deployment(name: str, *, dry_run: bool = False,
-                            client: PrefectClient | None = None) -> dict[str, Any]:
+async def retire_deployment(
+    name: str, *, dry_run: bool = False, client: PrefectClient | None = None
+) -> dict[str, Any]:
     """Remove the triggers (deployment-owned automations) of deployment ``flow/name`` so that it
     starts no new runs, keep the deployment for its waiting runs, and report how many are still
     waiting (suspended, paused, scheduled, pending or running)."""
@@ -524,16 +594,31 @@ async def retire_deployment(name: str, *, dry_run: bool = False,
         related = await c.read_resource_related_automations(resource)
         waiting = await c.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-                any_=[StateType.PAUSED, StateType.SCHEDULED, StateType.PENDING,
-                      StateType.RUNNING]))))
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(
+                        any_=[
+                            StateType.PAUSED,
+                            StateType.SCHEDULED,
+                            StateType.PENDING,
+                            StateType.RUNNING,
+                        ]
+                    )
+                )
+            ),
+        )
         removed = 0
         if not dry_run:
             await c.delete_resource_owned_automations(resource)
             removed = len(related) - len(await c.read_resource_related_automations(resource))
-        return {"deployment": name, "id": str(dep.id), "version": dep.version,
-                "triggers_removed": removed, "related_automations": len(related),
-                "waiting_runs": len(waiting)}
+        return {
+            "deployment": name,
+            "id": str(dep.id),
+            "version": dep.version,
+            "triggers_removed": removed,
+            "related_automations": len(related),
+            "waiting_runs": len(waiting),
+        }
 
 
 # =========================================================================== automations
@@ -571,8 +656,10 @@ class AutomationSettings:
         if self.heartbeat_seconds < 30:
             raise ValueError("heartbeat_seconds: Prefect requires at least 30")
         if self.zombie_window <= timedelta(seconds=self.heartbeat_seconds):
-            raise ValueError(f"zombie_after ({self.zombie_window}) must be longer than one "
-                             f"heartbeat ({self.heartbeat_seconds} s)")
+            raise ValueError(
+                f"zombie_after ({self.zombie_window}) must be longer than one "
+                f"heartbeat ({self.heartbeat_seconds} s)"
+            )
         if self.max_crashes < 0:
             raise ValueError("max_crashes must be >= 0")
 
@@ -581,8 +668,9 @@ class AutomationSettings:
         return self.zombie_after or timedelta(seconds=3 * self.heartbeat_seconds)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None,
-                 **overrides: Any) -> AutomationSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> AutomationSettings:
         env = os.environ if environ is None else environ
         kw: dict[str, Any] = {"heartbeat_seconds": _heartbeat_from_env(env)}
         kw.update({k: v for k, v in overrides.items() if v is not None})
@@ -606,8 +694,9 @@ def _tag_related() -> dict[str, str | list[str]]:
     return {"prefect.resource.id": f"prefect.tag.{WATCHED_TAG}", "prefect.resource.role": "tag"}
 
 
-def desired_automations(routing: Routing, settings: AutomationSettings, *,
-                        recover_id: UUID, escalate_id: UUID) -> list[AutomationCore]:
+def desired_automations(
+    routing: Routing, settings: AutomationSettings, *, recover_id: UUID, escalate_id: UUID
+) -> list[AutomationCore]:
     """The automations of an installation (see the module docstring), by name."""
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState, RunDeployment
@@ -620,31 +709,58 @@ def desired_automations(routing: Routing, settings: AutomationSettings, *,
     out: list[AutomationCore] = [
         AutomationCore(
             name=f"{AUTOMATION_PREFIX}zombie-runs",
-            description=(f"A flow run tagged {WATCHED_TAG} showed a sign of life and then none "
-                         f"for {int(zombie.total_seconds())} s: mark it crashed (heartbeats "
-                         f"every {settings.heartbeat_seconds} s: "
-                         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY)."),
+            description=(
+                f"A flow run tagged {WATCHED_TAG} showed a sign of life and then none "
+                f"for {int(zombie.total_seconds())} s: mark it crashed (heartbeats "
+                f"every {settings.heartbeat_seconds} s: "
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY)."
+            ),
             trigger=EventTrigger(
-                match=runs, match_related=tagged, after=set(SIGNS_OF_LIFE),
-                expect={"prefect.flow-run.*"}, for_each={"prefect.resource.id"},
-                posture=Posture.Proactive, threshold=1, within=zombie),
-            actions=[ChangeFlowRunState(
-                name=None, force=False, state=StateType.CRASHED,
-                message=f"no sign of life for {int(zombie.total_seconds())} s: worker or "
-                        f"machine gone (amtsbote-zombie-runs)")],
+                match=runs,
+                match_related=tagged,
+                after=set(SIGNS_OF_LIFE),
+                expect={"prefect.flow-run.*"},
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=zombie,
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    name=None,
+                    force=False,
+                    state=StateType.CRASHED,
+                    message=f"no sign of life for {int(zombie.total_seconds())} s: worker or "
+                    f"machine gone (amtsbote-zombie-runs)",
+                )
+            ],
         ),
         AutomationCore(
             name=f"{AUTOMATION_PREFIX}recover-crashed",
-            description=(f"A flow run tagged {WATCHED_TAG} crashed: reschedule it (journal-"
-                         f"idempotent re-run) unless it crashed more than {settings.max_crashes} "
-                         "times."),
+            description=(
+                f"A flow run tagged {WATCHED_TAG} crashed: reschedule it (journal-"
+                f"idempotent re-run) unless it crashed more than {settings.max_crashes} "
+                "times."
+            ),
             trigger=EventTrigger(
-                match=runs, match_related=tagged, expect={"prefect.flow-run.Crashed"},
-                posture=Posture.Reactive, threshold=1, within=timedelta(0)),
-            actions=[RunDeployment(
-                source="selected", deployment_id=recover_id, job_variables=None,
-                parameters={"flow_run": "{{ event.resource.id }}",
-                            "max_crashes": settings.max_crashes})],
+                match=runs,
+                match_related=tagged,
+                expect={"prefect.flow-run.Crashed"},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=timedelta(0),
+            ),
+            actions=[
+                RunDeployment(
+                    source="selected",
+                    deployment_id=recover_id,
+                    job_variables=None,
+                    parameters={
+                        "flow_run": "{{ event.resource.id }}",
+                        "max_crashes": settings.max_crashes,
+                    },
+                )
+            ],
         ),
     ]
     seen: set[str] = set()
@@ -653,20 +769,39 @@ def desired_automations(routing: Routing, settings: AutomationSettings, *,
             continue
         seen.add(route.rule)
         within = settings.reply_within.get(route.rule, route.reply_within)
-        out.append(AutomationCore(
-            name=f"{AUTOMATION_PREFIX}missing-reply-{route.rule}",
-            description=(f"Consultation rule {route.rule} ({route.recipient}): no reply within "
-                         f"{within} of sending → escalate."),
-            trigger=EventTrigger(
-                match=ResourceSpecification({"prefect.resource.id": "amtsbote.consultation.*",
-                                             "amtsbote.rule": route.rule}),
-                after={"amtsbote.consultation.sent"}, expect={"amtsbote.reply.received"},
-                for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
-                within=within),
-            actions=[RunDeployment(
-                source="selected", deployment_id=escalate_id, job_variables=None,
-                parameters={"consultation": "{{ event.resource['amtsbote.nachrichten-uuid'] }}"})],
-        ))
+        out.append(
+            AutomationCore(
+                name=f"{AUTOMATION_PREFIX}missing-reply-{route.rule}",
+                description=(
+                    f"Consultation rule {route.rule} ({route.recipient}): no reply within "
+                    f"{within} of sending → escalate."
+                ),
+                trigger=EventTrigger(
+                    match=ResourceSpecification(
+                        {
+                            "prefect.resource.id": "amtsbote.consultation.*",
+                            "amtsbote.rule": route.rule,
+                        }
+                    ),
+                    after={"amtsbote.consultation.sent"},
+                    expect={"amtsbote.reply.received"},
+                    for_each={"prefect.resource.id"},
+                    posture=Posture.Proactive,
+                    threshold=1,
+                    within=within,
+                ),
+                actions=[
+                    RunDeployment(
+                        source="selected",
+                        deployment_id=escalate_id,
+                        job_variables=None,
+                        parameters={
+                            "consultation": "{{ event.resource['amtsbote.nachrichten-uuid'] }}"
+                        },
+                    )
+                ],
+            )
+        )
     return out
 
 
@@ -681,8 +816,9 @@ class AutomationChange:
 
 
 def _comparable(automation: Any) -> dict[str, Any]:
-    data = automation.model_dump(mode="json", include={"name", "description", "enabled",
-                                                         "trigger", "actions"})
+    data = automation.model_dump(
+        mode="json", include={"name", "description", "enabled", "trigger", "actions"}
+    )
     data["trigger"].pop("id", None)
     for key in ("match", "match_related"):  # one spec or a list of them: compare as a list
         value = data["trigger"].get(key)
@@ -693,24 +829,38 @@ def _comparable(automation: Any) -> dict[str, Any]:
     return data
 
 
-async def sync_automations(routing: Routing, settings: AutomationSettings, *,
-                           dry_run: bool = False, prune: bool = True,
-                           home: Path | None = None,
-                           client: PrefectClient | None = None) -> list[AutomationChange]:
+async def sync_automations(
+    routing: Routing,
+    settings: AutomationSettings,
+    *,
+    dry_run: bool = False,
+    prune: bool = True,
+    home: Path | None = None,
+    client: PrefectClient | None = None,
+) -> list[AutomationChange]:
     """Create or update, by name, the operations deployments and the ``amtsbote-*``
     automations; delete ``amtsbote-*`` automations no longer wanted (``prune``: e.g. a
     consultation rule that was removed). Idempotent; ``dry_run`` only plans."""
     async with _client(client) as c:
         changes: list[AutomationChange] = []
-        ids = await ensure_operations_deployments(work_pool=settings.work_pool, home=home,
-                                                  dry_run=dry_run, client=c)
+        ids = await ensure_operations_deployments(
+            work_pool=settings.work_pool, home=home, dry_run=dry_run, client=c
+        )
         for dep_name, dep_id in ids.items():
-            changes.append(AutomationChange("deploy", dep_name, "create" if dep_id is None else
-                                            f"create or update, pool {settings.work_pool}"))
+            changes.append(
+                AutomationChange(
+                    "deploy",
+                    dep_name,
+                    "create" if dep_id is None else f"create or update, pool {settings.work_pool}",
+                )
+            )
         placeholder = UUID(int=0)
-        wanted = desired_automations(routing, settings,
-                                     recover_id=ids[RECOVER_DEPLOYMENT] or placeholder,
-                                     escalate_id=ids[ESCALATE_DEPLOYMENT] or placeholder)
+        wanted = desired_automations(
+            routing,
+            settings,
+            recover_id=ids[RECOVER_DEPLOYMENT] or placeholder,
+            escalate_id=ids[ESCALATE_DEPLOYMENT] or placeholder,
+        )
         existing: dict[str, list[Any]] = {}
         for a in await c.read_automations():
             if a.name.startswith(AUTOMATION_PREFIX) and not getattr(a, "owner_resource", None):
@@ -764,27 +914,41 @@ async def recover(flow_run: str, max_crashes: int = 3) -> str:
     async with get_client() as client:
         run = await client.read_flow_run(run_id)
         if run.state is None or run.state.type is not StateType.CRASHED:
-            logger.info("flow run %s is %s, not crashed: nothing to do", run_id,
-                        run.state.name if run.state else "without state")
+            logger.info(
+                "flow run %s is %s, not crashed: nothing to do",
+                run_id,
+                run.state.name if run.state else "without state",
+            )
             return "not-crashed"
         if run.deployment_id is None:
             logger.warning("flow run %s has no deployment: cannot be rescheduled", run_id)
             return "no-deployment"
-        crashes = sum(1 for s in await client.read_flow_run_states(run_id)
-                      if s.type is StateType.CRASHED)
+        crashes = sum(
+            1 for s in await client.read_flow_run_states(run_id) if s.type is StateType.CRASHED
+        )
         outcome = "rescheduled"
         if crashes > max_crashes:
             outcome = "gave-up"
-            logger.error("flow run %s crashed %d times: not rescheduled again; look at its logs "
-                         "and re-run it by hand", run_id, crashes)
+            logger.error(
+                "flow run %s crashed %d times: not rescheduled again; look at its logs "
+                "and re-run it by hand",
+                run_id,
+                crashes,
+            )
         else:
             await client.set_flow_run_state(
-                run_id, Scheduled(name="Recovering",
-                                  message=f"rescheduled after crash {crashes} by recover"),
-                force=True)
+                run_id,
+                Scheduled(
+                    name="Recovering", message=f"rescheduled after crash {crashes} by recover"
+                ),
+                force=True,
+            )
             logger.info("flow run %s rescheduled after crash %d", run_id, crashes)
-    _journal_note(str(run_id), "case.recovery", {"flow_run": str(run_id), "crashes": crashes,
-                                                  "outcome": outcome})
+    _journal_note(
+        str(run_id),
+        "case.recovery",
+        {"flow_run": str(run_id), "crashes": crashes, "outcome": outcome},
+    )
     return outcome
 
 
@@ -797,12 +961,14 @@ def _journal_note(flow_run_id: str, kind: str, detail: dict[str, Any]) -> None:
         for case in rt.journal.list_cases(flow_run_id=flow_run_id):
             rt.journal.log_event(kind, actor="operations", case_id=case.case_id, detail=detail)
     except Exception as exc:  # the journal may be another installation's; never fail on it
-        log.warning("journal note %s for flow run %s failed: %s", kind, flow_run_id,
-                    type(exc).__name__)
+        log.warning(
+            "journal note %s for flow run %s failed: %s", kind, flow_run_id, type(exc).__name__
+        )
 
 
-@flow(name="escalate", flow_run_name="escalate-{consultation}", persist_result=False,
-      log_prints=False)
+@flow(
+    name="escalate", flow_run_name="escalate-{consultation}", persist_result=False, log_prints=False
+)
 async def escalate(consultation: str) -> dict[str, Any]:
     """A consultation's reply deadline passed. When the journal still waits for the reply,
     record ``case.escalated`` and publish a markdown artifact; otherwise (the reply came, the
@@ -820,33 +986,57 @@ async def escalate(consultation: str) -> dict[str, Any]:
     try:
         message = rt.journal.get_message(sent_uuid, direction=Direction.OUTBOUND)
     except JournalNotFoundError:
-        logger.warning("message %s is not in this installation's journal: nothing to escalate",
-                       sent_uuid)
+        logger.warning(
+            "message %s is not in this installation's journal: nothing to escalate", sent_uuid
+        )
         return {"case_id": None, "outcome": "unknown-message", "nachrichten_uuid": sent_uuid}
     case_id = message.case_id
     if not case_id:
         logger.warning("message %s belongs to no case: nothing to escalate", sent_uuid)
         return {"case_id": None, "outcome": "no-case", "nachrichten_uuid": sent_uuid}
-    waiting = [x for x in rt.journal.expectations(case_id=case_id)
-               if x.in_reply_to == sent_uuid and x.state.value == "waiting"]
+    waiting = [
+        x
+        for x in rt.journal.expectations(case_id=case_id)
+        if x.in_reply_to == sent_uuid and x.state.value == "waiting"
+    ]
     if not waiting:
-        logger.info("case %s: the reply to %s is there (or no longer expected): no escalation",
-                    case_id, sent_uuid)
+        logger.info(
+            "case %s: the reply to %s is there (or no longer expected): no escalation",
+            case_id,
+            sent_uuid,
+        )
         return {"case_id": case_id, "outcome": "answered", "nachrichten_uuid": sent_uuid}
     x = waiting[0]
-    detail = {"nachrichten_uuid": sent_uuid, "from_agency": x.from_agency,
-              "waiting_since": x.created_at.isoformat(),
-              "expires_at": x.expires_at.isoformat() if x.expires_at else None}
-    rt.journal.log_event("case.escalated", actor="escalate", case_id=case_id,
-                         nachrichten_uuid=sent_uuid, detail=detail)
-    logger.warning("case %s: no reply from %s to %s since %s — escalated", case_id,
-                   x.from_agency, sent_uuid, detail["waiting_since"])
+    detail = {
+        "nachrichten_uuid": sent_uuid,
+        "from_agency": x.from_agency,
+        "waiting_since": x.created_at.isoformat(),
+        "expires_at": x.expires_at.isoformat() if x.expires_at else None,
+    }
+    rt.journal.log_event(
+        "case.escalated",
+        actor="escalate",
+        case_id=case_id,
+        nachrichten_uuid=sent_uuid,
+        detail=detail,
+    )
+    logger.warning(
+        "case %s: no reply from %s to %s since %s — escalated",
+        case_id,
+        x.from_agency,
+        sent_uuid,
+        detail["waiting_since"],
+    )
     key = "escalation-" + "".join(ch if ch.isalnum() else "-" for ch in case_id.lower())
     await acreate_markdown_artifact(
-        key=key, description=f"Escalation of case {case_id}",
-        markdown=(f"# Case {case_id}: reply overdue\n\n| | |\n|---|---|\n"
-                  f"| message | {sent_uuid} |\n| expected from | {x.from_agency} |\n"
-                  f"| waiting since | {detail['waiting_since']} |\n"))
+        key=key,
+        description=f"Escalation of case {case_id}",
+        markdown=(
+            f"# Case {case_id}: reply overdue\n\n| | |\n|---|---|\n"
+            f"| message | {sent_uuid} |\n| expected from | {x.from_agency} |\n"
+            f"| waiting since | {detail['waiting_since']} |\n"
+        ),
+    )
     return {"case_id": case_id, "outcome": "escalated", **detail}
 
 

@@ -49,11 +49,13 @@ class _SharedContextSsl:
         capath: str | None = None,
         cadata: str | bytes | None = None,
     ) -> ssl.SSLContext:
-        if cafile is None or capath is not None or cadata is not None or (
-            purpose is not ssl.Purpose.SERVER_AUTH
+        if (
+            cafile is None
+            or capath is not None
+            or cadata is not None
+            or (purpose is not ssl.Purpose.SERVER_AUTH)
         ):
-            return ssl.create_default_context(purpose, cafile=cafile, capath=capath,
-                                              cadata=cadata)
+            return ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
         with _lock:
             context = _contexts.get(cafile)
             if context is None:

@@ -91,8 +91,14 @@ class ConditionSpec:
         return expected in value  # contains
 
 
-def one_of(attr: str, values: tuple[str, ...] | None = None, *, label: str = "value",
-           pattern: str | None = None, pattern_hint: str = "") -> ConditionSpec:
+def one_of(
+    attr: str,
+    values: tuple[str, ...] | None = None,
+    *,
+    label: str = "value",
+    pattern: str | None = None,
+    pattern_hint: str = "",
+) -> ConditionSpec:
     return ConditionSpec("one_of", attr, values, pattern, label, pattern_hint)
 
 
@@ -120,8 +126,11 @@ class Conditions:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, _, expected in self.tests:
-            out[key] = sorted(expected) if isinstance(expected, frozenset) else (
-                list(expected) if isinstance(expected, tuple) else expected)
+            out[key] = (
+                sorted(expected)
+                if isinstance(expected, frozenset)
+                else (list(expected) if isinstance(expected, tuple) else expected)
+            )
         return out
 
 
@@ -177,21 +186,27 @@ class Routing:
         return cls.load(get_family(family).routing_path(), directory=directory, family=family)
 
     @classmethod
-    def load(cls, path: str | Path, *, directory: Directory | None = None,
-             family: str = "gewerbe") -> Routing:
+    def load(
+        cls, path: str | Path, *, directory: Directory | None = None, family: str = "gewerbe"
+    ) -> Routing:
         path = Path(path)
         try:
             text = yamlfile.read_text(path)
         except yamlfile.YamlReadError as exc:
-            message = (f"cannot read: {exc.cause}" if isinstance(exc.cause, OSError)
-                       else exc.problem.message)
+            message = (
+                f"cannot read: {exc.cause}"
+                if isinstance(exc.cause, OSError)
+                else exc.problem.message
+            )
             raise RoutingError([RoutingProblem(str(path), None, "-", message)]) from exc.cause
-        return cls.loads(text, source=str(path), directory=directory or Directory.default(),
-                         family=family)
+        return cls.loads(
+            text, source=str(path), directory=directory or Directory.default(), family=family
+        )
 
     @classmethod
-    def loads(cls, text: str, *, source: str = "<routing>", directory: Directory,
-              family: str = "gewerbe") -> Routing:
+    def loads(
+        cls, text: str, *, source: str = "<routing>", directory: Directory, family: str = "gewerbe"
+    ) -> Routing:
         from .families import get_family
 
         return _Loader(source, directory, get_family(family)).load(text)
@@ -276,12 +291,14 @@ class _Loader:
             tests.append((key, spec, expected))
         return Conditions(tuple(tests))
 
-    def _check_values(self, node: yaml.Node, where: str, spec: ConditionSpec,
-                      items: list[str]) -> None:
+    def _check_values(
+        self, node: yaml.Node, where: str, spec: ConditionSpec, items: list[str]
+    ) -> None:
         for item in items:
             if spec.values is not None and item not in spec.values:
-                self.problem(node, where, f"unknown {spec.label} {item!r} "
-                                          f"(one of {', '.join(spec.values)})")
+                self.problem(
+                    node, where, f"unknown {spec.label} {item!r} (one of {', '.join(spec.values)})"
+                )
             elif spec.pattern is not None and not re.fullmatch(spec.pattern, item):
                 self.problem(node, where, f"{spec.label} must be {spec.pattern_hint}: {item!r}")
 
@@ -323,8 +340,11 @@ class _Loader:
         if "family" in top:
             name = self.scalar(top["family"], "family", str)
             if name is not None and name != self.family.name:
-                self.problem(top["family"], "family",
-                             f"this file is for family {name!r}, read as {self.family.name!r}")
+                self.problem(
+                    top["family"],
+                    "family",
+                    f"this file is for family {name!r}, read as {self.family.name!r}",
+                )
         sender = self.agency(top["sender"], "sender") if "sender" in top else None
         approval: Conditions | None = None
         deadline = timedelta(days=10)
@@ -391,8 +411,11 @@ class _Loader:
             recipient = (
                 self.agency(m["recipient"], f"{label}.recipient") if "recipient" in m else None
             )
-            root = (self.message_type(m["message_type"], f"{label}.message_type")
-                    if "message_type" in m else None)
+            root = (
+                self.message_type(m["message_type"], f"{label}.message_type")
+                if "message_type" in m
+                else None
+            )
             when = self.conditions(m["when"], f"{label}.when") if "when" in m else Conditions()
             consult = (
                 bool(self.scalar(m["consult"], f"{label}.consult", bool))

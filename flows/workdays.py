@@ -38,8 +38,9 @@ def holidays_nrw(year: int) -> frozenset[date]:
     # Karfreitag, Ostermontag, Himmelfahrt, Pfingstmontag, Fronleichnam
     moving = (-2, 1, 39, 50, 60)
     fixed = ((1, 1), (5, 1), (10, 3), (11, 1), (12, 25), (12, 26))
-    return frozenset({easter + timedelta(days=n) for n in moving}
-                     | {date(year, m, d) for m, d in fixed})
+    return frozenset(
+        {easter + timedelta(days=n) for n in moving} | {date(year, m, d) for m, d in fixed}
+    )
 
 
 def is_workday(day: date) -> bool:

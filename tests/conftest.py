@@ -29,7 +29,9 @@ if str(ROOT) not in sys.path:  # bench/ is no installed package; its harnesses s
     sys.path.insert(0, str(ROOT))
 SHARED = (ROOT.parent / "shared").resolve()  # as the registry names its sources (links resolved)
 IN_CI = os.environ.get("CI", "").lower() == "true"
-PG_ADMIN_URL = os.environ.get("AMTSBOTE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "AMTSBOTE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -187,8 +189,9 @@ def prefect_server(prefect_pg_url: str) -> Iterator[object]:
     """A real Prefect server on PostgreSQL, on the port PREFECT_API_URL names (session-wide)."""
     from flows.local import PrefectServer
 
-    server = PrefectServer(home=_PREFECT_TMP / "server", port=PREFECT_TEST_PORT,
-                           database_url=prefect_pg_url)
+    server = PrefectServer(
+        home=_PREFECT_TMP / "server", port=PREFECT_TEST_PORT, database_url=prefect_pg_url
+    )
     server.start()
     try:
         yield server

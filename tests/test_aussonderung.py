@@ -52,12 +52,16 @@ def _archive(env: Env) -> Any:
 
 
 def _kinds(env: Env, case_id: str) -> dict[str, dict[str, Any]]:
-    return {e.kind: e.detail for e in env.journal.events(case_id=case_id)
-            if e.kind.startswith("aussonderung.")}
+    return {
+        e.kind: e.detail
+        for e in env.journal.events(case_id=case_id)
+        if e.kind.startswith("aussonderung.")
+    }
 
 
 def test_four_stage_aussonderung_hands_over_only_what_is_archivwuerdig(
-        env: Env, tmp_path: Path) -> None:
+    env: Env, tmp_path: Path
+) -> None:
     folder = write_sample_export(tmp_path / "export", akten=2, documents=DOCS, seed="vier")
     done = hand_over(env.rt, folder)
     assert done.created and done.procedure == "aussonderung" and done.files == 6
@@ -113,8 +117,12 @@ def test_four_stage_aussonderung_hands_over_only_what_is_archivwuerdig(
     doc = __import__("json").loads(out.read_text(encoding="utf-8"))
     assert doc["process_id"] == pid and doc["status"] == "closed"
     assert [e["kind"] for e in doc["events"]] == [
-        "aussonderung.handed-over", "aussonderung.appraised", "aussonderung.transferred",
-        "aussonderung.imported", "aussonderung.released"]
+        "aussonderung.handed-over",
+        "aussonderung.appraised",
+        "aussonderung.transferred",
+        "aussonderung.imported",
+        "aussonderung.released",
+    ]
     assert main(["aussonderung", "evidence", "05774032-2026-999999"]) == 2
 
 
@@ -133,8 +141,10 @@ def test_rerun_and_second_hand_over_send_nothing_twice(env: Env, tmp_path: Path)
     for m in _archive(env).messages(direction=Direction.INBOUND):
         counts[_code(m)] = counts.get(_code(m), 0) + 1
     assert counts == {"0501": 1, "0505": 1, "0503": 1}
-    attempts = [d.attempts for d in env.journal.deliveries(case_id=first["case_id"],
-                                                           direction=Direction.OUTBOUND)]
+    attempts = [
+        d.attempts
+        for d in env.journal.deliveries(case_id=first["case_id"], direction=Direction.OUTBOUND)
+    ]
     assert attempts == [1, 1, 1]
 
 
@@ -151,8 +161,14 @@ def test_rejected_handover_sends_no_0503(env: Env, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["3.0.0", "3.1.0"])
 def test_two_stage_aussonderung(env: Env, tmp_path: Path, version: str) -> None:
-    folder = write_sample_export(tmp_path / "export", akten=1, verfahren="zweistufig",
-                                 xdomea=version, documents=DOCS, seed=f"zwei-{version}")
+    folder = write_sample_export(
+        tmp_path / "export",
+        akten=1,
+        verfahren="zweistufig",
+        xdomea=version,
+        documents=DOCS,
+        seed=f"zwei-{version}",
+    )
     done = hand_over(env.rt, folder)
     assert done.procedure == "aussonderung-zweistufig" and done.message_type == "0503"
     result = _run("aussonderung-zweistufig", done.message_uuid)
@@ -172,18 +188,27 @@ def test_a_dms_built_0501_is_validated_and_passed_on(env: Env, tmp_path: Path) -
     from flows.families.aussonderung import build as b
     from flows.families.aussonderung.export import read_export
 
-    export = read_export(write_sample_export(tmp_path / "x", akten=1, documents=DOCS,
-                                             seed="dms-0501"))
-    start = b.from_export(export, absender=env.rt.home,
-                          empfaenger=env.directory.get("it-nrw")).start  # a wrong Empfänger
+    export = read_export(
+        write_sample_export(tmp_path / "x", akten=1, documents=DOCS, seed="dms-0501")
+    )
+    start = b.from_export(
+        export, absender=env.rt.home, empfaenger=env.directory.get("it-nrw")
+    ).start  # a wrong Empfänger
     path = tmp_path / "0501.xml"
     path.write_bytes(xa.build(start))
     done = hand_over(env.rt, path)
     assert done.procedure == "aussonderung" and done.files == 0
     family = __import__("flows.families", fromlist=["get_family"]).get_family("aussonderung")
     route = next(r for r in env.rt.routing_for("aussonderung").rules if r.rule == "anbietung")
-    case = type("C", (), {"message_uuid": done.message_uuid, "case_id": "-",
-                          "facts": family.open_check(path.read_bytes(), "aussonderung")[0]})()
+    case = type(
+        "C",
+        (),
+        {
+            "message_uuid": done.message_uuid,
+            "case_id": "-",
+            "facts": family.open_check(path.read_bytes(), "aussonderung")[0],
+        },
+    )()
     built = family.build(env.rt, case, route, message_uuid=done.message_uuid)
     assert b"05-OWL" in built.payload and b"STLA" not in built.payload
     broken = tmp_path / "broken.xml"
@@ -192,20 +217,25 @@ def test_a_dms_built_0501_is_validated_and_passed_on(env: Env, tmp_path: Path) -
         hand_over(env.rt, broken)
 
 
-def test_a_slow_archive_is_waited_for(env: Env, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_archive_is_waited_for(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The 0506 comes seconds after the 0507: the run waits for it (a run-input key per reply
     type that Prefect accepts) and is resumed when it arrives."""
     from flows.families.aussonderung import archive_stub
 
     monkeypatch.setattr(archive_stub, "REPLY_GAP", 3.0)
-    folder = write_sample_export(tmp_path / "export", akten=1, verfahren="zweistufig",
-                                 documents=DOCS, seed="slow")
+    folder = write_sample_export(
+        tmp_path / "export", akten=1, verfahren="zweistufig", documents=DOCS, seed="slow"
+    )
     done = hand_over(env.rt, folder)
     result = _run("aussonderung-zweistufig", done.message_uuid)
     assert result["status"] == "closed", result
-    waits = [e for e in env.journal.events(case_id=result["case_id"], kind="case.updated")
-             if str(e.detail.get("waiting_for", "")).startswith("reply:")]
+    waits = [
+        e
+        for e in env.journal.events(case_id=result["case_id"], kind="case.updated")
+        if str(e.detail.get("waiting_for", "")).startswith("reply:")
+    ]
     assert waits  # it did wait
 
 
@@ -224,8 +254,10 @@ def test_hand_over_refuses_what_cannot_start(env: Env, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ transfer directory, WebDAV
 
-_ARCHIVE_HTTP = re.compile(r"(  - id: landesarchiv-owl\n(?:    .*\n)*?)    channel: http\n"
-                           r"    endpoint: .*\n")
+_ARCHIVE_HTTP = re.compile(
+    r"(  - id: landesarchiv-owl\n(?:    .*\n)*?)    channel: http\n"
+    r"    endpoint: .*\n"
+)
 
 
 def _archive_on(channel_lines: str) -> Any:
@@ -254,24 +286,33 @@ def _check_area(area: Path, result: dict[str, Any], env: Env) -> None:
 
     read_by_archive = sorted(p.name for p in (area / ".archive-done").iterdir())
     assert [n.split("_", 1)[1] for n in read_by_archive] == [
-        "Aussonderung.Anbieteverzeichnis.0501.zip", "Aussonderung.Aussonderung.0503.zip",
-        "Aussonderung.BewertungEmpfangBestaetigen.0505.zip"]
+        "Aussonderung.Anbieteverzeichnis.0501.zip",
+        "Aussonderung.Aussonderung.0503.zip",
+        "Aussonderung.BewertungEmpfangBestaetigen.0505.zip",
+    ]
     [handover] = [area / ".archive-done" / n for n in read_by_archive if n.endswith("0503.zip")]
     with zipfile.ZipFile(handover) as zf:
         assert len(zf.namelist()) == 5  # the XML and the four archivwürdig documents
     read_by_city = sorted(p.name.split("_", 1)[1] for p in (area / ".done").iterdir())
-    assert read_by_city == sorted(f"{root}.zip" for root in (
-        "Aussonderung.AnbietungEmpfangBestaetigen.0504", "Aussonderung.Bewertungsverzeichnis.0502",
-        "Aussonderung.AussonderungEmpfangBestaetigen.0507",
-        "Aussonderung.AussonderungImportBestaetigen.0506"))
+    assert read_by_city == sorted(
+        f"{root}.zip"
+        for root in (
+            "Aussonderung.AnbietungEmpfangBestaetigen.0504",
+            "Aussonderung.Bewertungsverzeichnis.0502",
+            "Aussonderung.AussonderungEmpfangBestaetigen.0507",
+            "Aussonderung.AussonderungImportBestaetigen.0506",
+        )
+    )
     assert "aussonderung.released" in _kinds(env, result["case_id"])
 
 
 def test_four_stage_through_a_transfer_directory(tmp_path: Path, prefect_server: Any) -> None:
     area = tmp_path / "transfer" / "landesarchiv-owl"
     area.mkdir(parents=True)
-    env = Env(tmp_path, edit_agencies=_archive_on(
-        f"    channel: transfer-dir\n    transfer_dir: {area}\n"))
+    env = Env(
+        tmp_path,
+        edit_agencies=_archive_on(f"    channel: transfer-dir\n    transfer_dir: {area}\n"),
+    )
     try:
         result = _four_stage(env, tmp_path, "transfer-dir")
         _check_area(area, result, env)
@@ -292,7 +333,8 @@ def test_four_stage_through_webdav_with_tls(tmp_path: Path, prefect_server: Any)
                 f"    channel: webdav\n    webdav_url: {dav.url}\n"
                 "    webdav_user_env: AMTSBOTE_DAV_USER_LAV\n"
                 "    webdav_password_env: AMTSBOTE_DAV_PASSWORD_LAV\n"
-                f"    webdav_ca: {pki['ca']}\n"),
+                f"    webdav_ca: {pki['ca']}\n"
+            ),
             transfer_roots={"landesarchiv-owl": share},
             environ={"AMTSBOTE_DAV_USER_LAV": "stadt", "AMTSBOTE_DAV_PASSWORD_LAV": "geheim"},
         )
@@ -312,10 +354,14 @@ def _container_of(env: Env, tmp_path: Path, seed: str) -> Path:
     from flows.families.aussonderung.export import read_export
     from xoev.container import write_container
 
-    export = read_export(write_sample_export(tmp_path / seed, akten=1, verfahren="zweistufig",
-                                             documents=DOCS, seed=seed))
-    built = b.from_export(export, absender=env.rt.home,
-                          empfaenger=env.directory.get("landesarchiv-owl"))
+    export = read_export(
+        write_sample_export(
+            tmp_path / seed, akten=1, verfahren="zweistufig", documents=DOCS, seed=seed
+        )
+    )
+    built = b.from_export(
+        export, absender=env.rt.home, empfaenger=env.directory.get("landesarchiv-owl")
+    )
     out = tmp_path / f"{seed}-zip"
     out.mkdir()
     write_container(out, xa.build(built.start), {n: f.path for n, f in built.files.items()})
@@ -327,16 +373,17 @@ def _rewrite(src: Path, target: Path, members: list[tuple[Any, bytes]]) -> Path:
     import warnings
     import zipfile
 
-    with warnings.catch_warnings(), \
-            zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with (
+        warnings.catch_warnings(),
+        zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+    ):
         warnings.simplefilter("ignore", UserWarning)  # the duplicate member is the point
         for info, data in members:
             zf.writestr(info, data)
     return target
 
 
-def test_a_dms_container_is_accepted_and_hostile_ones_are_refused(
-        env: Env, tmp_path: Path) -> None:
+def test_a_dms_container_is_accepted_and_hostile_ones_are_refused(env: Env, tmp_path: Path) -> None:
     import stat
     import zipfile
 
@@ -372,8 +419,11 @@ def test_a_dms_container_is_accepted_and_hostile_ones_are_refused(
     renamed = hostile / "renamed"
     renamed.mkdir()
     pid = good.name.split("_", 1)[0]
-    wrong = _rewrite(good, renamed / good.name.replace(pid, other),
-                     [(n.replace(pid, other) if n == xml_name else n, d) for n, d in members])
+    wrong = _rewrite(
+        good,
+        renamed / good.name.replace(pid, other),
+        [(n.replace(pid, other) if n == xml_name else n, d) for n, d in members],
+    )
     with pytest.raises(HandOverError, match=r"ProzessID|does not match|mismatch"):
         hand_over(env.rt, wrong)
     assert env.journal.messages(direction=Direction.INBOUND) == []  # nothing stored

@@ -14,12 +14,18 @@ from flows.families.aussonderung.export import ExportError, read_export
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "xoev" / "beispiele" / "primaerdokumente"
 
 
-def _export(tmp: Path, *, datei: str = "dokumente/anmeldung.pdf", akte_id: str | None = None,
-            extra: str = "") -> Path:
+def _export(
+    tmp: Path,
+    *,
+    datei: str = "dokumente/anmeldung.pdf",
+    akte_id: str | None = None,
+    extra: str = "",
+) -> Path:
     folder = tmp / "export"
     (folder / "dokumente").mkdir(parents=True)
     shutil.copy(SHARED.resolve() / "test_pdf_a2-b.pdf", folder / "dokumente" / "anmeldung.pdf")
-    (folder / "manifest.yaml").write_text(f"""\
+    (folder / "manifest.yaml").write_text(
+        f"""\
 version: 1
 prozess_id: {uuid.uuid4()}
 verfahren: vierstufig
@@ -37,7 +43,9 @@ akten:
           - id: {uuid.uuid4()}
             titel: "Anmeldung"
             datei: {datei}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return folder
 
 

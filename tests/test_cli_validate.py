@@ -315,8 +315,7 @@ def test_container_with_invalid_xml_exits_1(
     from xoev.xdomea.aussonderung import build
 
     xml = build(messages()["0503"])
-    broken = re.sub(rb"<xdomea:Erstellungszeitpunkt>[^<]*</xdomea:Erstellungszeitpunkt>", b"",
-                    xml)
+    broken = re.sub(rb"<xdomea:Erstellungszeitpunkt>[^<]*</xdomea:Erstellungszeitpunkt>", b"", xml)
     assert broken != xml
     path = _container(tmp_path, shared_dir, xml=broken)
     assert main(["validate", "--format", "json", str(path)]) == 1

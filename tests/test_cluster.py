@@ -45,8 +45,12 @@ from conftest import ROOT, _missing, _pg_available
 
 from bench.cluster import Cluster, ClusterOptions, create_database, mix_kinds
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres,
-              pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.timeout(900),
+]
 
 CASES = 40
 # Abmeldung : Ummeldung : Anmeldung (consultation + approval) : Anmeldung by a German national
@@ -81,8 +85,9 @@ async def _cleanup_server() -> None:
     from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 
     async with get_client() as c:
-        deps = await c.read_deployments(work_pool_filter=WorkPoolFilter(
-            name=WorkPoolFilterName(any_=["amtsbote-process"])))
+        deps = await c.read_deployments(
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=["amtsbote-process"]))
+        )
         for d in deps:
             await c.delete_resource_owned_automations(f"prefect.deployment.{d.id}")
             await c.delete_deployment(d.id)
@@ -103,9 +108,15 @@ def cluster(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     tmp = tmp_path_factory.mktemp("cluster")
     journal_url, drop = create_database("amtsbote_cluster_journal")
     options = ClusterOptions(
-        workers=2, heartbeat=30, zombie_after=75, max_crashes=3,
-        tracked=TRACKED, concurrency=CONCURRENCY, reply_within={"auslaenderbehoerde": "PT20S"},
-        log_dir=tmp / "logs")
+        workers=2,
+        heartbeat=30,
+        zombie_after=75,
+        max_crashes=3,
+        tracked=TRACKED,
+        concurrency=CONCURRENCY,
+        reply_within={"auslaenderbehoerde": "PT20S"},
+        log_dir=tmp / "logs",
+    )
     c = Cluster(tmp, journal_url=journal_url, options=options)
     try:
         c.start()
@@ -120,31 +131,44 @@ def cluster(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_sync_commands_are_idempotent_and_dry_runs_change_nothing(
-        cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
     from flows.cli import main
 
-    automation_args = ["automations", "sync", "--zombie-after", "75",
-                       "--reply-within", "auslaenderbehoerde=PT20S"]
+    automation_args = [
+        "automations",
+        "sync",
+        "--zombie-after",
+        "75",
+        "--reply-within",
+        "auslaenderbehoerde=PT20S",
+    ]
     assert main(["limits", "sync", "--dry-run"]) == 0
     assert main([*automation_args, "--dry-run"]) == 0
     out = capsys.readouterr().out
     limit_lines = [ln for ln in out.splitlines() if "agency-" in ln]
     assert len(limit_lines) == 2 * len(list(cluster.directory))
     assert all(ln.startswith("unchanged") for ln in limit_lines), out
-    auto_lines = [ln for ln in out.splitlines()
-                  if len(ln.split()) > 1 and ln.split()[1].startswith("amtsbote-")]
+    auto_lines = [
+        ln
+        for ln in out.splitlines()
+        if len(ln.split()) > 1 and ln.split()[1].startswith("amtsbote-")
+    ]
     assert {ln.split()[1] for ln in auto_lines} == {
-        "amtsbote-zombie-runs", "amtsbote-recover-crashed",
-        "amtsbote-missing-reply-auslaenderbehoerde"}
+        "amtsbote-zombie-runs",
+        "amtsbote-recover-crashed",
+        "amtsbote-missing-reply-auslaenderbehoerde",
+    }
     assert all(ln.startswith("unchanged") for ln in auto_lines), out
 
     async def drift() -> None:  # an operator changed one limit and deleted another by hand
         async with get_client() as c:
             await c.update_global_concurrency_limit(
-                "agency-dguv", GlobalConcurrencyLimitUpdate(limit=99))
+                "agency-dguv", GlobalConcurrencyLimitUpdate(limit=99)
+            )
             await c.delete_global_concurrency_limit_by_name("agency-hwk-owl-rate")
 
     async def limits() -> dict[str, Any]:
@@ -202,7 +226,6 @@ def _wait_for_victim(cluster: Cluster, worker: int, timeout: float = 180) -> Non
 def test_cases_across_workers_survive_a_killed_worker(cluster: Cluster) -> None:
     from prefect.client.schemas.objects import StateType
 
-
     kinds = mix_kinds(CASES, MIX)
     started = time.monotonic()
     uuids = [cluster.submit(k) for k in kinds]
@@ -224,7 +247,7 @@ def test_cases_across_workers_survive_a_killed_worker(cluster: Cluster) -> None:
         states = _run(_states(run_id))
         names = [s.name for s in states]
         assert "Crashed" in names, (run_id, names)
-        assert "Recovering" in names[names.index("Crashed"):], (run_id, names)
+        assert "Recovering" in names[names.index("Crashed") :], (run_id, names)
         final = _run(_flow_run(run_id)).state
         assert final.type is StateType.COMPLETED, (run_id, names)
     for case in cases.values():
@@ -232,10 +255,12 @@ def test_cases_across_workers_survive_a_killed_worker(cluster: Cluster) -> None:
 
     # per-agency protection across both workers: never more in flight than the concurrency
     peaks = {a: t.max for a, t in cluster.trackers.items()}
-    print(f"\n{CASES} cases in {elapsed:.0f} s with 2 process workers (one killed: "
-          f"{len(killed)} run(s) recovered); peak requests in flight: {peaks} "
-          f"(concurrency: it-nrw {cluster.directory.get('it-nrw').concurrency}, bezreg-detmold "
-          f"{cluster.directory.get('bezreg-detmold').concurrency})")
+    print(
+        f"\n{CASES} cases in {elapsed:.0f} s with 2 process workers (one killed: "
+        f"{len(killed)} run(s) recovered); peak requests in flight: {peaks} "
+        f"(concurrency: it-nrw {cluster.directory.get('it-nrw').concurrency}, bezreg-detmold "
+        f"{cluster.directory.get('bezreg-detmold').concurrency})"
+    )
     for agency_id, tracker in cluster.trackers.items():
         assert tracker.requests > 0, agency_id
         assert 1 <= tracker.max <= cluster.directory.get(agency_id).concurrency, (agency_id, peaks)
@@ -263,12 +288,28 @@ def _consultation(cluster: Cluster, case_id: str) -> str:
     j.create_case(case_id, procedure="gewerbeanmeldung", actor="test")
     sent = str(uuid_module.uuid4())
     kreis = cluster.directory.get("kreis-paderborn").behoerdenkennung
-    j.record_outbound(b"<consultation/>", MessageMeta(
-        nachrichten_uuid=sent, standard="XGewerbeanzeige", version="2.2",
-        message_type="abh.gewerbemeldung.0500", author="MELDID:05774032", reader=kreis),
-        recipients=["kreis-paderborn"], case_id=case_id, sender_agency="stadt-paderborn")
-    j.expect_reply(case_id, message_type=rueckmeldung.ROOT, from_agency=kreis, in_reply_to=sent,
-                   expires_at=datetime.now(UTC) + timedelta(seconds=20), actor="test")
+    j.record_outbound(
+        b"<consultation/>",
+        MessageMeta(
+            nachrichten_uuid=sent,
+            standard="XGewerbeanzeige",
+            version="2.2",
+            message_type="abh.gewerbemeldung.0500",
+            author="MELDID:05774032",
+            reader=kreis,
+        ),
+        recipients=["kreis-paderborn"],
+        case_id=case_id,
+        sender_agency="stadt-paderborn",
+    )
+    j.expect_reply(
+        case_id,
+        message_type=rueckmeldung.ROOT,
+        from_agency=kreis,
+        in_reply_to=sent,
+        expires_at=datetime.now(UTC) + timedelta(seconds=20),
+        actor="test",
+    )
     return sent
 
 
@@ -277,8 +318,9 @@ async def _escalate_runs() -> dict[str, Any]:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
     async with get_client() as c:
-        runs = await c.read_flow_runs(deployment_filter=DeploymentFilter(
-            name=DeploymentFilterName(any_=["escalate"])))
+        runs = await c.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["escalate"]))
+        )
         return {str(r.parameters.get("consultation")): r for r in runs}
 
 
@@ -294,14 +336,17 @@ def test_missing_reply_is_escalated_after_the_deadline(cluster: Cluster) -> None
     silent_uuid = _consultation(cluster, silent)
     answered_uuid = _consultation(cluster, answered)
     for case_id, sent in ((silent, silent_uuid), (answered, answered_uuid)):
-        emit_consultation_sent(case_id, rule="auslaenderbehoerde", recipient="kreis-paderborn",
-                               nachrichten_uuid=sent)
+        emit_consultation_sent(
+            case_id, rule="auslaenderbehoerde", recipient="kreis-paderborn", nachrichten_uuid=sent
+        )
     time.sleep(3)  # the reply comes after the consultation (events are not ordered within ms)
-    rule = rule_of_consultation(cluster.journal, answered_uuid, routing=cluster.routing,
-                                directory=cluster.directory)
+    rule = rule_of_consultation(
+        cluster.journal, answered_uuid, routing=cluster.routing, directory=cluster.directory
+    )
     assert rule == "auslaenderbehoerde"
-    emit_reply_received(answered_uuid, reply_uuid=str(uuid_module.uuid4()), rule=rule,
-                        case_id=answered)
+    emit_reply_received(
+        answered_uuid, reply_uuid=str(uuid_module.uuid4()), rule=rule, case_id=answered
+    )
 
     deadline = time.monotonic() + 150  # 20 s deadline + proactive evaluation + a flow run
     escalated: list[Any] = []
@@ -310,8 +355,10 @@ def test_missing_reply_is_escalated_after_the_deadline(cluster: Cluster) -> None
         time.sleep(1)
     assert escalated, "the silent consultation was not escalated"
     assert escalated[0].nachrichten_uuid == silent_uuid
-    assert escalated[0].detail["from_agency"] == cluster.directory.get(
-        "kreis-paderborn").behoerdenkennung
+    assert (
+        escalated[0].detail["from_agency"]
+        == cluster.directory.get("kreis-paderborn").behoerdenkennung
+    )
     time.sleep(10)  # both buckets ended at the same time; the answered one must stay quiet
     runs = _run(_escalate_runs())
     assert silent_uuid in runs
@@ -350,11 +397,16 @@ def _pinned_trigger(release: Path) -> Any:
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
     return DeploymentEventTrigger(
-        enabled=True, match={"prefect.resource.id": "amtsbote.message.*",
-                             "amtsbote.procedure": "gewerbeanmeldung"},
-        expect={"amtsbote.message.accepted"}, for_each={"prefect.resource.id"},
+        enabled=True,
+        match={
+            "prefect.resource.id": "amtsbote.message.*",
+            "amtsbote.procedure": "gewerbeanmeldung",
+        },
+        expect={"amtsbote.message.accepted"},
+        for_each={"prefect.resource.id"},
         parameters={"message_uuid": "{{ event.resource['amtsbote.nachrichten-uuid'] }}"},
-        job_variables={"working_dir": str(release)})
+        job_variables={"working_dir": str(release)},
+    )
 
 
 async def _create_rollout_deployments(a: Path) -> tuple[UUID, UUID]:
@@ -366,18 +418,24 @@ async def _create_rollout_deployments(a: Path) -> tuple[UUID, UUID]:
 
     async with get_client() as c:
         flow_id = await c.create_flow_from_name("gewerbeanmeldung")
-        common: dict[str, Any] = {"flow_id": flow_id, "version": "A",
-                                  "entrypoint": f"{GEWERBE_FLOWS}:gewerbeanmeldung",
-                                  "work_pool_name": "amtsbote-process",
-                                  "tags": ["amtsbote", "gewerbe", "rollout-test"]}
+        common: dict[str, Any] = {
+            "flow_id": flow_id,
+            "version": "A",
+            "entrypoint": f"{GEWERBE_FLOWS}:gewerbeanmeldung",
+            "work_pool_name": "amtsbote-process",
+            "tags": ["amtsbote", "gewerbe", "rollout-test"],
+        }
         in_place = await c.create_deployment(
-            name="rollout-in-place", **common,
-            pull_steps=[{"prefect.deployments.steps.set_working_directory":
-                         {"directory": str(a)}}])
+            name="rollout-in-place",
+            **common,
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(a)}}],
+        )
         pinned = await c.create_deployment(
-            name="rollout-pinned", **common, job_variables={"working_dir": str(a)},
-            pull_steps=[{"prefect.deployments.steps.set_working_directory":
-                         {"directory": "."}}])
+            name="rollout-pinned",
+            **common,
+            job_variables={"working_dir": str(a)},
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": "."}}],
+        )
         trigger = _pinned_trigger(a)
         trigger.set_deployment_id(pinned)
         await c.create_automation(trigger.as_automation())
@@ -391,11 +449,18 @@ async def _roll_out(in_place: UUID, pinned: UUID, b: Path) -> None:
     from prefect.client.schemas.actions import DeploymentUpdate
 
     async with get_client() as c:
-        await c.update_deployment(in_place, DeploymentUpdate(
-            version="B", pull_steps=[{"prefect.deployments.steps.set_working_directory":
-                                      {"directory": str(b)}}]))
-        await c.update_deployment(pinned, DeploymentUpdate(
-            version="B", job_variables={"working_dir": str(b)}))
+        await c.update_deployment(
+            in_place,
+            DeploymentUpdate(
+                version="B",
+                pull_steps=[
+                    {"prefect.deployments.steps.set_working_directory": {"directory": str(b)}}
+                ],
+            ),
+        )
+        await c.update_deployment(
+            pinned, DeploymentUpdate(version="B", job_variables={"working_dir": str(b)})
+        )
         await c.delete_resource_owned_automations(f"prefect.deployment.{pinned}")
         trigger = _pinned_trigger(b)
         trigger.set_deployment_id(pinned)
@@ -407,8 +472,11 @@ async def _runs_of(deployment_id: UUID) -> list[Any]:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     async with get_client() as c:
-        return list(await c.read_flow_runs(deployment_filter=DeploymentFilter(
-            id=DeploymentFilterId(any_=[deployment_id]))))
+        return list(
+            await c.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
+        )
 
 
 def _wait(predicate: Any, what: str, timeout: float = 180) -> Any:
@@ -421,8 +489,7 @@ def _wait(predicate: Any, what: str, timeout: float = 180) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_rollout_waiting_runs_and_their_code(cluster: Cluster,
-                                             tmp_path: Path) -> None:
+def test_rollout_waiting_runs_and_their_code(cluster: Cluster, tmp_path: Path) -> None:
     from prefect.client.schemas.objects import StateType
 
     from flows.correlation import approve_case
@@ -455,8 +522,10 @@ def test_rollout_waiting_runs_and_their_code(cluster: Cluster,
             run = _run(_flow_run(case.flow_run_id))
             return case if run.state and run.state.name == "Suspended" else None
 
-        cases = {u: _wait(lambda u=u: waiting_for_approval(u), f"approval wait of {u}")
-                 for u in (pinned_uuid, in_place_uuid)}
+        cases = {
+            u: _wait(lambda u=u: waiting_for_approval(u), f"approval wait of {u}")
+            for u in (pinned_uuid, in_place_uuid)
+        }
         assert cases[in_place_uuid].flow_run_id == str(in_place_run.id)
         assert cases[pinned_uuid].flow_run_id == str(pinned_run.id)
         for run in (pinned_run, in_place_run):
@@ -466,18 +535,22 @@ def test_rollout_waiting_runs_and_their_code(cluster: Cluster,
 
         _run(_roll_out(in_place, pinned, b))
         for case in cases.values():
-            assert approve_case(cluster.journal, case.case_id, decision="approve",
-                                comment="geprüft", via="clerk")
+            assert approve_case(
+                cluster.journal, case.case_id, decision="approve", comment="geprüft", via="clerk"
+            )
     finally:
         cluster.approving.set()
 
     def resumed(run_id: UUID) -> Any:
         """The run once it was executed again after the approval (and is off the CPU again)."""
         names = [st.name for st in _run(_states(run_id))]
-        again = "Resuming" in names and "Running" in names[names.index("Resuming"):]
+        again = "Resuming" in names and "Running" in names[names.index("Resuming") :]
         run = _run(_flow_run(run_id))
         busy = run.state is None or run.state.type in (
-            StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED)
+            StateType.RUNNING,
+            StateType.PENDING,
+            StateType.SCHEDULED,
+        )
         return run if again and not busy else None
 
     after_pinned = _wait(lambda: resumed(pinned_run.id), "the pinned run after approval")
@@ -491,9 +564,14 @@ def test_rollout_waiting_runs_and_their_code(cluster: Cluster,
     assert after_pinned.job_variables == {"working_dir": str(a)}
     # a run the trigger creates after the rollout gets release B
     new_uuid = cluster.submit("anmeldung-de")
-    new_run = _wait(lambda: [r for r in _run(_runs_of(pinned))
-                             if r.parameters.get("message_uuid") == new_uuid
-                             and r.flow_version], "the run created after the rollout")[0]
+    new_run = _wait(
+        lambda: [
+            r
+            for r in _run(_runs_of(pinned))
+            if r.parameters.get("message_uuid") == new_uuid and r.flow_version
+        ],
+        "the run created after the rollout",
+    )[0]
     assert new_run.job_variables == {"working_dir": str(b)}
     assert new_run.flow_version == version_b
 
@@ -503,4 +581,5 @@ async def _start(deployment_id: UUID, message_uuid: str) -> Any:
 
     async with get_client() as c:
         return await c.create_flow_run_from_deployment(
-            deployment_id, parameters={"message_uuid": message_uuid})
+            deployment_id, parameters={"message_uuid": message_uuid}
+        )

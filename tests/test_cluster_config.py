@@ -21,8 +21,9 @@ CODE_DIRS = ("flows", "connectors", "xoev")
 
 
 def _code_text() -> str:
-    return "\n".join(p.read_text(encoding="utf-8") for d in CODE_DIRS
-                     for p in (ROOT / d).rglob("*.py"))
+    return "\n".join(
+        p.read_text(encoding="utf-8") for d in CODE_DIRS for p in (ROOT / d).rglob("*.py")
+    )
 
 
 def _prefect_settings() -> set[str]:
@@ -67,8 +68,11 @@ def _amtsbote_command_lines() -> list[list[str]]:
             if cmd and cmd[0] == "amtsbote":
                 lines.append(cmd[1:])
             elif cmd[:2] == ["sh", "-ec"]:
-                lines += [ln.split()[1:] for ln in cmd[2].splitlines()
-                          if ln.strip().startswith("amtsbote ")]
+                lines += [
+                    ln.split()[1:]
+                    for ln in cmd[2].splitlines()
+                    if ln.strip().startswith("amtsbote ")
+                ]
     return lines
 
 
@@ -87,8 +91,11 @@ def test_amtsbote_command_lines_parse() -> None:
 def test_environment_variables_are_read_by_someone() -> None:
     code = _code_text()
     prefect = _prefect_settings()
-    k8s_env = [doc["data"] for doc in _k8s_docs() if doc["kind"] == "ConfigMap"
-               and doc["metadata"]["name"] == "amtsbote-config"]
+    k8s_env = [
+        doc["data"]
+        for doc in _k8s_docs()
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "amtsbote-config"
+    ]
     k8s_env += [doc["stringData"] for doc in _k8s_docs() if doc["kind"] == "Secret"]
     names = {k for env in _env_files().values() for k in env} | {k for env in k8s_env for k in env}
     assert names
@@ -102,9 +109,9 @@ def test_environment_variables_are_read_by_someone() -> None:
             # read through the settings model (a field), or named as a literal by the code
             from connectors.settings import AmtsboteSettings
 
-            assert name in AmtsboteSettings.variables() or re.search(
-                rf"[\"']{name}[\"']", code
-            ), f"no code reads {name}"
+            assert name in AmtsboteSettings.variables() or re.search(rf"[\"']{name}[\"']", code), (
+                f"no code reads {name}"
+            )
         else:
             assert name == "DO_NOT_TRACK", name
 
@@ -112,17 +119,27 @@ def test_environment_variables_are_read_by_someone() -> None:
 def test_kubernetes_manifests_reference_what_they_define() -> None:
     docs = _k8s_docs()
     defined = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    assert {("Namespace", "amtsbote"), ("ConfigMap", "amtsbote-config"),
-            ("ConfigMap", "amtsbote-directory"), ("Secret", "amtsbote-secrets"),
-            ("Deployment", "prefect-server"), ("Service", "prefect-server"),
-            ("Deployment", "amtsbote-worker"), ("Job", "amtsbote-deploy")} <= defined
+    assert {
+        ("Namespace", "amtsbote"),
+        ("ConfigMap", "amtsbote-config"),
+        ("ConfigMap", "amtsbote-directory"),
+        ("Secret", "amtsbote-secrets"),
+        ("Deployment", "prefect-server"),
+        ("Service", "prefect-server"),
+        ("Deployment", "amtsbote-worker"),
+        ("Job", "amtsbote-deploy"),
+    } <= defined
     refs: list[tuple[str, str]] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret"),
-                              ("configMap", "ConfigMap"), ("secretKeyRef", "Secret"),
-                              ("persistentVolumeClaim", "PersistentVolumeClaim")):
+            for key, kind in (
+                ("configMapRef", "ConfigMap"),
+                ("secretRef", "Secret"),
+                ("configMap", "ConfigMap"),
+                ("secretKeyRef", "Secret"),
+                ("persistentVolumeClaim", "PersistentVolumeClaim"),
+            ):
                 if key in node and isinstance(node[key], dict):
                     refs.append((kind, node[key].get("name") or node[key].get("claimName")))
             for v in node.values():
@@ -140,8 +157,9 @@ def test_kubernetes_manifests_reference_what_they_define() -> None:
     for d in docs:
         if d["kind"] in ("Deployment", "Job"):
             assert d["metadata"]["namespace"] == "amtsbote"
-    server = next(d for d in docs if d["kind"] == "Deployment"
-                  and d["metadata"]["name"] == "prefect-server")
+    server = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "prefect-server"
+    )
     assert server["spec"]["replicas"] == 1 and server["spec"]["strategy"]["type"] == "Recreate"
     config = next(d for d in docs if d["metadata"]["name"] == "amtsbote-config")["data"]
     assert "prefect-server" in config["PREFECT_API_URL"]
@@ -174,14 +192,21 @@ def test_docs_name_the_files_and_commands() -> None:
     doc = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     for path in [*SYSTEMD.iterdir(), *K8S.iterdir()]:
         assert path.name in doc, f"docs/operations.md does not mention {path.name}"
-    for command in ("amtsbote db upgrade", "amtsbote limits sync", "amtsbote automations sync",
-                    "amtsbote serve", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "retention.md"):
+    for command in (
+        "amtsbote db upgrade",
+        "amtsbote limits sync",
+        "amtsbote automations sync",
+        "amtsbote serve",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
+        "retention.md",
+    ):
         assert command in doc, command
     assert Path(ROOT / "docs" / "operations.md").is_file()
 
 
-@pytest.mark.parametrize("path", [SYSTEMD / "amtsbote-deploy.service",
-                                  K8S / "deploy-job.yaml"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [SYSTEMD / "amtsbote-deploy.service", K8S / "deploy-job.yaml"], ids=lambda p: p.name
+)
 def test_deploy_steps_make_the_work_pool_before_deploying(path: Path) -> None:
     """The pool must come from `amtsbote limits sync --pool-concurrency` (engine command,
     concurrency limit) before `prefect deploy` would create a plain one; never a worker --limit."""

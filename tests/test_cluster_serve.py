@@ -35,23 +35,37 @@ def test_serve_runs_a_case_and_stops_cleanly(tmp_path: Path) -> None:
     agencies = write_agencies(tmp_path / "agencies.yaml", drop_dir=tmp_path / "drop")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AMTSBOTE_"))}
-    env.update({
-        "PREFECT_HOME": str(tmp_path / "prefect-client"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "AMTSBOTE_AGENCIES": str(agencies),
-        "AMTSBOTE_DATA_DIR": str(tmp_path / "data"),
-        "AMTSBOTE_DEV_TOKENS": "1",
-        "AMTSBOTE_HOME": str(ROOT),
-        "AMTSBOTE_SEND_RETRY_DELAYS": "0.5,1",
-        "AMTSBOTE_POLL_INTERVAL": "0.5",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(tmp_path / "prefect-client"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "AMTSBOTE_AGENCIES": str(agencies),
+            "AMTSBOTE_DATA_DIR": str(tmp_path / "data"),
+            "AMTSBOTE_DEV_TOKENS": "1",
+            "AMTSBOTE_HOME": str(ROOT),
+            "AMTSBOTE_SEND_RETRY_DELAYS": "0.5,1",
+            "AMTSBOTE_POLL_INTERVAL": "0.5",
+        }
+    )
     log = open(tmp_path / "serve.log", "w+b")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "amtsbote"), "serve", "--port", str(port),
-         "--simulate-partners", "--workers", "1"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        [
+            str(Path(sys.executable).parent / "amtsbote"),
+            "serve",
+            "--port",
+            str(port),
+            "--simulate-partners",
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 300
         text = ""
@@ -88,8 +102,10 @@ def test_serve_runs_a_case_and_stops_cleanly(tmp_path: Path) -> None:
             assert case_id is not None
             case = journal.get_case(case_id)
             assert case.flow_run_id  # a flow run of the deployment, started by its trigger
-            assert {d.state.value for d in journal.deliveries(
-                case_id=case.case_id, direction=Direction.OUTBOUND)} <= {"delivered", "fetched"}
+            assert {
+                d.state.value
+                for d in journal.deliveries(case_id=case.case_id, direction=Direction.OUTBOUND)
+            } <= {"delivered", "fetched"}
         finally:
             journal.close()
 
@@ -98,8 +114,11 @@ def test_serve_runs_a_case_and_stops_cleanly(tmp_path: Path) -> None:
         text = (tmp_path / "serve.log").read_text(errors="replace")
         assert "amtsbote serve: stopped" in text
         time.sleep(1)
-        alive = [p for p in children if Path(f"/proc/{p}").exists()
-                 and "zombie" not in Path(f"/proc/{p}/status").read_text()]
+        alive = [
+            p
+            for p in children
+            if Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text()
+        ]
         assert alive == [], alive
         assert not _port_bound(port)
         for agency in directory:

@@ -59,18 +59,25 @@ def _zip(path: Path, members: list[tuple[str | zipfile.ZipInfo, bytes]]) -> Path
     return path
 
 
-def _hostile(tmp_path: Path, xml: bytes, primary: dict[str, Path],
-             extra: list[tuple[str | zipfile.ZipInfo, bytes]] | None = None,
-             *, drop: tuple[str, ...] = (), root: str = ROOT_0503, prozess: str = PROZESS
-             ) -> Path:
+def _hostile(
+    tmp_path: Path,
+    xml: bytes,
+    primary: dict[str, Path],
+    extra: list[tuple[str | zipfile.ZipInfo, bytes]] | None = None,
+    *,
+    drop: tuple[str, ...] = (),
+    root: str = ROOT_0503,
+    prozess: str = PROZESS,
+) -> Path:
     members: list[tuple[str | zipfile.ZipInfo, bytes]] = [(xml_member_name(prozess, root), xml)]
     members += [(n, p.read_bytes()) for n, p in primary.items() if n not in drop]
     members += extra or []
     return _zip(tmp_path / container_name(prozess, root), members)
 
 
-def _refused(path: Path, error: type[ContainerError], rule: str, member: str | None = None,
-             **kwargs: object) -> ContainerError:
+def _refused(
+    path: Path, error: type[ContainerError], rule: str, member: str | None = None, **kwargs: object
+) -> ContainerError:
     before = sorted(p.name for p in path.parent.iterdir())
     with pytest.raises(error) as info:
         read_container(path, **kwargs)  # type: ignore[arg-type]
@@ -90,8 +97,12 @@ def _refused(path: Path, error: type[ContainerError], rule: str, member: str | N
 def test_names() -> None:
     assert container_name(PROZESS, ROOT_0501) == f"{PROZESS}_{ROOT_0501}.zip"
     assert parse_container_name(f"{PROZESS}_{ROOT_0503}.zip") == (PROZESS, ROOT_0503, "0503")
-    for bad in ("x.zip", f"{PROZESS}_{ROOT_0503}.xml", f"{PROZESS}_Aussonderung.Unbekannt.0599.zip",
-                f"4711_{ROOT_0503}.zip"):
+    for bad in (
+        "x.zip",
+        f"{PROZESS}_{ROOT_0503}.xml",
+        f"{PROZESS}_Aussonderung.Unbekannt.0599.zip",
+        f"4711_{ROOT_0503}.zip",
+    ):
         with pytest.raises(ContainerNameError):
             parse_container_name(bad)
 
@@ -154,8 +165,16 @@ def test_big_primary_file_is_streamed(tmp_path: Path) -> None:
     with big.open("wb") as out:
         for _ in range(24):
             out.write(os.urandom(1 << 20))  # incompressible, like a PDF/A
-    doc = Dokument(id=doc_id, versionen=(Version(formate=(Format(
-        dateiname=name, name=Code("044", list_version_id="1.0"), version="1.0"),)),))
+    doc = Dokument(
+        id=doc_id,
+        versionen=(
+            Version(
+                formate=(
+                    Format(dateiname=name, name=Code("044", list_version_id="1.0"), version="1.0"),
+                )
+            ),
+        ),
+    )
     msg = Aussonderung(kopf=kopf(from_city=True), schriftgutobjekte=(doc,))
     xml = build(msg)
     out_dir = tmp_path / "out"
@@ -187,17 +206,21 @@ def test_wrong_file_name(tmp_path: Path, xml_0503: bytes, primary: dict[str, Pat
     _refused(renamed, ContainerNameError, "name")
 
 
-@pytest.mark.parametrize(("name", "rule"), [
-    ("../evil.pdf", "member:traversal"),
-    ("a/../../evil.pdf", "member:traversal"),
-    ("/etc/evil.pdf", "member:absolute"),
-    ("\\evil.pdf", "member:absolute"),
-    ("C:evil.pdf", "member:absolute"),
-    ("sub/evil.pdf", "member:not-flat"),
-    ("sub/", "member:not-flat"),
-])
-def test_unsafe_member_names(tmp_path: Path, xml_0503: bytes, primary: dict[str, Path],
-                             name: str, rule: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("../evil.pdf", "member:traversal"),
+        ("a/../../evil.pdf", "member:traversal"),
+        ("/etc/evil.pdf", "member:absolute"),
+        ("\\evil.pdf", "member:absolute"),
+        ("C:evil.pdf", "member:absolute"),
+        ("sub/evil.pdf", "member:not-flat"),
+        ("sub/", "member:not-flat"),
+    ],
+)
+def test_unsafe_member_names(
+    tmp_path: Path, xml_0503: bytes, primary: dict[str, Path], name: str, rule: str
+) -> None:
     path = _hostile(tmp_path, xml_0503, primary, [(name, b"x")])
     _refused(path, UnsafeMemberError, rule, name)
 
@@ -213,10 +236,13 @@ def test_duplicate_names(tmp_path: Path, xml_0503: bytes, primary: dict[str, Pat
     assert "in case only" in str(err)
 
 
-@pytest.mark.parametrize(("mode", "rule"), [(stat.S_IFLNK | 0o777, "member:symlink"),
-                                            (stat.S_IFIFO | 0o644, "member:special")])
-def test_symlinks_and_special_files(tmp_path: Path, xml_0503: bytes, primary: dict[str, Path],
-                                    mode: int, rule: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "rule"),
+    [(stat.S_IFLNK | 0o777, "member:symlink"), (stat.S_IFIFO | 0o644, "member:special")],
+)
+def test_symlinks_and_special_files(
+    tmp_path: Path, xml_0503: bytes, primary: dict[str, Path], mode: int, rule: str
+) -> None:
     link = zipfile.ZipInfo("link.pdf")
     link.create_system = 3
     link.external_attr = mode << 16
@@ -230,18 +256,24 @@ def test_zip_bomb_by_ratio(tmp_path: Path, xml_0503: bytes, primary: dict[str, P
     assert "ratio above the limit of 100" in str(err)
 
 
-def test_zip_bomb_by_sizes_and_count(tmp_path: Path, xml_0503: bytes,
-                                     primary: dict[str, Path]) -> None:
+def test_zip_bomb_by_sizes_and_count(
+    tmp_path: Path, xml_0503: bytes, primary: dict[str, Path]
+) -> None:
     path = _hostile(tmp_path, xml_0503, primary)
     largest = max(p.stat().st_size for p in primary.values())
-    _refused(path, ZipBombError, "zip-bomb:member",
-             limits=ContainerLimits(max_member_bytes=largest - 1))
-    _refused(path, ZipBombError, "zip-bomb:total",
-             limits=ContainerLimits(max_total_bytes=sum(p.stat().st_size for p in
-                                                        primary.values())))
+    _refused(
+        path, ZipBombError, "zip-bomb:member", limits=ContainerLimits(max_member_bytes=largest - 1)
+    )
+    _refused(
+        path,
+        ZipBombError,
+        "zip-bomb:total",
+        limits=ContainerLimits(max_total_bytes=sum(p.stat().st_size for p in primary.values())),
+    )
     _refused(path, ZipBombError, "zip-bomb:members", limits=ContainerLimits(max_members=3))
-    _refused(path, ZipBombError, "zip-bomb:xml",
-             limits=ContainerLimits(max_xml_bytes=len(xml_0503) - 1))
+    _refused(
+        path, ZipBombError, "zip-bomb:xml", limits=ContainerLimits(max_xml_bytes=len(xml_0503) - 1)
+    )
     assert read_container(path).info.message_type == "0503"  # the defaults accept it
 
 
@@ -250,16 +282,17 @@ def _patch_central(path: Path, member: str, offset: int, value: bytes) -> None:
     data = bytearray(path.read_bytes())
     entry = data.find(b"PK\x01\x02")
     name = member.encode()
-    while entry != -1 and data[entry + 46:entry + 46 + len(name)] != name:
+    while entry != -1 and data[entry + 46 : entry + 46 + len(name)] != name:
         entry = data.find(b"PK\x01\x02", entry + 4)
     assert entry != -1, member
-    data[entry + offset:entry + offset + len(value)] = value
+    data[entry + offset : entry + offset + len(value)] = value
     path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("delta", [-1000, 1000])
-def test_sizes_that_lie(tmp_path: Path, xml_0503: bytes, primary: dict[str, Path],
-                        delta: int) -> None:
+def test_sizes_that_lie(
+    tmp_path: Path, xml_0503: bytes, primary: dict[str, Path], delta: int
+) -> None:
     path = _hostile(tmp_path, xml_0503, primary)
     member, source = next(iter(primary.items()))
     declared = source.stat().st_size + delta
@@ -277,8 +310,10 @@ def test_encrypted_member(tmp_path: Path, xml_0503: bytes, primary: dict[str, Pa
 
 
 def test_xml_missing(tmp_path: Path, primary: dict[str, Path]) -> None:
-    path = _zip(tmp_path / container_name(PROZESS, ROOT_0503),
-                [(n, p.read_bytes()) for n, p in primary.items()])
+    path = _zip(
+        tmp_path / container_name(PROZESS, ROOT_0503),
+        [(n, p.read_bytes()) for n, p in primary.items()],
+    )
     _refused(path, MissingMemberError, "xml:missing", xml_member_name(PROZESS, ROOT_0503))
 
 
@@ -288,15 +323,15 @@ def test_primary_file_missing(tmp_path: Path, xml_0503: bytes, primary: dict[str
     _refused(path, MissingMemberError, "files:missing", first)
 
 
-def test_primary_file_not_referenced(tmp_path: Path, xml_0503: bytes,
-                                     primary: dict[str, Path]) -> None:
+def test_primary_file_not_referenced(
+    tmp_path: Path, xml_0503: bytes, primary: dict[str, Path]
+) -> None:
     stray = f"{uuid.uuid4()}_untergeschoben.pdf"
     path = _hostile(tmp_path, xml_0503, primary, [(stray, b"%PDF-1.4")])
     _refused(path, UnreferencedMemberError, "files:unreferenced", stray)
 
 
-def test_xml_of_another_process(tmp_path: Path, xml_0503: bytes,
-                                primary: dict[str, Path]) -> None:
+def test_xml_of_another_process(tmp_path: Path, xml_0503: bytes, primary: dict[str, Path]) -> None:
     other = str(uuid.uuid4())
     path = _hostile(tmp_path, xml_0503, primary, prozess=other)
     _refused(path, ContainerMismatchError, "xml:prozessid", xml_member_name(other, ROOT_0503))

@@ -500,7 +500,7 @@ def test_cli_prints_the_table(
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["ID", "BEHOERDENKENNUNG", "CHANNEL", "TARGET"]
-    rows = {line.split()[0]: line for line in lines[1:1 + len(OWL_IDS)]}
+    rows = {line.split()[0]: line for line in lines[1 : 1 + len(OWL_IDS)]}
     assert list(rows) == OWL_IDS
     assert "MELDID:05774032" in rows["stadt-paderborn"]
     assert "mailbox on stadt-paderborn" in rows["ihk-owl"]
@@ -577,32 +577,60 @@ def test_transfer_dir_and_webdav_agencies_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("block", "needle", "field", "message"),
     [
-        ("    channel: transfer-dir\n", "channel: transfer-dir", "agencies[1].channel",
-         "channel transfer-dir needs the field transfer_dir"),
-        ("    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
-         "    webdav_user_env: DAV_USER\n",
-         "channel: webdav", "agencies[1].channel",
-         "channel webdav needs the field webdav_password_env"),
-        ("    channel: webdav\n    webdav_url: ftp://dav.example.org/t\n"
-         "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n",
-         "webdav_url:", "agencies[1].webdav_url", "scheme must be http or https"),
-        ("    channel: webdav\n    webdav_url: https://u:pw@dav.example.org/t\n"
-         "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n",
-         "webdav_url:", "agencies[1].webdav_url", "credentials do not belong in the URL"),
-        ("    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
-         "    webdav_user_env: DAV_USER\n    webdav_password_env: geheim123\n",
-         "webdav_password_env:", "agencies[1].webdav_password_env",
-         "is not an environment variable name"),
-        ("    channel: transfer-dir\n    transfer_dir: t/b\n    webdav_ca: ca.pem\n",
-         "webdav_ca:", "agencies[1].webdav_ca", "not allowed for channel transfer-dir "
-         "(only for channel webdav)"),
-        ("    channel: file\n    drop_dir: d/b\n    transfer_dir: t/b\n",
-         "transfer_dir:", "agencies[1].transfer_dir",
-         "not allowed for channel file (only for channel transfer-dir)"),
-        ("    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
-         "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n"
-         "    webdav_ca: [a, b]\n",
-         "webdav_ca:", "agencies[1].webdav_ca", "wrong type: expected a string"),
+        (
+            "    channel: transfer-dir\n",
+            "channel: transfer-dir",
+            "agencies[1].channel",
+            "channel transfer-dir needs the field transfer_dir",
+        ),
+        (
+            "    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
+            "    webdav_user_env: DAV_USER\n",
+            "channel: webdav",
+            "agencies[1].channel",
+            "channel webdav needs the field webdav_password_env",
+        ),
+        (
+            "    channel: webdav\n    webdav_url: ftp://dav.example.org/t\n"
+            "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n",
+            "webdav_url:",
+            "agencies[1].webdav_url",
+            "scheme must be http or https",
+        ),
+        (
+            "    channel: webdav\n    webdav_url: https://u:pw@dav.example.org/t\n"
+            "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n",
+            "webdav_url:",
+            "agencies[1].webdav_url",
+            "credentials do not belong in the URL",
+        ),
+        (
+            "    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
+            "    webdav_user_env: DAV_USER\n    webdav_password_env: geheim123\n",
+            "webdav_password_env:",
+            "agencies[1].webdav_password_env",
+            "is not an environment variable name",
+        ),
+        (
+            "    channel: transfer-dir\n    transfer_dir: t/b\n    webdav_ca: ca.pem\n",
+            "webdav_ca:",
+            "agencies[1].webdav_ca",
+            "not allowed for channel transfer-dir (only for channel webdav)",
+        ),
+        (
+            "    channel: file\n    drop_dir: d/b\n    transfer_dir: t/b\n",
+            "transfer_dir:",
+            "agencies[1].transfer_dir",
+            "not allowed for channel file (only for channel transfer-dir)",
+        ),
+        (
+            "    channel: webdav\n    webdav_url: https://dav.example.org/t\n"
+            "    webdav_user_env: DAV_USER\n    webdav_password_env: DAV_PW\n"
+            "    webdav_ca: [a, b]\n",
+            "webdav_ca:",
+            "agencies[1].webdav_ca",
+            "wrong type: expected a string",
+        ),
     ],
 )
 def test_transfer_channel_fields_are_checked_with_file_and_line(
@@ -629,11 +657,22 @@ def test_transfer_dir_and_webdav_url_are_unique(tmp_path: Path) -> None:
 def test_transfer_agencies_built_in_code_are_checked_too() -> None:
     with pytest.raises(InvalidDirectoryError, match="needs the field webdav_url"):
         Agency(
-            id="archiv", name="Archiv", behoerdenkennung="LA:05", roles=("Archiv",),
-            channel=Channel.WEBDAV, token_env="T", webdav_user_env="U", webdav_password_env="P",
+            id="archiv",
+            name="Archiv",
+            behoerdenkennung="LA:05",
+            roles=("Archiv",),
+            channel=Channel.WEBDAV,
+            token_env="T",
+            webdav_user_env="U",
+            webdav_password_env="P",
         )
     agency = Agency(
-        id="archiv", name="Archiv", behoerdenkennung="LA:05", roles=("Archiv",),
-        channel=Channel.TRANSFER_DIR, token_env="T", transfer_dir="/srv/transfer",  # type: ignore[arg-type]
+        id="archiv",
+        name="Archiv",
+        behoerdenkennung="LA:05",
+        roles=("Archiv",),
+        channel=Channel.TRANSFER_DIR,
+        token_env="T",
+        transfer_dir="/srv/transfer",  # type: ignore[arg-type]
     )
     assert agency.transfer_dir == Path("/srv/transfer")

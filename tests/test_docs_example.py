@@ -33,8 +33,11 @@ _BLOCK = re.compile(r"```(?:python|yaml)\n# (?P<path>[\w/]+\.(?:py|yaml))\n(?P<b
 def docs_files() -> dict[str, str]:
     """``path → text`` of every code block of the page that names its file."""
     found = {m["path"]: f"# {m['path']}\n{m['body']}" for m in _BLOCK.finditer(DOCS.read_text())}
-    assert set(found) == {"gaststaette/family.py", "gaststaette/procedures.py",
-                          "gaststaette/routing.yaml"}, sorted(found)
+    assert set(found) == {
+        "gaststaette/family.py",
+        "gaststaette/procedures.py",
+        "gaststaette/routing.yaml",
+    }, sorted(found)
     return found
 
 
@@ -59,20 +62,27 @@ def example(tmp_path: Path) -> Iterator[Any]:
             del sys.modules[name]
 
 
-def test_the_docs_example_routing_is_checked_against_the_family_facts(example: Any,
-                                                                     tmp_path: Path) -> None:
+def test_the_docs_example_routing_is_checked_against_the_family_facts(
+    example: Any, tmp_path: Path
+) -> None:
     from connectors.directory import Directory
     from flows.exceptions import RoutingError
     from flows.routing import Routing
 
-    routing = Routing.load(example.routing_path(), directory=Directory.default(),
-                           family="gaststaette")
-    assert [r.rule for r in routing.rules if r.consult] == ["auslaenderbehoerde",
-                                                            "lebensmittelueberwachung"]
+    routing = Routing.load(
+        example.routing_path(), directory=Directory.default(), family="gaststaette"
+    )
+    assert [r.rule for r in routing.rules if r.consult] == [
+        "auslaenderbehoerde",
+        "lebensmittelueberwachung",
+    ]
     assert routing.rules[0].reply_workdays == 10
     bad = tmp_path / "bad.yaml"
-    bad.write_text(Path(example.routing_path()).read_text().replace(
-        "when: {nationality: non-eu}", "when: {staatsangehoerigkeit: non-eu}"))
+    bad.write_text(
+        Path(example.routing_path())
+        .read_text()
+        .replace("when: {nationality: non-eu}", "when: {staatsangehoerigkeit: non-eu}")
+    )
     with pytest.raises(RoutingError) as err:
         Routing.load(bad, directory=Directory.default(), family="gaststaette")
     assert f"{bad}:" in str(err.value) and "staatsangehoerigkeit" in str(err.value)
@@ -98,8 +108,9 @@ def _answer_lue(env: Env, case_uuid: str, stop: threading.Event) -> threading.Th
     return thread
 
 
-def test_the_docs_example_procedure_runs_end_to_end(example: Any, tmp_path: Path,
-                                                    prefect_server: Any) -> None:
+def test_the_docs_example_procedure_runs_end_to_end(
+    example: Any, tmp_path: Path, prefect_server: Any
+) -> None:
     env = Env(tmp_path)
     stop = threading.Event()
     try:
@@ -115,16 +126,25 @@ def test_the_docs_example_procedure_runs_end_to_end(example: Any, tmp_path: Path
         case = env.journal.get_case(summary["case_id"])
         assert case.procedure == "gaststaettenanmeldung" and case.status.value == "closed"
         replies = env.journal.events(case_id=case.case_id, kind="case.reply")
-        assert sorted(e.detail["rule"] for e in replies) == ["auslaenderbehoerde",
-                                                             "lebensmittelueberwachung"]
+        assert sorted(e.detail["rule"] for e in replies) == [
+            "auslaenderbehoerde",
+            "lebensmittelueberwachung",
+        ]
         # both consultations were answered before the first distributed message was recorded
         out = env.journal.messages(case_id=case.case_id, direction=Direction.OUTBOUND)
         types = sorted(m.message_type for m in out)
-        assert types == ["abh.gewerbemeldung.0500", "fa.gewerbemeldung.0240",
-                         "lue.gewerbemeldung.0290", "sta.gewerbemeldung.0100"]
+        assert types == [
+            "abh.gewerbemeldung.0500",
+            "fa.gewerbemeldung.0240",
+            "lue.gewerbemeldung.0290",
+            "sta.gewerbemeldung.0100",
+        ]
         last_reply = max(e.at for e in replies)
-        distributed = [m for m in out if m.message_type in ("fa.gewerbemeldung.0240",
-                                                            "sta.gewerbemeldung.0100")]
+        distributed = [
+            m
+            for m in out
+            if m.message_type in ("fa.gewerbemeldung.0240", "sta.gewerbemeldung.0100")
+        ]
         assert all(m.recorded_at >= last_reply for m in distributed)
         # the Gewerbe routing's other recipients (IHK, DGUV, …) are not in this variant's data
         assert env.installation.journal_of("ihk-owl").messages(direction=Direction.INBOUND) == []

@@ -78,7 +78,9 @@ def test_routing_conditions_are_the_family_facts(tmp_path: Path) -> None:
         "  - id: a\n    recipient: it-nrw\n    message_type: sta.gewerbemeldung.0100\n"
         "    when: {aktenplan: '1.2'}\n"
         "  - id: b\n    recipient: it-nrw\n    message_type: sta.gewerbemeldung.0100\n"
-        "    when: {wz: ['5x']}\n", encoding="utf-8")
+        "    when: {wz: ['5x']}\n",
+        encoding="utf-8",
+    )
     with pytest.raises(RoutingError) as err:
         Routing.load(bad, directory=Directory.default())
     text = str(err.value)

@@ -96,9 +96,9 @@ class Inbox:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
-def inbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    Inbox
-]:
+def inbox(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Inbox]:
     with _database(request, tmp_path_factory) as db_url:
         journal = Journal(db_url, create=True)
         observer = Journal(db_url)
@@ -365,8 +365,7 @@ HOSTILE: list[tuple[str, bytes, int, str]] = [
     ),
     (
         "xxe-parameter-entity",
-        b'<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x">%p;]>'
-        b"<r/>",
+        b'<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x">%p;]><r/>',
         400,
         "external_entity",
     ),
@@ -382,15 +381,17 @@ HOSTILE: list[tuple[str, bytes, int, str]] = [
     ("binary", bytes(range(256)) * 64, 400, "not_xml"),
     ("truncated", sample()[:3000], 400, "not_xml"),
     ("empty", b"", 400, "not_xml"),
-    ("bad-encoding", '<?xml version="1.0" encoding="UTF-8"?><r>Größe</r>'.encode("latin-1"),
-     400, "encoding"),
+    (
+        "bad-encoding",
+        '<?xml version="1.0" encoding="UTF-8"?><r>Größe</r>'.encode("latin-1"),
+        400,
+        "encoding",
+    ),
     ("too-deep", b"<a>" * 300 + b"</a>" * 300, 400, "too_deep"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "body", "status", "code"), HOSTILE, ids=[h[0] for h in HOSTILE]
-)
+@pytest.mark.parametrize(("name", "body", "status", "code"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_xml_is_refused_and_nothing_stored(
     inbox: Inbox, name: str, body: bytes, status: int, code: str
 ) -> None:
@@ -451,8 +452,9 @@ def _head(url: str, sender: str, extra: str) -> bytes:
 def test_oversize_by_content_length_is_refused_before_reading(inbox: Inbox) -> None:
     before = inbox.count()
     # Only the head is sent: the answer must come without the server waiting for the body.
-    status, data = _raw(inbox.url, _head(inbox.url, "kreis-paderborn",
-                                         f"Content-Length: {LIMIT + 1}\r\n"), [])
+    status, data = _raw(
+        inbox.url, _head(inbox.url, "kreis-paderborn", f"Content-Length: {LIMIT + 1}\r\n"), []
+    )
     assert (status, data["error"], data["limit"]) == (413, "too_large", LIMIT)
     assert str(LIMIT + 1) in data["detail"]
     assert inbox.count() == before

@@ -59,8 +59,9 @@ ARCHIV_ENTRY = """
     mailbox_host: stadt-paderborn
     token_env: AMTSBOTE_TOKEN_LANDESARCHIV_OWL
 """
-ARCHIV_KONTAKT = dataclasses.replace(ARCHIV_OHNE_KENNUNG, behoerdenschluessel=Code("NRW-OWL"),
-                                     praefix=Code("LAV"))
+ARCHIV_KONTAKT = dataclasses.replace(
+    ARCHIV_OHNE_KENNUNG, behoerdenschluessel=Code("NRW-OWL"), praefix=Code("LAV")
+)
 
 
 def _directory(folder: Path, endpoint: str) -> Directory:
@@ -141,8 +142,15 @@ def inbox(
         )
         try:
             with InboxServer(app, port=port):
-                yield Inbox(f"http://127.0.0.1:{port}", db_url, journal, directory,
-                            app.state.inbox, spool, primary)
+                yield Inbox(
+                    f"http://127.0.0.1:{port}",
+                    db_url,
+                    journal,
+                    directory,
+                    app.state.inbox,
+                    spool,
+                    primary,
+                )
         finally:
             journal.close()
 
@@ -226,14 +234,18 @@ def _symlink() -> zipfile.ZipInfo:
 
 HOSTILE = {
     # case: (extra members, dropped primary file, ProzessID of the member names, rule, member)
-    "zip-bomb-ratio": ([("zeros.bin", bytes(20 << 20))], None, None, "zip-bomb:ratio",
-                       "zeros.bin"),
+    "zip-bomb-ratio": ([("zeros.bin", bytes(20 << 20))], None, None, "zip-bomb:ratio", "zeros.bin"),
     "traversal": ([("../evil.pdf", b"x")], None, None, "member:traversal", "../evil.pdf"),
     "duplicate": (["dup"], None, None, "member:duplicate", "first"),
     "symlink": ([(_symlink(), b"/etc/passwd")], None, None, "member:symlink", "link.pdf"),
     "missing-primary": ([], "first", None, "files:missing", "first"),
-    "unreferenced-primary": ([("untergeschoben.pdf", b"%PDF-1.4")], None, None,
-                             "files:unreferenced", "untergeschoben.pdf"),
+    "unreferenced-primary": (
+        [("untergeschoben.pdf", b"%PDF-1.4")],
+        None,
+        None,
+        "files:unreferenced",
+        "untergeschoben.pdf",
+    ),
     "prozessid-mismatch": ([], None, "other", "xml:prozessid", "xml"),
     "xxe-in-xml": ([], None, None, "xml:unusable", "xml"),
 }
@@ -330,8 +342,14 @@ def test_container_above_the_limit_is_413(inbox: Inbox) -> None:
 
 
 def _outgoing(inbox: Inbox, prozess: str, path: Path) -> OutgoingMessage:
-    return OutgoingMessage(payload=_xml(prozess), nachrichten_uuid=xdomea_message_key(
-        prozess, "0503"), recipient=ARCHIV, sender=HOME, content_type=ZIP, file=path)
+    return OutgoingMessage(
+        payload=_xml(prozess),
+        nachrichten_uuid=xdomea_message_key(prozess, "0503"),
+        recipient=ARCHIV,
+        sender=HOME,
+        content_type=ZIP,
+        file=path,
+    )
 
 
 def test_outgoing_message_with_a_file(inbox: Inbox, tmp_path: Path) -> None:
@@ -345,9 +363,7 @@ def test_outgoing_message_with_a_file(inbox: Inbox, tmp_path: Path) -> None:
         dataclasses.replace(message, file=tmp_path / "missing.zip")
 
 
-def test_senders_stream_the_container_and_check_the_receipt(
-    inbox: Inbox, tmp_path: Path
-) -> None:
+def test_senders_stream_the_container_and_check_the_receipt(inbox: Inbox, tmp_path: Path) -> None:
     config = SenderConfig(rate_limit=False, read_timeout=30)
     prozess, path = _container(tmp_path, inbox)
     message = _outgoing(inbox, prozess, path)
@@ -360,8 +376,9 @@ def test_senders_stream_the_container_and_check_the_receipt(
 
     prozess2, path2 = _container(tmp_path, inbox)
     message2 = _outgoing(inbox, prozess2, path2)
-    sender2 = HttpSender(inbox.directory.get(ARCHIV), inbox.directory, endpoint=inbox.url,
-                         config=config)
+    sender2 = HttpSender(
+        inbox.directory.get(ARCHIV), inbox.directory, endpoint=inbox.url, config=config
+    )
 
     async def send_async() -> Any:
         async with sender2:
@@ -372,8 +389,12 @@ def test_senders_stream_the_container_and_check_the_receipt(
     # answers with the SHA-512 of the body sent — so a file swapped after hashing is caught
     swapped = dataclasses.replace(message2)
     object.__setattr__(swapped, "_file_digest", ("0" * 128, path2.stat().st_size))
-    with HttpSender(inbox.directory.get(ARCHIV), inbox.directory, endpoint=inbox.url,
-                    config=config) as sender3, pytest.raises(PermanentSendError, match="SHA-512"):
+    with (
+        HttpSender(
+            inbox.directory.get(ARCHIV), inbox.directory, endpoint=inbox.url, config=config
+        ) as sender3,
+        pytest.raises(PermanentSendError, match="SHA-512"),
+    ):
         sender3.send(swapped)
 
 
@@ -393,9 +414,7 @@ def test_mailbox_fetch_returns_the_container(inbox: Inbox, tmp_path: Path) -> No
     (fetched / path.name).write_bytes(response.content)
     info, xml, files = read_container(fetched / path.name)
     assert info.nachrichten_uuid == key and xml == _xml(prozess)
-    assert {n: m.sha512 for n, m in files.items()} == {
-        n: _sha(p) for n, p in inbox.primary.items()
-    }
+    assert {n: m.sha512 for n, m in files.items()} == {n: _sha(p) for n, p in inbox.primary.items()}
     _spool_empty(inbox)
     # another agency's mailbox stays closed
     assert httpx.get(f"{inbox.url}/v1/mailbox/{key}", headers=auth("ihk-owl")).status_code == 403
@@ -425,8 +444,13 @@ def test_accept_file_takes_containers_and_xml(inbox: Inbox, tmp_path: Path) -> N
     assert status == 202 and receipt["nachrichtenUUID"] == xdomea_message_key(prozess_0501, "0501")
     assert receipt["recipient"] == ARCHIV
     unaddressed = tmp_path / "ohne-empfaenger.xml"  # Empfaenger without Behördenkennung
-    unaddressed.write_bytes(build(dataclasses.replace(
-        messages()["0501"], kopf=kopf(from_city=True, prozess=str(uuid.uuid4())))))
+    unaddressed.write_bytes(
+        build(
+            dataclasses.replace(
+                messages()["0501"], kopf=kopf(from_city=True, prozess=str(uuid.uuid4()))
+            )
+        )
+    )
     with pytest.raises(ApiError) as refused:
         service.accept_file(unaddressed, sender, source="transfer:/in")
     assert refused.value.code == "no_recipient"

@@ -202,8 +202,7 @@ def test_xdomea_messages_of_one_process_get_distinct_keys() -> None:
     bestaetigung = MessageMeta.from_info(info("0504"))
     assert bewertung.nachrichten_uuid != bestaetigung.nachrichten_uuid
     # both answer the Anbietung (0501) of the same process
-    assert bewertung.in_reply_to == bestaetigung.in_reply_to == xdomea_message_uuid(prozess,
-                                                                                    "0501")
+    assert bewertung.in_reply_to == bestaetigung.in_reply_to == xdomea_message_uuid(prozess, "0501")
     assert MessageMeta.from_info(info("0501")).in_reply_to is None  # it starts the process
     assert MessageMeta.from_info(info("0502")) == bewertung  # stable for redeliveries
     assert bewertung.nachrichten_uuid == xdomea_message_uuid(prozess, "0502")

@@ -24,8 +24,14 @@ from connectors.journal.models import metadata
 from flows.cli import main
 
 TABLES = {
-    "cases", "messages", "deliveries", "delivery_attempts", "events", "expectations",
-    "blobs", "message_blobs",
+    "cases",
+    "messages",
+    "deliveries",
+    "delivery_attempts",
+    "events",
+    "expectations",
+    "blobs",
+    "message_blobs",
 }
 
 
@@ -71,11 +77,19 @@ def test_opening_a_migrated_journal_does_not_import_alembic(tmp_path: Path) -> N
 
     url = f"sqlite:///{tmp_path / 'journal.sqlite'}"
     Journal(url, create=True).close()
-    code = ("import sys; from connectors.journal import Journal; j = Journal(sys.argv[1]); "
-            "j.check_schema(); j.close(); print(sorted(m for m in sys.modules if "
-            "m.split('.')[0] == 'alembic'))")
-    done = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1], timeout=120, check=True)
+    code = (
+        "import sys; from connectors.journal import Journal; j = Journal(sys.argv[1]); "
+        "j.check_schema(); j.close(); print(sorted(m for m in sys.modules if "
+        "m.split('.')[0] == 'alembic'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, url],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+        check=True,
+    )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 

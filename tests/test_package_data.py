@@ -67,9 +67,10 @@ def test_relative_paths_of_a_checkout_stay_relative_to_the_file(tmp_path: Path) 
 def test_the_wheel_ships_the_owl_data_files(tmp_path: Path) -> None:
     out = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, timeout=600,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     (wheel,) = out.glob("amtsbote-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

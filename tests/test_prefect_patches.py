@@ -20,8 +20,11 @@ def test_api_clients_share_one_verified_tls_context() -> None:
     from flows.prefect_patches import share_api_tls_context
 
     assert share_api_tls_context()  # idempotent, and Prefect's module is the expected one
-    contexts = [_context(get_client()), _context(get_client()),
-                _context(get_client(sync_client=True))]
+    contexts = [
+        _context(get_client()),
+        _context(get_client()),
+        _context(get_client(sync_client=True)),
+    ]
     assert contexts[0] is contexts[1] is contexts[2]
     # verification is unchanged: certificates required, host names checked
     assert contexts[0].verify_mode is ssl.CERT_REQUIRED and contexts[0].check_hostname

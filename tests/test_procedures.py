@@ -49,8 +49,9 @@ class Env:
         self.tmp = tmp
         agencies = write_agencies(tmp / "agencies.yaml", drop_dir=tmp / "drop")
         if edit_agencies is not None:  # e.g. the archive on a transfer directory or WebDAV
-            agencies.write_text(edit_agencies(agencies.read_text(encoding="utf-8")),
-                                encoding="utf-8")
+            agencies.write_text(
+                edit_agencies(agencies.read_text(encoding="utf-8")), encoding="utf-8"
+            )
         self._env = {
             **(environ or {}),
             "AMTSBOTE_AGENCIES": str(agencies),

@@ -114,8 +114,9 @@ def expected(journal: Journal, now: datetime) -> Expected:
         open_ids.add(c.case_id)
         if as_of_day > working_deadline(c.created_at.astimezone(BERLIN).date()):
             overdue_ids.add(c.case_id)
-    recorded = {m.nachrichten_uuid: m.recorded_at
-                for m in journal.messages(direction=Direction.OUTBOUND)}
+    recorded = {
+        m.nachrichten_uuid: m.recorded_at for m in journal.messages(direction=Direction.OUTBOUND)
+    }
     delivered_at = {}
     for e in journal.events(kind="delivery.state"):
         if e.detail["to"] == "delivered" and e.detail["direction"] == "outbound":
@@ -125,13 +126,15 @@ def expected(journal: Journal, now: datetime) -> Expected:
         mine = [d for d in outbound if d.recipient == agency]
         ack = [d for d in mine if d.state.value in ("delivered", "fetched")]
         dead = [d for d in mine if d.state.value == "dead"]
-        latency = [(delivered_at[d.id] - recorded[d.nachrichten_uuid]).total_seconds()
-                   for d in ack]
+        latency = [(delivered_at[d.id] - recorded[d.nachrichten_uuid]).total_seconds() for d in ack]
         agencies[agency] = {
-            "messages": len(mine), "acknowledged": len(ack), "dead": len(dead),
+            "messages": len(mine),
+            "acknowledged": len(ack),
+            "dead": len(dead),
             "success_rate": len(ack) / (len(ack) + len(dead)),
             "attempts": sum(d.attempts for d in mine),
-            "latency_p50_s": statistics.median(latency), "latency_p90_s": p90(latency),
+            "latency_p50_s": statistics.median(latency),
+            "latency_p90_s": p90(latency),
         }
     failures: Counter[tuple[str, int | None]] = Counter()
     for d in outbound:
@@ -163,8 +166,7 @@ def test_report_matches_an_independent_computation(db_url: str) -> None:
     lead = report.lead_times.set_index("procedure")
     for procedure, hours in want.lead.items():
         assert lead.loc[procedure, "with_lead_time"] == len(hours)
-        assert lead.loc[procedure, "median_h"] == pytest.approx(statistics.median(hours),
-                                                                abs=1e-4)
+        assert lead.loc[procedure, "median_h"] == pytest.approx(statistics.median(hours), abs=1e-4)
         assert lead.loc[procedure, "p90_h"] == pytest.approx(p90(hours), abs=1e-4)
 
     assert set(report.open["case_id"]) == want.open
@@ -178,34 +180,70 @@ def test_report_matches_an_independent_computation(db_url: str) -> None:
         for key, value in figures.items():
             assert agencies.loc[agency, key] == pytest.approx(value, abs=2e-3), (agency, key)
 
-    failures = {(r.error_class, None if pd.isna(r.status_code) else int(r.status_code)):
-                r.attempts for r in report.failures.itertuples()}
+    failures = {
+        (r.error_class, None if pd.isna(r.status_code) else int(r.status_code)): r.attempts
+        for r in report.failures.itertuples()
+    }
     assert len(want.failures) <= 10
     assert failures == dict(want.failures)
 
 
-def _simple_case(case_id: str, received: datetime, *, closed: datetime | None = None,
-                 delivered: dict[str, datetime] | None = None,
-                 status: str | None = None) -> SynthCase:
+def _simple_case(
+    case_id: str,
+    received: datetime,
+    *,
+    closed: datetime | None = None,
+    delivered: dict[str, datetime] | None = None,
+    status: str | None = None,
+) -> SynthCase:
     """A case received at ``received`` with outbound messages delivered at the given times."""
     t0 = epoch(received)
-    case = SynthCase(case_id=case_id, procedure="gewerbeanmeldung", created_at=t0 + 1,
-                     statuses=[(t0 + 1, "open")], summary={"facts": {"meldungsart": "anmeldung"}})
-    case.messages.append(SynthMessage(
-        nachrichten_uuid=str(uuid.uuid4()), direction="inbound", message_type="gwa.x.0010",
-        recorded_at=t0, author="PORTAL:05-wsp", reader="MELDID:05774032",
-        sender_agency="wsp-nrw", payload=b"<x/>", correlation_state="consumed",
-        deliveries=[SynthDelivery("stadt-paderborn", [(t0, "delivered", "inbox")])]))
+    case = SynthCase(
+        case_id=case_id,
+        procedure="gewerbeanmeldung",
+        created_at=t0 + 1,
+        statuses=[(t0 + 1, "open")],
+        summary={"facts": {"meldungsart": "anmeldung"}},
+    )
+    case.messages.append(
+        SynthMessage(
+            nachrichten_uuid=str(uuid.uuid4()),
+            direction="inbound",
+            message_type="gwa.x.0010",
+            recorded_at=t0,
+            author="PORTAL:05-wsp",
+            reader="MELDID:05774032",
+            sender_agency="wsp-nrw",
+            payload=b"<x/>",
+            correlation_state="consumed",
+            deliveries=[SynthDelivery("stadt-paderborn", [(t0, "delivered", "inbox")])],
+        )
+    )
     for agency, at in (delivered or {}).items():
         sent = epoch(at)
-        case.messages.append(SynthMessage(
-            nachrichten_uuid=str(uuid.uuid4()), direction="outbound", message_type="x.0100",
-            recorded_at=t0 + 5, author="MELDID:05774032", reader="X:1",
-            sender_agency="stadt-paderborn", payload=b"<y/>",
-            deliveries=[SynthDelivery(agency, [(t0 + 5, "created", "rule"),
-                                               (sent, "sent", "sender"),
-                                               (sent, "delivered", "sender")],
-                                      [SynthAttempt(sent, True, 202)])]))
+        case.messages.append(
+            SynthMessage(
+                nachrichten_uuid=str(uuid.uuid4()),
+                direction="outbound",
+                message_type="x.0100",
+                recorded_at=t0 + 5,
+                author="MELDID:05774032",
+                reader="X:1",
+                sender_agency="stadt-paderborn",
+                payload=b"<y/>",
+                deliveries=[
+                    SynthDelivery(
+                        agency,
+                        [
+                            (t0 + 5, "created", "rule"),
+                            (sent, "sent", "sender"),
+                            (sent, "delivered", "sender"),
+                        ],
+                        [SynthAttempt(sent, True, 202)],
+                    )
+                ],
+            )
+        )
     if status == "waiting":
         case.statuses.append((t0 + 10, "waiting"))
     if closed is not None:
@@ -223,16 +261,19 @@ def test_deadline_counts_fronleichnam_in_nrw(db_url: str) -> None:
     cases = [
         _simple_case("05774032-2026-000001", berlin(2026, 6, 1, 10, 0), status="waiting"),
         # closed on 16 June: on time in NRW, late under the Berlin calendar
-        _simple_case("05774032-2026-000002", berlin(2026, 6, 1, 11, 0),
-                     delivered={"it-nrw": berlin(2026, 6, 16, 9, 0),
-                                "dguv": berlin(2026, 6, 3, 12, 0)},
-                     closed=berlin(2026, 6, 16, 9, 5)),
+        _simple_case(
+            "05774032-2026-000002",
+            berlin(2026, 6, 1, 11, 0),
+            delivered={"it-nrw": berlin(2026, 6, 16, 9, 0), "dguv": berlin(2026, 6, 3, 12, 0)},
+            closed=berlin(2026, 6, 16, 9, 5),
+        ),
         # received Saturday 6 June: counts from Monday 8 June, deadline Friday 19 June
         _simple_case("05774032-2026-000003", berlin(2026, 6, 6, 15, 0), status="waiting"),
     ]
     write_cases(db_url, cases, now=datetime(2026, 7, 1, tzinfo=UTC))
     engine = create_journal_engine(db_url)
     try:
+
         def report_at(moment: datetime, calendar: WorkCalendar | None = None) -> pd.DataFrame:
             opts = ReportOptions(now=moment, calendar=calendar or WorkCalendar())
             return build_report(engine, opts).open.set_index("case_id")
@@ -262,12 +303,17 @@ def test_deadline_counts_fronleichnam_in_nrw(db_url: str) -> None:
         exact = (berlin(2026, 6, 16, 9, 0) - berlin(2026, 6, 1, 11, 0)).total_seconds()
         assert lead.loc["gewerbeanmeldung", "with_lead_time"] == 1
         assert lead.loc["gewerbeanmeldung", "median_h"] == pytest.approx(
-            (exact - 1) / 3600, abs=1e-6)
+            (exact - 1) / 3600, abs=1e-6
+        )
         assert lead.loc["gewerbeanmeldung", "on_time_share"] == 1.0
-        berlin_cal = build_report(engine, ReportOptions(now=berlin(2026, 6, 30, 12, 0),
-                                                        calendar=WorkCalendar(subdiv="BE")))
-        assert berlin_cal.lead_times.set_index("procedure").loc[
-            "gewerbeanmeldung", "on_time_share"] == 0.0
+        berlin_cal = build_report(
+            engine,
+            ReportOptions(now=berlin(2026, 6, 30, 12, 0), calendar=WorkCalendar(subdiv="BE")),
+        )
+        assert (
+            berlin_cal.lead_times.set_index("procedure").loc["gewerbeanmeldung", "on_time_share"]
+            == 0.0
+        )
     finally:
         engine.dispose()
 
@@ -276,8 +322,9 @@ def test_period_and_filters(generated: str) -> None:
     engine = create_journal_engine(generated)
     try:
         everything = build_report(engine, ReportOptions(now=NOW))
-        june = build_report(engine, ReportOptions(now=NOW, since=date(2026, 6, 1),
-                                                  until=date(2026, 6, 14)))
+        june = build_report(
+            engine, ReportOptions(now=NOW, since=date(2026, 6, 1), until=date(2026, 6, 14))
+        )
         ihk = build_report(engine, ReportOptions(now=NOW, agencies=("ihk-owl",)))
         abm = build_report(engine, ReportOptions(now=NOW, procedures=("gewerbeabmeldung",)))
     finally:
@@ -299,23 +346,29 @@ def test_period_and_filters(generated: str) -> None:
 # ----------------------------------------------------------------------------- the command
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str,
-            *args: str) -> tuple[int, str, str]:
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str, *args: str
+) -> tuple[int, str, str]:
     monkeypatch.setenv("AMTSBOTE_DATABASE_URL", url)
     code = main(["report", "--no-prefect", *args])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_cli_formats(generated: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_formats(
+    generated: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = run_cli(monkeypatch, capsys, generated, "--until", "2026-06-30")
     assert code == 0  # overdue cases are reported, not an error
     assert "Open and overdue cases" in out and "Deliveries per recipient agency" in out
     assert "overdue" in out.splitlines()[2]
 
-    code, out, _ = run_cli(monkeypatch, capsys, generated, "--format", "csv", "--out",
-                           str(tmp_path / "csv"))
+    code, out, _ = run_cli(
+        monkeypatch, capsys, generated, "--format", "csv", "--out", str(tmp_path / "csv")
+    )
     assert code == 0
     import csv
 
@@ -323,13 +376,19 @@ def test_cli_formats(generated: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
         rows = list(csv.DictReader(fh))
     assert {r["agency"] for r in rows} >= {"it-nrw", "dguv", "finanzamt-paderborn"}
     assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in rows)
-    for name in ("overview", "cases_by_state", "lead_times", "deadlines", "open_cases",
-                 "failures", "daily_volume"):
+    for name in (
+        "overview",
+        "cases_by_state",
+        "lead_times",
+        "deadlines",
+        "open_cases",
+        "failures",
+        "daily_volume",
+    ):
         assert (tmp_path / "csv" / f"{name}.csv").stat().st_size > 0
 
     xlsx = tmp_path / "r.xlsx"
-    code, out, _ = run_cli(monkeypatch, capsys, generated, "--format", "xlsx", "--out",
-                           str(xlsx))
+    code, out, _ = run_cli(monkeypatch, capsys, generated, "--format", "xlsx", "--out", str(xlsx))
     assert code == 0 and f"wrote {xlsx}" in out
     from openpyxl import load_workbook
 
@@ -342,8 +401,17 @@ def test_cli_formats(generated: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     page = tmp_path / "r.html"
     plots = tmp_path / "plots"
-    code, out, _ = run_cli(monkeypatch, capsys, generated, "--format", "html", "--out",
-                           str(page), "--plots", str(plots))
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        generated,
+        "--format",
+        "html",
+        "--out",
+        str(page),
+        "--plots",
+        str(plots),
+    )
     assert code == 0
     text = page.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and "<table" in text
@@ -353,8 +421,12 @@ def test_cli_formats(generated: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
 
 
-def test_cli_unusable_input(generated: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_unusable_input(
+    generated: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     cases = [
         (("--since", "2026-02-30"), "not a date"),
         (("--since", "2026-06-02", "--until", "2026-06-01"), "after --until"),
@@ -376,17 +448,28 @@ def test_cli_unusable_input(generated: str, tmp_path: Path, monkeypatch: pytest.
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code, _, err = run_cli(monkeypatch, capsys,
-                           f"postgresql+psycopg://nobody:secret@127.0.0.1:{port}/journal")
+    code, _, err = run_cli(
+        monkeypatch, capsys, f"postgresql+psycopg://nobody:secret@127.0.0.1:{port}/journal"
+    )
     assert code == 2 and "journal database" in err and "secret" not in err
 
 
-def test_empty_journal_still_gives_every_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_journal_still_gives_every_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
     Journal(url, create=True).close()
-    code, out, _ = run_cli(monkeypatch, capsys, url, "--format", "html", "--out",
-                           str(tmp_path / "e.html"), "--plots", str(tmp_path / "p"))
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        url,
+        "--format",
+        "html",
+        "--out",
+        str(tmp_path / "e.html"),
+        "--plots",
+        str(tmp_path / "p"),
+    )
     assert code == 0
     assert len(list((tmp_path / "p").glob("*.png"))) == 4
     code, out, _ = run_cli(monkeypatch, capsys, url)

@@ -14,8 +14,7 @@ from bench.generate import FICTITIOUS_NAMES, GeneratorOptions, generate
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_daily_report_and_retention_flows(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daily_report_and_retention_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.client.orchestration import get_client
     from prefect.testing.utilities import prefect_test_harness
 
@@ -34,15 +33,24 @@ def test_daily_report_and_retention_flows(tmp_path: Path,
         purged = retention(dry_run=True)
         from prefect.settings import get_current_settings
 
-        durations = flow_run_durations(None, datetime.now(UTC) + timedelta(minutes=1),
-                                       api_url=str(get_current_settings().api.url))
+        durations = flow_run_durations(
+            None,
+            datetime.now(UTC) + timedelta(minutes=1),
+            api_url=str(get_current_settings().api.url),
+        )
         with get_client(sync_client=True) as client:
             artifacts = {a.key: a for a in client.read_artifacts() if a.key}
     assert overview["cases"] > 0 and overview["open"] >= overview["overdue"]
     assert purged["dry_run"] and purged["cases"] > 0
-    assert {"daily-report", "daily-report-cases", "daily-report-agencies",
-            "daily-report-overdue", "daily-report-lead-times", "daily-report-failures",
-            "retention"} <= set(artifacts)
+    assert {
+        "daily-report",
+        "daily-report-cases",
+        "daily-report-agencies",
+        "daily-report-overdue",
+        "daily-report-lead-times",
+        "daily-report-failures",
+        "retention",
+    } <= set(artifacts)
     markdown = str(artifacts["daily-report"].data)
     assert "Deliveries per recipient agency" in markdown and "it-nrw" in markdown
     cases = json.loads(str(artifacts["daily-report-cases"].data))

@@ -42,8 +42,9 @@ from connectors.journal.retention import (
 from flows.cli import main
 
 GENERATED_NOW = datetime(2026, 6, 30, 10, 0, tzinfo=UTC)
-NAMES = tuple(n.encode() for group in ("vorname", "familienname", "strasse")
-              for n in FICTITIOUS_NAMES[group])
+NAMES = tuple(
+    n.encode() for group in ("vorname", "familienname", "strasse") for n in FICTITIOUS_NAMES[group]
+)
 #: Abmeldungen are never purged here: a control group that keeps its payloads.
 CONFIG = RetentionConfig(
     defaults=Periods(closed=30, cancelled=30, failed=30),
@@ -54,29 +55,55 @@ CONFIG = RetentionConfig(
 
 
 def person_payload(name: str) -> bytes:
-    return (f"<nachricht><person><familienname>{name}</familienname>"
-            f"<strasse>{FICTITIOUS_NAMES['strasse'][0]}</strasse></person></nachricht>").encode()
+    return (
+        f"<nachricht><person><familienname>{name}</familienname>"
+        f"<strasse>{FICTITIOUS_NAMES['strasse'][0]}</strasse></person></nachricht>"
+    ).encode()
 
 
 def meta(reader: str = "MELDID:05774032") -> MessageMeta:
-    return MessageMeta(nachrichten_uuid=str(uuid.uuid4()), standard="XGewerbeanzeige",
-                       version="2.2", message_type="gwa.gewerbemeldung.0010",
-                       author="PORTAL:05-wsp", reader=reader,
-                       created_at=datetime(2026, 6, 1, tzinfo=UTC))
+    return MessageMeta(
+        nachrichten_uuid=str(uuid.uuid4()),
+        standard="XGewerbeanzeige",
+        version="2.2",
+        message_type="gwa.gewerbemeldung.0010",
+        author="PORTAL:05-wsp",
+        reader=reader,
+        created_at=datetime(2026, 6, 1, tzinfo=UTC),
+    )
 
 
 def pending_case() -> SynthCase:
     """A failed case (ended long ago) with a delivery still waiting for its retry."""
     t0 = epoch(datetime(2026, 5, 4, 9, 0, tzinfo=UTC))
     payload = person_payload("Zorrenbeek")
-    case = SynthCase("05774032-2026-900001", "gewerbeanmeldung", t0 + 1,
-                     [(t0 + 1, "open"), (t0 + 400, "failed")], {"facts": {}})
-    case.messages.append(SynthMessage(
-        str(uuid.uuid4()), "outbound", "dgu.gewerbemeldung.0230", t0 + 5, "MELDID:05774032",
-        "UVT:15087927", "stadt-paderborn", payload,
-        [SynthDelivery("dguv", [(t0 + 5, "created", "rule"), (t0 + 6, "failed", "sender")],
-                       [SynthAttempt(t0 + 6, False, 503, "SendHTTPError", "HTTP 503")],
-                       next_attempt_at=t0 + 3600)]))
+    case = SynthCase(
+        "05774032-2026-900001",
+        "gewerbeanmeldung",
+        t0 + 1,
+        [(t0 + 1, "open"), (t0 + 400, "failed")],
+        {"facts": {}},
+    )
+    case.messages.append(
+        SynthMessage(
+            str(uuid.uuid4()),
+            "outbound",
+            "dgu.gewerbemeldung.0230",
+            t0 + 5,
+            "MELDID:05774032",
+            "UVT:15087927",
+            "stadt-paderborn",
+            payload,
+            [
+                SynthDelivery(
+                    "dguv",
+                    [(t0 + 5, "created", "rule"), (t0 + 6, "failed", "sender")],
+                    [SynthAttempt(t0 + 6, False, 503, "SendHTTPError", "HTTP 503")],
+                    next_attempt_at=t0 + 3600,
+                )
+            ],
+        )
+    )
     return case
 
 
@@ -112,20 +139,27 @@ def test_retention_removes_personal_data_and_keeps_the_audit_skeleton(db_url: st
     write_cases(db_url, [pending_case()], now=GENERATED_NOW)
     journal = Journal(db_url)
     try:
-        closed = [c for c in journal.list_cases(status="closed")
-                  if c.procedure == "gewerbeanmeldung"]
+        closed = [
+            c for c in journal.list_cases(status="closed") if c.procedure == "gewerbeanmeldung"
+        ]
         target = closed[0]
-        journal.update_case(target.case_id, summary={**target.summary,
-                                                     "comments": ["Rückruf: Frau Plumpeck"]})
-        comment = journal.log_event("case.decision", actor="cli", case_id=target.case_id,
-                                    detail={"decision": "approve", "reason": "ok",
-                                            "comment": "Erlaubnis liegt vor"})
+        journal.update_case(
+            target.case_id, summary={**target.summary, "comments": ["Rückruf: Frau Plumpeck"]}
+        )
+        comment = journal.log_event(
+            "case.decision",
+            actor="cli",
+            case_id=target.case_id,
+            detail={"decision": "approve", "reason": "ok", "comment": "Erlaubnis liegt vor"},
+        )
         # messages without a case: one fetched (due), one still in our mailbox (pending)
-        fetched, _ = journal.record_inbound(person_payload("Murkelhaus"), meta("IHK:0521"),
-                                            recipient="ihk-owl")
+        fetched, _ = journal.record_inbound(
+            person_payload("Murkelhaus"), meta("IHK:0521"), recipient="ihk-owl"
+        )
         journal.mark_fetched(fetched.nachrichten_uuid, "ihk-owl")
-        waiting, _ = journal.record_inbound(person_payload("Trundelmann"), meta("IHK:0521"),
-                                            recipient="ihk-owl")
+        waiting, _ = journal.record_inbound(
+            person_payload("Trundelmann"), meta("IHK:0521"), recipient="ihk-owl"
+        )
     finally:
         journal.close()
     run_at = datetime.now(UTC) + timedelta(days=1)
@@ -146,17 +180,22 @@ def test_retention_removes_personal_data_and_keeps_the_audit_skeleton(db_url: st
 
     cases = {c["case_id"]: c for c in before["cases"]}
     purged = set(result.case_ids)
-    eligible = {cid for cid, c in cases.items()
-                if c["status"] in ("closed", "failed", "cancelled")
-                and c["procedure"] != "gewerbeabmeldung" and cid != "05774032-2026-900001"}
+    eligible = {
+        cid
+        for cid, c in cases.items()
+        if c["status"] in ("closed", "failed", "cancelled")
+        and c["procedure"] != "gewerbeabmeldung"
+        and cid != "05774032-2026-900001"
+    }
     assert purged == eligible
     assert result.kept_pending == 2  # the pending case's message + the unfetched mailbox one
     assert result.unassigned_ids == [fetched.id]
     assert result.comment_events == [comment.id]
 
     # no fictitious name left in anything retention was responsible for
-    kept_messages = {m["id"] for m in after["messages"]
-                     if m["case_id"] not in purged and m["id"] != fetched.id}
+    kept_messages = {
+        m["id"] for m in after["messages"] if m["case_id"] not in purged and m["id"] != fetched.id
+    }
     for table, rows in after.items():
         for row in rows:
             if table == "messages" and row["id"] in kept_messages:
@@ -164,19 +203,25 @@ def test_retention_removes_personal_data_and_keeps_the_audit_skeleton(db_url: st
             assert not names_in(row), (table, row)
     # ... and the control group still has them (the scan does find names)
     assert any(names_in(m["payload"]) for m in after["messages"] if m["id"] == waiting.id)
-    assert any(names_in(m["payload"]) for m in after["messages"]
-               if cases.get(m["case_id"], {}).get("procedure") == "gewerbeabmeldung")
+    assert any(
+        names_in(m["payload"])
+        for m in after["messages"]
+        if cases.get(m["case_id"], {}).get("procedure") == "gewerbeabmeldung"
+    )
 
     # the audit skeleton is unchanged
     def skeleton(d: dict[str, list[dict[str, Any]]], table: str, drop: set[str]) -> list[Any]:
         return [{k: v for k, v in r.items() if k not in drop} for r in d[table]]
 
     assert skeleton(after, "messages", {"payload", "payload_encoding"}) == skeleton(
-        before, "messages", {"payload", "payload_encoding"})
+        before, "messages", {"payload", "payload_encoding"}
+    )
     assert skeleton(after, "deliveries", {"last_error"}) == skeleton(
-        before, "deliveries", {"last_error"})
+        before, "deliveries", {"last_error"}
+    )
     assert skeleton(after, "delivery_attempts", {"error"}) == skeleton(
-        before, "delivery_attempts", {"error"})
+        before, "delivery_attempts", {"error"}
+    )
     assert after["expectations"] == before["expectations"]
     assert skeleton(after, "cases", {"summary"}) == skeleton(before, "cases", {"summary"})
     assert after["events"][: len(before["events"])] == before["events"]
@@ -188,23 +233,29 @@ def test_retention_removes_personal_data_and_keeps_the_audit_skeleton(db_url: st
         else:
             assert m["payload"] != TOMBSTONE_TEXT
     summaries = {c["case_id"]: c["summary"] for c in after["cases"]}
-    assert summaries[target.case_id] == {k: v for k, v in target.summary.items()
-                                         if k in ("facts", "outcome", "deliveries", "recipients")}
+    assert summaries[target.case_id] == {
+        k: v
+        for k, v in target.summary.items()
+        if k in ("facts", "outcome", "deliveries", "recipients")
+    }
     assert "comments" not in summaries[target.case_id]
     purged_messages = {m["id"] for m in after["messages"] if m["case_id"] in purged}
-    purged_deliveries = {d["id"] for d in after["deliveries"]
-                         if d["message_id"] in purged_messages}
-    assert all(d["last_error"] is None for d in after["deliveries"]
-               if d["id"] in purged_deliveries)
-    assert all(a["error"] is None for a in after["delivery_attempts"]
-               if a["delivery_id"] in purged_deliveries)
-    assert any(a["error"] for a in after["delivery_attempts"]
-               if a["delivery_id"] not in purged_deliveries), "error texts of others stay"
+    purged_deliveries = {d["id"] for d in after["deliveries"] if d["message_id"] in purged_messages}
+    assert all(d["last_error"] is None for d in after["deliveries"] if d["id"] in purged_deliveries)
+    assert all(
+        a["error"] is None
+        for a in after["delivery_attempts"]
+        if a["delivery_id"] in purged_deliveries
+    )
+    assert any(
+        a["error"] for a in after["delivery_attempts"] if a["delivery_id"] not in purged_deliveries
+    ), "error texts of others stay"
 
     # the event log says what was done, with ids and counts only
-    new = after["events"][len(before["events"]):]
-    per_case = {e["case_id"]: e["detail"] for e in new
-                if e["kind"] == "retention.purged" and e["case_id"]}
+    new = after["events"][len(before["events"]) :]
+    per_case = {
+        e["case_id"]: e["detail"] for e in new if e["kind"] == "retention.purged" and e["case_id"]
+    }
     assert set(per_case) == purged
     for case_id, detail in per_case.items():
         ids = sorted(m["id"] for m in before["messages"] if m["case_id"] == case_id)
@@ -225,8 +276,9 @@ def test_retention_removes_personal_data_and_keeps_the_audit_skeleton(db_url: st
             journal.payload(one["nachrichten_uuid"], direction=one["direction"])
         assert journal.payload(waiting.nachrichten_uuid, direction=Direction.INBOUND)
         with journal.engine.connect() as conn:
-            stored = conn.execute(text("SELECT payload FROM messages WHERE id = :i"),
-                                  {"i": one["id"]}).scalar()
+            stored = conn.execute(
+                text("SELECT payload FROM messages WHERE id = :i"), {"i": one["id"]}
+            ).scalar()
         assert stored is not None and is_purged(stored) and stored == TOMBSTONE
         # once fetched, the pending mailbox message goes too
         journal.mark_fetched(waiting.nachrichten_uuid, "ihk-owl")
@@ -236,21 +288,44 @@ def test_retention_removes_personal_data_and_keeps_the_audit_skeleton(db_url: st
         journal.close()
 
 
-def test_a_case_reopened_during_the_run_is_left_alone(db_url: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_case_reopened_during_the_run_is_left_alone(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Eligibility is checked again inside each batch's transaction: a failed case reopened
     for redelivery between the selection and its batch keeps its payloads."""
     import connectors.journal.retention as retention
 
     t0 = epoch(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-    case = SynthCase("05774032-2026-900002", "gewerbeanmeldung", t0 + 1,
-                     [(t0 + 1, "open"), (t0 + 900, "failed")], {"facts": {}})
-    case.messages.append(SynthMessage(
-        str(uuid.uuid4()), "outbound", "dgu.gewerbemeldung.0230", t0 + 5, "MELDID:05774032",
-        "UVT:15087927", "stadt-paderborn", person_payload("Quackhorst"),
-        [SynthDelivery("dguv", [(t0 + 5, "created", "rule"), (t0 + 6, "failed", "sender"),
-                                (t0 + 7, "dead", "sender")],
-                       [SynthAttempt(t0 + 6, False, 422, "SendRejected", "HTTP 422")])]))
+    case = SynthCase(
+        "05774032-2026-900002",
+        "gewerbeanmeldung",
+        t0 + 1,
+        [(t0 + 1, "open"), (t0 + 900, "failed")],
+        {"facts": {}},
+    )
+    case.messages.append(
+        SynthMessage(
+            str(uuid.uuid4()),
+            "outbound",
+            "dgu.gewerbemeldung.0230",
+            t0 + 5,
+            "MELDID:05774032",
+            "UVT:15087927",
+            "stadt-paderborn",
+            person_payload("Quackhorst"),
+            [
+                SynthDelivery(
+                    "dguv",
+                    [
+                        (t0 + 5, "created", "rule"),
+                        (t0 + 6, "failed", "sender"),
+                        (t0 + 7, "dead", "sender"),
+                    ],
+                    [SynthAttempt(t0 + 6, False, 422, "SendRejected", "HTTP 422")],
+                )
+            ],
+        )
+    )
     write_cases(db_url, [case], now=GENERATED_NOW)
     journal = Journal(db_url)
     selected = retention._Run.candidates
@@ -277,9 +352,13 @@ def test_sqlite_file_keeps_no_remnant_of_purged_payloads(tmp_path: Path) -> None
     url = f"sqlite:///{path}"
     generate(url, GeneratorOptions(cases=40, seed=2, now=GENERATED_NOW, days=20))
     with sqlite3.connect(path) as conn:
-        stored = [bytes(r[0]) for r in conn.execute(
-            "SELECT payload FROM messages JOIN cases USING (case_id) "
-            "WHERE status IN ('closed', 'failed') AND procedure != 'gewerbeabmeldung'")]
+        stored = [
+            bytes(r[0])
+            for r in conn.execute(
+                "SELECT payload FROM messages JOIN cases USING (case_id) "
+                "WHERE status IN ('closed', 'failed') AND procedure != 'gewerbeabmeldung'"
+            )
+        ]
     conn.close()
     assert stored
     journal = Journal(url)
@@ -301,7 +380,8 @@ def test_config_file_and_errors(tmp_path: Path) -> None:
     assert shipped.unassigned == 90 and shipped.clear_error_texts
 
     merged = RetentionConfig.from_yaml(
-        "version: 1\ndefaults: {closed: 10, failed: null}\nprocedures:\n  p: {cancelled: 3}\n")
+        "version: 1\ndefaults: {closed: 10, failed: null}\nprocedures:\n  p: {cancelled: 3}\n"
+    )
     assert merged.periods("p") == Periods(closed=10, cancelled=3, failed=None)
     assert merged.periods("q") == Periods(closed=10, cancelled=30, failed=None)
 
@@ -322,16 +402,16 @@ def test_config_file_and_errors(tmp_path: Path) -> None:
         RetentionConfig.load(tmp_path / "missing.yaml")
 
 
-def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path / 'journal.sqlite'}"
     generate(url, GeneratorOptions(cases=30, seed=4, now=GENERATED_NOW, days=20))
     monkeypatch.setenv("AMTSBOTE_DATABASE_URL", url)
     config = tmp_path / "retention.yaml"
     config.write_text("version: 1\ndefaults: {closed: 0, failed: 0, cancelled: 0}\n")
 
-    assert main(["retention", "run", "--dry-run", "--format", "json", "--config",
-                 str(config)]) == 0
+    assert main(["retention", "run", "--dry-run", "--format", "json", "--config", str(config)]) == 0
     dry = json.loads(capsys.readouterr().out)
     assert dry["dry_run"] and dry["totals"]["cases"] > 0
 

@@ -171,7 +171,9 @@ def test_component_readers_go_through_the_model() -> None:
         "AMTSBOTE_INBOX_MAX_CONTAINER_BYTES": "1024",
     }
     assert FlowSettings.from_env(env) == FlowSettings(
-        retry_delays=(1.0, 2.0), receipt_wait=timedelta(seconds=5), poll_interval=0.5,
+        retry_delays=(1.0, 2.0),
+        receipt_wait=timedelta(seconds=5),
+        poll_interval=0.5,
         suspend=False,
     )
     assert FlowSettings.from_env({}) == FlowSettings()

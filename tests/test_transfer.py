@@ -41,9 +41,15 @@ ENV = {"DAV_USER": "stadt", "DAV_PASSWORD": "geheim", "T_STADT": "t1", "T_ARCHIV
 
 
 def _stadt() -> Agency:
-    return Agency(id="stadt", name="Stadt", behoerdenkennung="MELDID:05774032",
-                  roles=("Gewerbeamt",), channel=Channel.FILE, drop_dir=Path("/nonexistent"),
-                  token_env="T_STADT")
+    return Agency(
+        id="stadt",
+        name="Stadt",
+        behoerdenkennung="MELDID:05774032",
+        roles=("Gewerbeamt",),
+        channel=Channel.FILE,
+        drop_dir=Path("/nonexistent"),
+        token_env="T_STADT",
+    )
 
 
 def _directory(archiv: Agency) -> Directory:
@@ -51,10 +57,14 @@ def _directory(archiv: Agency) -> Directory:
 
 
 def _message(payload: bytes | None = None, *, file: Path | None = None) -> OutgoingMessage:
-    return OutgoingMessage(payload=payload or build(messages()["0501"]),
-                           nachrichten_uuid=str(uuid.uuid4()), recipient="archiv",
-                           sender="stadt", file=file,
-                           content_type="application/zip" if file else "application/xml")
+    return OutgoingMessage(
+        payload=payload or build(messages()["0501"]),
+        nachrichten_uuid=str(uuid.uuid4()),
+        recipient="archiv",
+        sender="stadt",
+        file=file,
+        content_type="application/zip" if file else "application/xml",
+    )
 
 
 def _container(tmp: Path, code: str = "0502") -> Path:
@@ -72,9 +82,15 @@ def _container(tmp: Path, code: str = "0502") -> Path:
 @pytest.fixture
 def local(tmp_path: Path) -> tuple[Directory, Path]:
     root = tmp_path / "transfer"
-    archiv = Agency(id="archiv", name="Landesarchiv", behoerdenkennung="LAV:05",
-                    roles=("Archiv",), channel=Channel.TRANSFER_DIR, transfer_dir=root,
-                    token_env="T_ARCHIV")
+    archiv = Agency(
+        id="archiv",
+        name="Landesarchiv",
+        behoerdenkennung="LAV:05",
+        roles=("Archiv",),
+        channel=Channel.TRANSFER_DIR,
+        transfer_dir=root,
+        token_env="T_ARCHIV",
+    )
     return _directory(archiv), root
 
 
@@ -164,7 +180,10 @@ def test_dir_poller_refused_transient_and_bounded(local: Any, tmp_path: Path) ->
         status_code = 422
 
     outcomes: list[BaseException | None] = [
-        Refused("wrong sender"), RuntimeError("db down"), Http422(), None,
+        Refused("wrong sender"),
+        RuntimeError("db down"),
+        Http422(),
+        None,
     ]
 
     def accept(path: Path, *, source: str) -> None:
@@ -190,8 +209,10 @@ def test_dir_poller_waits_for_files_still_being_written(local: Any, tmp_path: Pa
     c = _container(tmp_path / "x")
     os.link(c, root / c.name)
     os.utime(root / c.name)  # just modified
-    assert TransferDirPoller(root, lambda p, *, source: None, min_age=60).poll_once() == \
+    assert (
         TransferDirPoller(root, lambda p, *, source: None, min_age=60).poll_once()
+        == TransferDirPoller(root, lambda p, *, source: None, min_age=60).poll_once()
+    )
     assert (root / c.name).exists()
 
 
@@ -200,8 +221,9 @@ def test_container_errors_refuse(local: Any) -> None:
     root.mkdir()
     bad = root / f"{PROZESS}_{ROOT_0502}.zip"
     bad.write_bytes(b"not a zip")
-    result = TransferDirPoller(root, lambda p, *, source: read_container(p) and None,
-                               min_age=0).poll_once()
+    result = TransferDirPoller(
+        root, lambda p, *, source: read_container(p) and None, min_age=0
+    ).poll_once()
     assert result.rejected == 1
     assert "ContainerFormatError" in (root / ".rejected" / f"{bad.name}.reason.txt").read_text()
 
@@ -223,13 +245,20 @@ class DavServer:
         self.root, self.port = root, _free_port()
         root.mkdir(parents=True, exist_ok=True)
         config = {
-            "host": "127.0.0.1", "port": self.port,
+            "host": "127.0.0.1",
+            "port": self.port,
             "provider_mapping": {"/transfer": str(root)},
             "simple_dc": {"user_mapping": {"*": {"stadt": {"password": "geheim"}}}},
-            "http_authenticator": {"domain_controller": None, "accept_basic": True,
-                                   "accept_digest": False, "default_to_digest": False},
-            "verbose": 0, "logging": {"enable": False, "enable_loggers": []},
-            "lock_storage": True, "property_manager": True,
+            "http_authenticator": {
+                "domain_controller": None,
+                "accept_basic": True,
+                "accept_digest": False,
+                "default_to_digest": False,
+            },
+            "verbose": 0,
+            "logging": {"enable": False, "enable_loggers": []},
+            "lock_storage": True,
+            "property_manager": True,
             "dir_browser": {"enable": False},
         }
         self.server = wsgi.Server(("127.0.0.1", self.port), WsgiDAVApp(config), numthreads=4)
@@ -237,8 +266,9 @@ class DavServer:
         if tls is not None:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-            self.server.ssl_adapter = BuiltinSSLAdapter(str(tls["server_cert"]),
-                                                        str(tls["server_key"]))
+            self.server.ssl_adapter = BuiltinSSLAdapter(
+                str(tls["server_cert"]), str(tls["server_key"])
+            )
             scheme = "https"
         self.url = f"{scheme}://127.0.0.1:{self.port}/transfer"
         self.thread = threading.Thread(target=self.server.safe_start, daemon=True)
@@ -258,10 +288,18 @@ class DavServer:
 
 
 def _dav_directory(url: str, ca: Path | None = None) -> Directory:
-    archiv = Agency(id="archiv", name="Landesarchiv", behoerdenkennung="LAV:05",
-                    roles=("Archiv",), channel=Channel.WEBDAV, webdav_url=url,
-                    webdav_user_env="DAV_USER", webdav_password_env="DAV_PASSWORD",
-                    webdav_ca=ca, token_env="T_ARCHIV")
+    archiv = Agency(
+        id="archiv",
+        name="Landesarchiv",
+        behoerdenkennung="LAV:05",
+        roles=("Archiv",),
+        channel=Channel.WEBDAV,
+        webdav_url=url,
+        webdav_user_env="DAV_USER",
+        webdav_password_env="DAV_PASSWORD",
+        webdav_ca=ca,
+        token_env="T_ARCHIV",
+    )
     return _directory(archiv)
 
 
@@ -304,8 +342,10 @@ def test_webdav_asend(dav: DavServer, tmp_path: Path) -> None:
 
 def test_webdav_wrong_password_is_permanent_and_down_is_transient(dav: DavServer) -> None:
     agency = _dav_directory(dav.url).get("archiv")
-    with WebDavSender(agency, environ={**ENV, "DAV_PASSWORD": "falsch"}) as sender, \
-            pytest.raises(PermanentSendError, match="401") as info:
+    with (
+        WebDavSender(agency, environ={**ENV, "DAV_PASSWORD": "falsch"}) as sender,
+        pytest.raises(PermanentSendError, match="401") as info,
+    ):
         sender.send(_message())
     assert info.value.status_code == 401
     down = _dav_directory(f"http://127.0.0.1:{_free_port()}/transfer").get("archiv")
@@ -330,14 +370,14 @@ def test_webdav_poller(dav: DavServer, tmp_path: Path) -> None:
         seen.append((path.read_bytes(), source))
 
     with httpx.Client(timeout=10) as client:
-        poller = WebDavPoller(dav.url, accept, client=client, auth=("stadt", "geheim"),
-                              min_age=0)
+        poller = WebDavPoller(dav.url, accept, client=client, auth=("stadt", "geheim"), min_age=0)
         result = poller.poll_once()
     assert (result.accepted, result.rejected, result.failed) == (1, 1, 0)
     assert seen == [(good.read_bytes(), f"{dav.url}/{ROOT_0502}/{good.name}")]
     assert (dav.root / ".done" / good.name).read_bytes() == good.read_bytes()
-    assert "Refused: not expected" in (dav.root / ".rejected" /
-                                       f"{bad.name}.reason.txt").read_text()
+    assert (
+        "Refused: not expected" in (dav.root / ".rejected" / f"{bad.name}.reason.txt").read_text()
+    )
     assert (dav.root / ".rejected" / bad.name).is_file()
     assert (dav.root / f".{good.name}.x.part").is_file()
 
@@ -347,13 +387,16 @@ def test_webdav_tls_with_ca(tmp_path: Path) -> None:
     pki = _write_pki(tmp_path / "pki")
     with DavServer(tmp_path / "share", tls=pki) as server:
         assert server.url.startswith("https://")
-        with WebDavSender(_dav_directory(server.url, pki["ca"]).get("archiv"),
-                          environ=ENV) as sender:
+        with WebDavSender(
+            _dav_directory(server.url, pki["ca"]).get("archiv"), environ=ENV
+        ) as sender:
             receipt = sender.send(_message())
         assert (server.root / f"{PROZESS}_{ROOT_0501}.zip").is_file()
         assert receipt.state == "delivered"
-        with WebDavSender(_dav_directory(server.url).get("archiv"), environ=ENV) as untrusted, \
-                pytest.raises(PermanentSendError):
+        with (
+            WebDavSender(_dav_directory(server.url).get("archiv"), environ=ENV) as untrusted,
+            pytest.raises(PermanentSendError),
+        ):
             untrusted.send(_message())
 
 
@@ -370,9 +413,10 @@ def test_large_file_streams_with_bounded_memory(dav: DavServer, tmp_path: Path) 
         with WebDavSender(_dav_directory(dav.url).get("archiv"), environ=ENV) as sender:
             receipt = sender.send(_message(file=big))
         # the partner answers with a big file in its folder: the poller streams it down
-        os.replace(dav.root / big.name,
-                   dav.root / big.name.replace("_Aussonderung.Aussonderung.0503",
-                                               f"_{ROOT_0502}"))
+        os.replace(
+            dav.root / big.name,
+            dav.root / big.name.replace("_Aussonderung.Aussonderung.0503", f"_{ROOT_0502}"),
+        )
         got: list[str] = []
 
         def accept(path: Path, *, source: str) -> None:
@@ -383,8 +427,9 @@ def test_large_file_streams_with_bounded_memory(dav: DavServer, tmp_path: Path) 
             got.append(h.hexdigest())
 
         with httpx.Client(timeout=30) as client:
-            result = WebDavPoller(dav.url, accept, client=client, auth=("stadt", "geheim"),
-                                  min_age=0).poll_once()
+            result = WebDavPoller(
+                dav.url, accept, client=client, auth=("stadt", "geheim"), min_age=0
+            ).poll_once()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -392,14 +437,16 @@ def test_large_file_streams_with_bounded_memory(dav: DavServer, tmp_path: Path) 
     assert peak < 20 << 20, f"peak {peak / 2**20:.1f} MiB"
 
 
-def test_layout_can_delete_processed_files_and_use_own_type_folders(local: Any,
-                                                                    tmp_path: Path) -> None:
+def test_layout_can_delete_processed_files_and_use_own_type_folders(
+    local: Any, tmp_path: Path
+) -> None:
     _, root = local
     (root / "bewertung").mkdir(parents=True)
     c = _container(tmp_path / "x", "0502")
     os.link(c, root / "bewertung" / c.name)
     layout = TransferLayout(done=None, type_folders={"0502": "bewertung"})
-    result = TransferDirPoller(root, lambda p, *, source: None, layout=layout,
-                               min_age=0).poll_once()
+    result = TransferDirPoller(
+        root, lambda p, *, source: None, layout=layout, min_age=0
+    ).poll_once()
     assert result.accepted == 1
     assert not (root / "bewertung" / c.name).exists() and not (root / ".done").exists()

@@ -32,9 +32,16 @@ from conftest import IN_CI, free_port, write_agencies
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--window-size=1400,1000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1000",
+]
 
 
 def _unavailable(why: str) -> None:
@@ -54,8 +61,9 @@ def chromium() -> str:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
         try:
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
-                                  check=False)
+            done = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, timeout=900, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             _unavailable(f"{' '.join(cmd)}: {exc}")
         if done.returncode != 0:
@@ -73,17 +81,27 @@ class Browser:
     def __init__(self, binary: str, profile: Path) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             f"--remote-debugging-port={self.port}", "--remote-debugging-address=127.0.0.1",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            [
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--remote-debugging-port={self.port}",
+                "--remote-debugging-address=127.0.0.1",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
-                targets = httpx.get(f"http://127.0.0.1:{self.port}/json", timeout=2,
-                                    trust_env=False).json()
-                self.ws_url = next(t["webSocketDebuggerUrl"] for t in targets
-                                   if t["type"] == "page")
+                targets = httpx.get(
+                    f"http://127.0.0.1:{self.port}/json", timeout=2, trust_env=False
+                ).json()
+                self.ws_url = next(
+                    t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page"
+                )
                 break
             except (httpx.HTTPError, StopIteration, ValueError):
                 if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -124,8 +142,11 @@ class Browser:
 
 
 async def _text(call: Any) -> str:
-    r = await call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''",
-                   returnByValue=True)
+    r = await call(
+        "Runtime.evaluate",
+        expression="document.body ? document.body.innerText : ''",
+        returnByValue=True,
+    )
     return str(r["result"].get("value", ""))
 
 
@@ -155,8 +176,9 @@ async def _click_text(call: Any, label: str, timeout: float = 30) -> None:
         if r["result"].get("value") is True:
             return
         await asyncio.sleep(0.25)
-    raise AssertionError(f"nothing labelled {label!r} to click; the page shows:\n"
-                         f"{(await _text(call))[:3000]}")
+    raise AssertionError(
+        f"nothing labelled {label!r} to click; the page shows:\n{(await _text(call))[:3000]}"
+    )
 
 
 async def _screenshot(call: Any, path: Path) -> None:
@@ -176,26 +198,42 @@ def closed_case(tmp_path: Path, prefect_server: Any) -> Iterator[dict[str, Any]]
     from flows.runtime import FlowSettings, Runtime, use_runtime
 
     agencies = write_agencies(tmp_path / "agencies.yaml", drop_dir=tmp_path / "drop")
-    env = {"AMTSBOTE_AGENCIES": str(agencies), "AMTSBOTE_DATA_DIR": str(tmp_path / "data"),
-           "AMTSBOTE_DEV_TOKENS": "1"}
+    env = {
+        "AMTSBOTE_AGENCIES": str(agencies),
+        "AMTSBOTE_DATA_DIR": str(tmp_path / "data"),
+        "AMTSBOTE_DEV_TOKENS": "1",
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     directory = Directory.default()
     journal = Journal(f"sqlite:///{tmp_path / 'data' / 'journal.sqlite'}", create=True)
     from datetime import timedelta
 
-    rt = Runtime(journal=journal, directory=directory, routing=Routing.default(directory=directory),
-                 settings=FlowSettings(retry_delays=(0.2,), poll_interval=0.5,
-                                       receipt_wait=timedelta(seconds=20), suspend=False))
+    rt = Runtime(
+        journal=journal,
+        directory=directory,
+        routing=Routing.default(directory=directory),
+        settings=FlowSettings(
+            retry_delays=(0.2,),
+            poll_interval=0.5,
+            receipt_wait=timedelta(seconds=20),
+            suspend=False,
+        ),
+    )
     use_runtime(rt)
-    installation = LocalInstallation(directory=directory, home="stadt-paderborn",
-                                     home_journal=journal, on_notification=None).start()
+    installation = LocalInstallation(
+        directory=directory, home="stadt-paderborn", home_journal=journal, on_notification=None
+    ).start()
     try:
         uuid = harness.submit(directory, "abmeldung")
         summary = asyncio.run(gewerbeabmeldung(message_uuid=uuid))
         case = journal.get_case(summary["case_id"])
-        yield {"case_id": case.case_id, "flow_run_id": case.flow_run_id,
-               "status": case.status.value, "ui": prefect_server.ui_url}
+        yield {
+            "case_id": case.case_id,
+            "flow_run_id": case.flow_run_id,
+            "status": case.status.value,
+            "ui": prefect_server.ui_url,
+        }
     finally:
         installation.stop()
         rt.close()
@@ -208,8 +246,9 @@ def closed_case(tmp_path: Path, prefect_server: Any) -> Iterator[dict[str, Any]]
                 os.environ[k] = v
 
 
-def test_flow_run_page_shows_the_case(chromium: str, closed_case: dict[str, Any],
-                                      tmp_path: Path) -> None:
+def test_flow_run_page_shows_the_case(
+    chromium: str, closed_case: dict[str, Any], tmp_path: Path
+) -> None:
     case_id = closed_case["case_id"]
     assert closed_case["status"] == "closed"
     run_name = f"gewerbeabmeldung-{case_id}"

@@ -13,9 +13,19 @@ def test_holidays_of_2026_in_nrw() -> None:
     h = holidays_nrw(2026)
     # Easter 2026 is 5 April: Karfreitag 3.4., Ostermontag 6.4., Himmelfahrt 14.5.,
     # Pfingstmontag 25.5., Fronleichnam 4.6.
-    for d in ("2026-01-01", "2026-04-03", "2026-04-06", "2026-05-01", "2026-05-14",
-              "2026-05-25", "2026-06-04", "2026-10-03", "2026-11-01", "2026-12-25",
-              "2026-12-26"):
+    for d in (
+        "2026-01-01",
+        "2026-04-03",
+        "2026-04-06",
+        "2026-05-01",
+        "2026-05-14",
+        "2026-05-25",
+        "2026-06-04",
+        "2026-10-03",
+        "2026-11-01",
+        "2026-12-25",
+        "2026-12-26",
+    ):
         assert date.fromisoformat(d) in h, d
     assert len(h) == 11
     assert date(2026, 10, 31) not in h  # Reformationstag is no holiday in NRW

@@ -40,9 +40,14 @@ def test_namespace_is_the_target_namespace_of_the_vendored_bundle(
     assert version_for_namespace("urn:xoev-de:xdomea:schema:2.4.0") is None
 
 
-@pytest.mark.parametrize(("folder", "shared"), [
-    ("3.0.0", "xdomea-3.0.0"), ("3.1.0", "xdomea-3.1.0"), ("xoev", "xoev"),
-])
+@pytest.mark.parametrize(
+    ("folder", "shared"),
+    [
+        ("3.0.0", "xdomea-3.0.0"),
+        ("3.1.0", "xdomea-3.1.0"),
+        ("xoev", "xoev"),
+    ],
+)
 def test_vendored_files_are_the_official_ones_unchanged(
     schemata_dir: Path, folder: str, shared: str
 ) -> None:
@@ -55,8 +60,10 @@ def test_vendored_files_are_the_official_ones_unchanged(
 def _roots(bundle: Path) -> set[str]:
     roots: set[str] = set()
     for xsd in bundle.glob("xdomea-Nachrichten-*.xsd"):
-        roots |= {el.get("name") for el in parse_xml(xsd.read_bytes()).getroot().iterchildren(
-            f"{XS}element")}
+        roots |= {
+            el.get("name")
+            for el in parse_xml(xsd.read_bytes()).getroot().iterchildren(f"{XS}element")
+        }
     return roots
 
 
@@ -66,8 +73,10 @@ def _code_types(bundle: Path) -> dict[str, object]:
         for ct in parse_xml(xsd.read_bytes()).getroot().iterchildren(f"{XS}complexType"):
             if (ct.get("name") or "").endswith("CodeType"):
                 found[ct.get("name")] = (
-                    sorted((a.get("name"), a.get("fixed"), a.get("use"))
-                           for a in ct.iter(f"{XS}attribute")),
+                    sorted(
+                        (a.get("name"), a.get("fixed"), a.get("use"))
+                        for a in ct.iter(f"{XS}attribute")
+                    ),
                     [e.get("value") for e in ct.iter(f"{XS}enumeration")],
                 )
     return found
@@ -229,8 +238,9 @@ def test_key_namespace_is_pinned() -> None:
     assert xdomea_message_key(str(uuid.uuid4()), "0501") != xdomea_message_key(PROZESS, "0501")
 
 
-@pytest.mark.parametrize(("type_code", "answers"), [("0504", "0501"), ("0505", "0502"),
-                                                    ("0507", "0503")])
+@pytest.mark.parametrize(
+    ("type_code", "answers"), [("0504", "0501"), ("0505", "0502"), ("0507", "0503")]
+)
 @pytest.mark.parametrize("namespace", [XDOMEA_3_0_0, XDOMEA_3_1_0])
 def test_replies_name_the_key_of_what_they_answer(
     type_code: str, answers: str, namespace: str
@@ -248,7 +258,11 @@ def test_replies_name_the_key_of_what_they_answer(
 
 def test_reply_table_is_the_aussonderung_process() -> None:
     assert dict(XDOMEA_REPLY_TO) == {
-        "0502": "0501", "0504": "0501", "0505": "0502", "0506": "0503", "0507": "0503",
+        "0502": "0501",
+        "0504": "0501",
+        "0505": "0502",
+        "0506": "0503",
+        "0507": "0503",
     }
 
 
@@ -257,8 +271,9 @@ def test_first_messages_and_other_types_answer_nothing(registry: SchemaRegistry)
     assert info.process_id == PROZESS and info.in_reply_to is None
     assert info.nachrichten_uuid == xdomea_message_key(PROZESS, "0101")
     # a Kopf without ProzessID gives no key (nothing here validates)
-    data = MINIMAL.read_bytes().replace(f"<xdomea:ProzessID>{PROZESS}</xdomea:ProzessID>".encode(),
-                                        b"")
+    data = MINIMAL.read_bytes().replace(
+        f"<xdomea:ProzessID>{PROZESS}</xdomea:ProzessID>".encode(), b""
+    )
     bare = inspect_message(data, registry=registry)
     assert bare.process_id is None and bare.nachrichten_uuid is None and bare.in_reply_to is None
 

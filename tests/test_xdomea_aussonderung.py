@@ -89,7 +89,8 @@ def test_sample_parse_then_build_is_canonically_equal(
     assert msg == messages(msg.version)[msg.TYPE]
     rebuilt = build(msg, registry=registry)
     assert etree.canonicalize(parse_xml(rebuilt), strip_text=True) == etree.canonicalize(
-        parse_xml(data), strip_text=True)
+        parse_xml(data), strip_text=True
+    )
 
 
 # -- the two versions share their content models for 0501–0507 -----------------------------------
@@ -106,7 +107,8 @@ def _definitions(bundle: Path) -> dict[str, str]:
                 annotation.getparent().remove(annotation)
             text = etree.tostring(copy, encoding=str)
             found[f"{etree.QName(el).localname}:{el.get('name')}"] = re.sub(
-                r"urn:xoev-de:xdomea:schema:\d\.\d\.\d", "NS", re.sub(r"\s+", " ", text))
+                r"urn:xoev-de:xdomea:schema:\d\.\d\.\d", "NS", re.sub(r"\s+", " ", text)
+            )
     return found
 
 
@@ -132,8 +134,10 @@ def test_content_models_of_0501_to_0507_are_the_same_in_both_versions() -> None:
     assert used == _reachable(new, roots)
     assert {k: old[k] for k in used} == {k: new[k] for k in used}
     # and the check would see a difference: 0511 did change
-    assert old["element:Aussonderung.AktenplanZurBewertung.0511"] != new[
-        "element:Aussonderung.AktenplanZurBewertung.0511"]
+    assert (
+        old["element:Aussonderung.AktenplanZurBewertung.0511"]
+        != new["element:Aussonderung.AktenplanZurBewertung.0511"]
+    )
 
 
 def test_aussonderungsart_codes_are_the_official_ones() -> None:
@@ -203,16 +207,22 @@ def test_build_refuses_an_invalid_message(registry: SchemaRegistry) -> None:
 def test_parse_is_strict_and_names_the_element(registry: SchemaRegistry) -> None:
     data = build(messages()["0501"])
     # Standort is valid xdomea (AkteType) but not modelled
-    extra = data.replace(b"</xdomea:ArchivspezifischeMetadaten>\n      <xdomea:Laufzeit>",
-                         b"</xdomea:ArchivspezifischeMetadaten>\n      "
-                         b"<xdomea:Standort>Keller</xdomea:Standort>\n      <xdomea:Laufzeit>", 1)
+    extra = data.replace(
+        b"</xdomea:ArchivspezifischeMetadaten>\n      <xdomea:Laufzeit>",
+        b"</xdomea:ArchivspezifischeMetadaten>\n      "
+        b"<xdomea:Standort>Keller</xdomea:Standort>\n      <xdomea:Laufzeit>",
+        1,
+    )
     assert extra != data and validate(extra, registry=registry).ok
     with pytest.raises(StructureError) as info:
         parse(extra, registry=registry, source="anbietung.xml")
     err = info.value
     assert isinstance(err, UnusableInputError)
-    assert err.element == "Standort" and err.xpath is not None and err.xpath.endswith(
-        "xdomea:Akte/xdomea:Standort")
+    assert (
+        err.element == "Standort"
+        and err.xpath is not None
+        and err.xpath.endswith("xdomea:Akte/xdomea:Standort")
+    )
     assert "anbietung.xml:" in str(err) and "Keller" not in str(err)
     lenient = parse(extra, registry=registry, strict=False)
     assert lenient == messages()["0501"]
@@ -238,8 +248,9 @@ def test_parse_refuses_invalid_foreign_and_mismatched_messages(registry: SchemaR
 def test_unbefristet_and_lenient_booleans_round_trip(registry: SchemaRegistry) -> None:
     base = akte(with_files=False)
     forever = dataclasses.replace(base, archiv=Archivmetadaten(aufbewahrungsdauer="unbefristet"))
-    msg = Anbietung(kopf=kopf(from_city=True), schriftgutobjekte=(forever,),
-                    empfangsbestaetigung=False)
+    msg = Anbietung(
+        kopf=kopf(from_city=True), schriftgutobjekte=(forever,), empfangsbestaetigung=False
+    )
     data = build(msg, registry=registry)
     assert b"<xdomea:Unbefristet>1</xdomea:Unbefristet>" in data
     assert parse(data, registry=registry) == msg

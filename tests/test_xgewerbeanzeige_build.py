@@ -76,8 +76,15 @@ def _bad_uuid(m: Gewerbemeldung) -> Gewerbemeldung:
 
 def _short_wz(m: Gewerbemeldung) -> Gewerbemeldung:
     t = _meldung(m).taetigkeiten_gesamt
-    return _with(m, replace(_meldung(m), taetigkeiten_gesamt=replace(
-        t, schwerpunkt=replace(t.schwerpunkt, taetigkeit_schluessel="5610"))))
+    return _with(
+        m,
+        replace(
+            _meldung(m),
+            taetigkeiten_gesamt=replace(
+                t, schwerpunkt=replace(t.schwerpunkt, taetigkeit_schluessel="5610")
+            ),
+        ),
+    )
 
 
 def _two_defects(m: Gewerbemeldung) -> Gewerbemeldung:
@@ -128,6 +135,12 @@ try:
 except BuildError as err:
     print(len(err.findings), "xmlschema" in sys.modules)
 """
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert result.stdout.split() == ["6", "False", "2", "True"]

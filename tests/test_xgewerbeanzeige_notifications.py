@@ -56,9 +56,7 @@ def only_meldung(msg: Gewerbemeldung) -> Anmeldung | Ummeldung | Abmeldung:
     return meldung
 
 
-def with_meldung(
-    msg: Gewerbemeldung, meldung: Anmeldung | Ummeldung | Abmeldung
-) -> Gewerbemeldung:
+def with_meldung(msg: Gewerbemeldung, meldung: Anmeldung | Ummeldung | Abmeldung) -> Gewerbemeldung:
     return replace(msg, saetze=(replace(msg.saetze[0], meldung=meldung),))
 
 
@@ -100,7 +98,10 @@ def test_notification_is_valid_without_any_finding(name: str) -> None:
     report = xoev.validate(data, source=name)  # XSD, shipped codelists, rules incl. warnings
     assert report.findings == []
     assert (report.standard, report.version, report.message_type) == (
-        "XGewerbeanzeige", "2.2", "0010")
+        "XGewerbeanzeige",
+        "2.2",
+        "0010",
+    )
     assert schema_findings(data) == []
     assert check_rules(parse_xml(data)) == []
 
@@ -138,7 +139,8 @@ def test_restaurant_anmeldung_non_eu_national_with_residence_title() -> None:
     gewerbe = meldung.gewerbe
     assert gewerbe.betrieb_art.handwerk.code == "0" and gewerbe.handwerkskarte is None
     assert (gewerbe.anzahl_vollzeit_beschaeftigte or 0) + (
-        gewerbe.anzahl_teilzeit_beschaeftigte or 0) > 0
+        gewerbe.anzahl_teilzeit_beschaeftigte or 0
+    ) > 0
     (person,) = gewerbe.beteiligte_personen
     assert person.staatsangehoerigkeiten is not None
     assert person.staatsangehoerigkeiten.codes == ("163",)
@@ -148,8 +150,9 @@ def test_restaurant_anmeldung_non_eu_national_with_residence_title() -> None:
     assert titel.gueltig_bis is not None and titel.gueltig_bis > meldung.gueltig_ab
     # without the residence title the record is refused (XGWA-R03)
     ohne = replace(person, aufenthaltstitel=None)
-    broken = with_meldung(msg, replace(
-        meldung, gewerbe=replace(gewerbe, beteiligte_personen=(ohne,))))
+    broken = with_meldung(
+        msg, replace(meldung, gewerbe=replace(gewerbe, beteiligte_personen=(ohne,)))
+    )
     with pytest.raises(BuildError) as info:
         build(broken)
     assert rule_ids(info) == ["XGWA-R03"]
@@ -224,11 +227,19 @@ def test_notifications_carry_every_data_group_that_fits_them() -> None:
     present = {name: groups_present(etree.fromstring(data_of(name))) for name in NAMES}
     everything = set(datengruppen())
     assert present["notification-anmeldung-restaurant"] == everything - {
-        "handwerkskarte", "unfallversicherung", "kuenftiges_gewerbe"}
+        "handwerkskarte",
+        "unfallversicherung",
+        "kuenftiges_gewerbe",
+    }
     assert present["notification-ummeldung-friseur"] == everything - {
-        "aufenthaltstitel", "kuenftiges_gewerbe"}
+        "aufenthaltstitel",
+        "kuenftiges_gewerbe",
+    }
     assert present["notification-abmeldung-kiosk"] == everything - {
-        "handwerkskarte", "aufenthaltstitel", "unfallversicherung"}
+        "handwerkskarte",
+        "aufenthaltstitel",
+        "unfallversicherung",
+    }
     assert set().union(*present.values()) == everything
 
 
@@ -237,8 +248,9 @@ def test_notification_round_trips(name: str) -> None:
     data = data_of(name)
     msg = record(name)
     out = build(msg)
-    canon = [etree.canonicalize(d.decode(), with_comments=False, strip_text=True)
-             for d in (data, out)]
+    canon = [
+        etree.canonicalize(d.decode(), with_comments=False, strip_text=True) for d in (data, out)
+    ]
     assert canon[0] == canon[1]
     assert parse(out) == msg
     assert project(msg, "gwa") == msg  # the full record: the intake type carries every group
@@ -255,11 +267,12 @@ def test_every_recipient_message_is_projected_from_the_record(name: str, code: s
     kopf = Nachrichtenkopf.neu(
         nachrichtentyp="0010",  # build_for sets the type's code
         leser=Behoerde(behoerdenkennung=Behoerdenkennung.from_string("MELDID:05774000")),
-        autor=Behoerde(behoerdenkennung=Behoerdenkennung.from_string("MELDID:05774032"),
-                       behoerdenname="Stadt Paderborn, Gewerbeamt"),
+        autor=Behoerde(
+            behoerdenkennung=Behoerdenkennung.from_string("MELDID:05774032"),
+            behoerdenname="Stadt Paderborn, Gewerbeamt",
+        ),
     )
-    msg = build_for(full, typ, kopf=kopf, produkt=Produktangaben(produktversion="0.1.0",
-                                                                  test="1"))
+    msg = build_for(full, typ, kopf=kopf, produkt=Produktangaben(produktversion="0.1.0", test="1"))
     data = build(msg)  # validates: XSD and business-rule errors
     assert xoev.validate(data, source=f"{name}→{typ.root}").findings == []  # no R09 either
     root = etree.fromstring(data)

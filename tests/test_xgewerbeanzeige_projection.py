@@ -51,9 +51,20 @@ def test_statistics_message_carries_no_personal_data_of_persons(kosit: Gewerbeme
     assert root.xpath("string(//xga:nachrichtentyp/code)", namespaces=NS) == "0100"
     person = root.xpath("//xga:beteiligtePerson", namespaces=NS)[0]
     assert [etree.QName(c).localname for c in person] == [
-        "personFunktion", "geschlecht", "staatangehoerigkeiten"]
-    for value in (b"Tibor", b"Rodr", b"12101965", b"Santiago", b"Chile", b"Ewald-Hase",
-                  b"0355 141455", b"Stadt Cottbus"):
+        "personFunktion",
+        "geschlecht",
+        "staatangehoerigkeiten",
+    ]
+    for value in (
+        b"Tibor",
+        b"Rodr",
+        b"12101965",
+        b"Santiago",
+        b"Chile",
+        b"Ewald-Hase",
+        b"0355 141455",
+        b"Stadt Cottbus",
+    ):
         assert value not in data, value
     # data the statistics needs stays: business, its address, employees, activity
     assert b"Spremberger Str." in data and b"96021" in data
@@ -97,8 +108,11 @@ def test_project_keeps_core_data_and_header(kosit: Gewerbemeldung) -> None:
 
 def test_project_keeps_list_attributes_of_nachrichtentyp(restaurant: Gewerbemeldung) -> None:
     typ = project(restaurant, "ihk").nachrichtenkopf.identifikation.nachrichtentyp
-    assert typ == Code("0200", list_uri="urn:xoev-de:xgewerbeanzeige:codeliste:nachrichtentyp",
-                       list_version_id="2.2")
+    assert typ == Code(
+        "0200",
+        list_uri="urn:xoev-de:xgewerbeanzeige:codeliste:nachrichtentyp",
+        list_version_id="2.2",
+    )
 
 
 def test_project_to_own_type_is_identity(kosit: Gewerbemeldung) -> None:
@@ -109,16 +123,19 @@ def _kopf(leser: str, typ: str = "0000") -> Nachrichtenkopf:
     return Nachrichtenkopf.neu(
         nachrichtentyp=typ,
         leser=Behoerde(behoerdenkennung=Behoerdenkennung.from_string(leser)),
-        autor=Behoerde(behoerdenkennung=Behoerdenkennung.from_string("MELDID:05774032"),
-                       behoerdenname="Stadt Paderborn, Gewerbeamt"),
+        autor=Behoerde(
+            behoerdenkennung=Behoerdenkennung.from_string("MELDID:05774032"),
+            behoerdenname="Stadt Paderborn, Gewerbeamt",
+        ),
     )
 
 
 def test_build_for_a_recipient_from_a_record(restaurant: Gewerbemeldung) -> None:
     meldung = restaurant.saetze[0].meldung
     kopf = _kopf("MELDID:05774000")
-    msg = build_for(meldung, "lue", kopf=kopf,
-                    produkt=Produktangaben(produktversion="9.9", test="1"))
+    msg = build_for(
+        meldung, "lue", kopf=kopf, produkt=Produktangaben(produktversion="9.9", test="1")
+    )
     assert msg.root == "lue.gewerbemeldung.0290"
     assert msg.nachrichtenkopf.nachrichtentyp == "0290"
     assert msg.nachrichtenkopf.nachrichten_uuid == kopf.nachrichten_uuid

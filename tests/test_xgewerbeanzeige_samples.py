@@ -38,8 +38,11 @@ def test_samples_lists_the_messages_with_descriptions() -> None:
     ]
     assert [s.valid for s in found] == [True, True, False, True, True, True, True]
     assert [s.root for s in found] == [
-        "sta.gewerbemeldung.0100", "abh.gewerbemeldung.0500", "ihk.gewerbemeldung.0200",
-        *["gwa.gewerbemeldung.0010"] * 3, "lue.gewerbemeldung.0290",
+        "sta.gewerbemeldung.0100",
+        "abh.gewerbemeldung.0500",
+        "ihk.gewerbemeldung.0200",
+        *["gwa.gewerbemeldung.0010"] * 3,
+        "lue.gewerbemeldung.0290",
     ]
     assert [s.is_notification for s in found] == [False] * 3 + [True] * 3 + [False]
     assert all(s.description.startswith("Fiktives Beispiel (amtsbote)") for s in found)
@@ -116,6 +119,8 @@ def test_samples_are_written_back_unchanged() -> None:
         if sample.valid:
             data = sample.read_bytes()
             out = build(parse(data))
-            canon = [etree.canonicalize(d.decode(), with_comments=False, strip_text=True)
-                     for d in (data, out)]
+            canon = [
+                etree.canonicalize(d.decode(), with_comments=False, strip_text=True)
+                for d in (data, out)
+            ]
             assert canon[0] == canon[1], sample.name

@@ -258,8 +258,8 @@ def test_many_errors_are_capped(schema: CompiledSchema) -> None:
     n = MAX_FINDINGS + 500
     persons = "<t:beteiligtePerson><t:x/></t:beteiligtePerson>" * n
     findings = _findings(
-        schema, f"<t:gewerbe><t:a/><t:betriebArt><t:industrie/></t:betriebArt><t:b/>{persons}"
-        "</t:gewerbe>"
+        schema,
+        f"<t:gewerbe><t:a/><t:betriebArt><t:industrie/></t:betriebArt><t:b/>{persons}</t:gewerbe>",
     )
     assert len(findings) == MAX_FINDINGS + 1
     assert findings[0].message == "Pflichtelement vorname fehlt in beteiligtePerson"

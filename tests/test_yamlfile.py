@@ -32,8 +32,11 @@ def test_read_text_names_missing_unreadable_and_non_utf8_files(tmp_path: Path) -
     assert isinstance(info.value.cause, FileNotFoundError)
     latin = tmp_path / "latin.yaml"
     latin.write_bytes("k: \xfc\n".encode("latin-1"))
-    with pytest.raises(YamlReadError, match=r"latin.yaml: not UTF-8 text: invalid start byte at "
-                       r"byte 3"):
+    with pytest.raises(
+        YamlReadError,
+        match=r"latin.yaml: not UTF-8 text: invalid start byte at "
+        r"byte 3",
+    ):
         yamlfile.read_text(latin)
     with pytest.raises(YamlReadError, match="cannot read"):
         yamlfile.read_text(tmp_path)  # a directory

@@ -51,15 +51,18 @@ PRIMARY_SOURCES = {
 """Dateiname in the 0503 → file in ../shared/xoev/beispiele/primaerdokumente/."""
 
 STADT = Kontakt(
-    behoerdenschluessel=Code("05774032",
-                             list_uri="urn:de:bund:destatis:bevoelkerungsstatistik:schluessel:ags",
-                             list_version_id="2018-01-31"),
+    behoerdenschluessel=Code(
+        "05774032",
+        list_uri="urn:de:bund:destatis:bevoelkerungsstatistik:schluessel:ags",
+        list_version_id="2018-01-31",
+    ),
     praefix=Code("MELDID"),
     institution="Stadt Paderborn",
     kurzbezeichnung="Gewerbeamt",
 )
-ARCHIV = Kontakt(institution="Landesarchiv NRW, Abteilung Ostwestfalen-Lippe",
-                 kurzbezeichnung="LAV NRW OWL")
+ARCHIV = Kontakt(
+    institution="Landesarchiv NRW, Abteilung Ostwestfalen-Lippe", kurzbezeichnung="LAV NRW OWL"
+)
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 PDFA = Code("044", list_version_id="1.0")
 DOCX = Code("035", list_version_id="1.0")
@@ -76,14 +79,26 @@ def kopf(*, from_city: bool, prozess: str = PROZESS) -> Kopf:
 
 
 def _doc(doc_id: str, titel: str, datum: date, name: str | None, fmt: Code) -> Dokument:
-    versionen = () if name is None else (
-        Version(nummer="1", formate=(Format(
-            dateiname=f"{doc_id}_{name}", name=fmt, version="1.0",
-            dateiname_original=name,
-        ),)),
+    versionen = (
+        ()
+        if name is None
+        else (
+            Version(
+                nummer="1",
+                formate=(
+                    Format(
+                        dateiname=f"{doc_id}_{name}",
+                        name=fmt,
+                        version="1.0",
+                        dateiname_original=name,
+                    ),
+                ),
+            ),
+        )
     )
-    return Dokument(id=doc_id, titel=titel, aktenzeichen="32.10.01-2019/117", datum=datum,
-                    versionen=versionen)
+    return Dokument(
+        id=doc_id, titel=titel, aktenzeichen="32.10.01-2019/117", datum=datum, versionen=versionen
+    )
 
 
 def akte(*, with_files: bool) -> Akte:
@@ -92,32 +107,57 @@ def akte(*, with_files: bool) -> Akte:
     primary files, the Akte appraised A."""
     f = with_files
     anmeldung = Vorgang(
-        id=VORGANG, titel="Anmeldung Gaststätte", aktenzeichen="32.10.01-2019/117-1",
-        archiv=Archivmetadaten(aufbewahrungsdauer=10,
-                               bewertungsvorschlag=Aussonderungsart.ARCHIVWUERDIG),
+        id=VORGANG,
+        titel="Anmeldung Gaststätte",
+        aktenzeichen="32.10.01-2019/117-1",
+        archiv=Archivmetadaten(
+            aufbewahrungsdauer=10, bewertungsvorschlag=Aussonderungsart.ARCHIVWUERDIG
+        ),
         laufzeit=Laufzeit(beginn=date(2019, 4, 1), ende=date(2019, 6, 30)),
         dokumente=(
-            _doc(DOK_ANMELDUNG, "Gewerbeanmeldung", date(2019, 4, 1),
-                 "Gewerbeanmeldung.pdf" if f else None, PDFA),
-            _doc(DOK_BESCHEID, "Erlaubnis nach § 2 GastG", date(2019, 6, 30),
-                 "Erlaubnisbescheid.docx" if f else None, DOCX),
+            _doc(
+                DOK_ANMELDUNG,
+                "Gewerbeanmeldung",
+                date(2019, 4, 1),
+                "Gewerbeanmeldung.pdf" if f else None,
+                PDFA,
+            ),
+            _doc(
+                DOK_BESCHEID,
+                "Erlaubnis nach § 2 GastG",
+                date(2019, 6, 30),
+                "Erlaubnisbescheid.docx" if f else None,
+                DOCX,
+            ),
         ),
     )
     ummeldung = Vorgang(
-        id=VORGANG_KASSABEL, titel="Ummeldung (Anschrift)", aktenzeichen="32.10.01-2019/117-2",
-        archiv=Archivmetadaten(aufbewahrungsdauer=10,
-                               bewertungsvorschlag=Aussonderungsart.VERNICHTEN),
+        id=VORGANG_KASSABEL,
+        titel="Ummeldung (Anschrift)",
+        aktenzeichen="32.10.01-2019/117-2",
+        archiv=Archivmetadaten(
+            aufbewahrungsdauer=10, bewertungsvorschlag=Aussonderungsart.VERNICHTEN
+        ),
         laufzeit=Laufzeit(beginn=date(2021, 2, 1), ende=date(2021, 2, 3)),
     )
     return Akte(
-        id=AKTE, titel="Gewerbeakte Gaststätte Am Rathaus", aktenzeichen="32.10.01-2019/117",
+        id=AKTE,
+        titel="Gewerbeakte Gaststätte Am Rathaus",
+        aktenzeichen="32.10.01-2019/117",
         archiv=Archivmetadaten(
             aufbewahrungsdauer=10,
             aussonderungsart=Aussonderungsart.ARCHIVWUERDIG if f else Aussonderungsart.BEWERTEN,
         ),
         laufzeit=Laufzeit(beginn=date(2019, 4, 1), ende=date(2024, 12, 31)),
-        dokumente=(_doc(DOK_ABMELDUNG, "Gewerbeabmeldung", date(2024, 12, 31),
-                        "Gewerbeabmeldung.pdf" if f else None, PDFA),),
+        dokumente=(
+            _doc(
+                DOK_ABMELDUNG,
+                "Gewerbeabmeldung",
+                date(2024, 12, 31),
+                "Gewerbeabmeldung.pdf" if f else None,
+                PDFA,
+            ),
+        ),
         vorgaenge=(anmeldung,) if f else (anmeldung, ummeldung),
     )
 
@@ -125,23 +165,37 @@ def akte(*, with_files: bool) -> Akte:
 def messages(version: str = "3.0.0") -> dict[str, AussonderungsNachricht]:
     """One message of each type 0501–0507."""
     return {
-        "0501": Anbietung(kopf=kopf(from_city=True), version=version,
-                          schriftgutobjekte=(akte(with_files=False),)),
-        "0502": Bewertungsverzeichnis(kopf=kopf(from_city=False), version=version, bewertungen=(
-            Bewertung(id=AKTE, aussonderungsart=Aussonderungsart.ARCHIVWUERDIG),
-            Bewertung(id=VORGANG, aussonderungsart=Aussonderungsart.ARCHIVWUERDIG),
-            Bewertung(id=VORGANG_KASSABEL, aussonderungsart=Aussonderungsart.VERNICHTEN),
-        )),
-        "0503": Aussonderung(kopf=kopf(from_city=True), version=version,
-                             schriftgutobjekte=(akte(with_files=True),)),
+        "0501": Anbietung(
+            kopf=kopf(from_city=True), version=version, schriftgutobjekte=(akte(with_files=False),)
+        ),
+        "0502": Bewertungsverzeichnis(
+            kopf=kopf(from_city=False),
+            version=version,
+            bewertungen=(
+                Bewertung(id=AKTE, aussonderungsart=Aussonderungsart.ARCHIVWUERDIG),
+                Bewertung(id=VORGANG, aussonderungsart=Aussonderungsart.ARCHIVWUERDIG),
+                Bewertung(id=VORGANG_KASSABEL, aussonderungsart=Aussonderungsart.VERNICHTEN),
+            ),
+        ),
+        "0503": Aussonderung(
+            kopf=kopf(from_city=True), version=version, schriftgutobjekte=(akte(with_files=True),)
+        ),
         "0504": AnbietungEmpfangen(kopf=kopf(from_city=False), version=version),
         "0505": BewertungEmpfangen(kopf=kopf(from_city=True), version=version),
-        "0506": ImportBestaetigung(kopf=kopf(from_city=False), version=version, ergebnisse=(
-            AusgesondertesObjekt(id=AKTE, erfolgreich=True,
-                                 archivkennung="LAV NRW OWL, D 106 Paderborn Nr. 4711"),
-            AusgesondertesObjekt(id=VORGANG, erfolgreich=True,
-                                 archivkennung="LAV NRW OWL, D 106 Paderborn Nr. 4711/1"),
-        )),
+        "0506": ImportBestaetigung(
+            kopf=kopf(from_city=False),
+            version=version,
+            ergebnisse=(
+                AusgesondertesObjekt(
+                    id=AKTE, erfolgreich=True, archivkennung="LAV NRW OWL, D 106 Paderborn Nr. 4711"
+                ),
+                AusgesondertesObjekt(
+                    id=VORGANG,
+                    erfolgreich=True,
+                    archivkennung="LAV NRW OWL, D 106 Paderborn Nr. 4711/1",
+                ),
+            ),
+        ),
         "0507": AussonderungEmpfangen(kopf=kopf(from_city=False), version=version),
     }
 

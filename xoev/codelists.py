@@ -97,7 +97,10 @@ def _text(element: etree._Element | None) -> str | None:
 
 def _parser() -> etree.XMLParser:
     return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
         remove_blank_text=True,
     )
 
@@ -106,8 +109,12 @@ def is_genericode(path: str | os.PathLike[str]) -> bool:
     """Does the file's root element look like a genericode ``CodeList``? Reads the start only."""
     try:
         for _event, element in etree.iterparse(
-            os.fspath(path), events=("start",), resolve_entities=False, no_network=True,
-            load_dtd=False, huge_tree=False,
+            os.fspath(path),
+            events=("start",),
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
         ):
             return bool(element.tag == f"{_GC}CodeList")
     except (etree.XMLSyntaxError, OSError):
@@ -346,14 +353,16 @@ class CodelistRegistry:
             if doc is None:
                 doc = root.getroottree()
             element = local_name(parent.tag)
-            findings.append(Finding(
-                severity=Severity.ERROR,
-                message=(
-                    f"Code '{code}' in {element} ist nicht in der Codeliste {uri} "
-                    f"(Version {codelist.version}) enthalten"
-                ),
-                rule="codelist",
-                line=code_el.sourceline,
-                xpath=doc.getpath(parent),
-            ))
+            findings.append(
+                Finding(
+                    severity=Severity.ERROR,
+                    message=(
+                        f"Code '{code}' in {element} ist nicht in der Codeliste {uri} "
+                        f"(Version {codelist.version}) enthalten"
+                    ),
+                    rule="codelist",
+                    line=code_el.sourceline,
+                    xpath=doc.getpath(parent),
+                )
+            )
         return findings

@@ -95,8 +95,13 @@ class ContainerLimits:
     max_xml_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
-        for name in ("max_total_bytes", "max_member_bytes", "ratio_min_bytes", "max_members",
-                     "max_xml_bytes"):
+        for name in (
+            "max_total_bytes",
+            "max_member_bytes",
+            "ratio_min_bytes",
+            "max_members",
+            "max_xml_bytes",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"ContainerLimits.{name} must not be negative")
         if self.max_ratio < 1:
@@ -133,7 +138,9 @@ class Member:
             target.unlink(missing_ok=True)
             raise ContainerFormatError(
                 "member changed since the container was read (SHA-512 differs)",
-                rule="integrity", source=str(self.container), member=self.name,
+                rule="integrity",
+                source=str(self.container),
+                member=self.name,
             )
         return target
 
@@ -163,7 +170,8 @@ def parse_container_name(name: str, *, source: str | None = None) -> tuple[str, 
         raise ContainerNameError(
             f"file name {name!r} is not {{ProzessID}}_{{Nachrichtenname}}.zip of an xdomea "
             "message (e.g. <uuid>_Aussonderung.Anbieteverzeichnis.0501.zip)",
-            rule="name", source=source or name,
+            rule="name",
+            source=source or name,
         )
     return match["pid"], match["root"], match["type"]
 
@@ -173,18 +181,28 @@ def parse_container_name(name: str, *, source: str | None = None) -> tuple[str, 
 
 def _check_member_name(name: str, source: str) -> None:
     if not name or name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
-        raise UnsafeMemberError("absolute member name", rule="member:absolute", source=source,
-                                member=name)
+        raise UnsafeMemberError(
+            "absolute member name", rule="member:absolute", source=source, member=name
+        )
     parts = re.split(r"[/\\]", name)
     if ".." in parts:
-        raise UnsafeMemberError("member name climbs out of the container (..)",
-                                rule="member:traversal", source=source, member=name)
+        raise UnsafeMemberError(
+            "member name climbs out of the container (..)",
+            rule="member:traversal",
+            source=source,
+            member=name,
+        )
     if len(parts) > 1:
-        raise UnsafeMemberError("member name has a directory part; containers are flat",
-                                rule="member:not-flat", source=source, member=name)
+        raise UnsafeMemberError(
+            "member name has a directory part; containers are flat",
+            rule="member:not-flat",
+            source=source,
+            member=name,
+        )
     if any(ord(c) < 32 for c in name) or name == ".":
-        raise UnsafeMemberError("member name has control characters", rule="member:name",
-                                source=source, member=name)
+        raise UnsafeMemberError(
+            "member name has control characters", rule="member:name", source=source, member=name
+        )
 
 
 def _check_unique(names: list[str], source: str) -> None:
@@ -193,9 +211,12 @@ def _check_unique(names: list[str], source: str) -> None:
         key = name.casefold()
         if key in seen:
             raise DuplicateMemberError(
-                "member name occurs twice" if seen[key] == name
+                "member name occurs twice"
+                if seen[key] == name
                 else f"member name differs from {seen[key]!r} in case only",
-                rule="member:duplicate", source=source, member=name,
+                rule="member:duplicate",
+                source=source,
+                member=name,
             )
         seen[key] = name
 
@@ -230,11 +251,19 @@ def referenced_files(xml: bytes) -> tuple[str, ...]:
 def _compare_files(expected: list[str], present: set[str], source: str) -> None:
     for name in expected:
         if name not in present:
-            raise MissingMemberError("primary file named by a Dateiname is missing",
-                                     rule="files:missing", source=source, member=name)
+            raise MissingMemberError(
+                "primary file named by a Dateiname is missing",
+                rule="files:missing",
+                source=source,
+                member=name,
+            )
     for name in sorted(present - set(expected)):
-        raise UnreferencedMemberError("file not referenced by any Dateiname of the message",
-                                      rule="files:unreferenced", source=source, member=name)
+        raise UnreferencedMemberError(
+            "file not referenced by any Dateiname of the message",
+            rule="files:unreferenced",
+            source=source,
+            member=name,
+        )
 
 
 def _copy(stream: IO[bytes] | BinaryIO, target: Path) -> tuple[int, str]:
@@ -279,16 +308,20 @@ def write_container(
     tree = parse_xml(xml, config=ParserConfig(max_bytes=max(len(xml), 1)))  # our own XML
     info, dateinamen = _header(tree, registry or default_registry())
     if info.process_id is None or not _XDOMEA_NS.fullmatch(info.namespace or ""):
-        raise ContainerMismatchError("the XML is no xdomea message with a ProzessID",
-                                     rule="xml:header", source=os.fspath(path))
+        raise ContainerMismatchError(
+            "the XML is no xdomea message with a ProzessID",
+            rule="xml:header",
+            source=os.fspath(path),
+        )
     name = container_name(info.process_id, info.root)
     target = Path(path)
     if target.is_dir():
         target = target / name
     source = str(target)
     if target.name != name:
-        raise ContainerNameError(f"the message needs the container name {name!r}",
-                                 rule="name", source=source)
+        raise ContainerNameError(
+            f"the message needs the container name {name!r}", rule="name", source=source
+        )
     parse_container_name(name, source=source)
     xml_name = xml_member_name(info.process_id, info.root)
     for member in files:
@@ -316,8 +349,7 @@ def write_container(
         Path(tmp).unlink(missing_ok=True)
         raise
     return {
-        name: Member(target, name, size, infos[name].compress_size, sha,
-                     infos[name].header_offset)
+        name: Member(target, name, size, infos[name].compress_size, sha, infos[name].header_offset)
         for name, (size, sha) in hashed.items()
     }
 
@@ -328,7 +360,7 @@ class _BytesSource:
         self._pos = 0
 
     def read(self, n: int) -> bytes:
-        chunk = self._data[self._pos:self._pos + n]
+        chunk = self._data[self._pos : self._pos + n]
         self._pos += len(chunk)
         return bytes(chunk)
 
@@ -354,56 +386,84 @@ def _add(zf: zipfile.ZipFile, name: str, stream: BinaryIO | _BytesSource) -> tup
 def _entries(zf: zipfile.ZipFile, limits: ContainerLimits, source: str) -> list[zipfile.ZipInfo]:
     entries = zf.infolist()
     if len(entries) > limits.max_members:
-        raise ZipBombError(f"{len(entries)} members, more than the limit of "
-                           f"{limits.max_members}", rule="zip-bomb:members", source=source)
+        raise ZipBombError(
+            f"{len(entries)} members, more than the limit of {limits.max_members}",
+            rule="zip-bomb:members",
+            source=source,
+        )
     total = 0
     for e in entries:
         _check_member_name(e.filename, source)
         mode = e.external_attr >> 16
         if stat.S_IFMT(mode) == stat.S_IFLNK:
-            raise UnsafeMemberError("member is a symbolic link", rule="member:symlink",
-                                    source=source, member=e.filename)
+            raise UnsafeMemberError(
+                "member is a symbolic link", rule="member:symlink", source=source, member=e.filename
+            )
         if stat.S_IFMT(mode) not in _REGULAR or e.is_dir():
-            raise UnsafeMemberError("member is not a regular file", rule="member:special",
-                                    source=source, member=e.filename)
+            raise UnsafeMemberError(
+                "member is not a regular file",
+                rule="member:special",
+                source=source,
+                member=e.filename,
+            )
         if e.flag_bits & 0x1:
-            raise ContainerFormatError("member is encrypted", rule="zip:encrypted",
-                                       source=source, member=e.filename)
+            raise ContainerFormatError(
+                "member is encrypted", rule="zip:encrypted", source=source, member=e.filename
+            )
         if e.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ContainerFormatError("member uses a compression other than stored/deflated",
-                                       rule="zip:compression", source=source, member=e.filename)
+            raise ContainerFormatError(
+                "member uses a compression other than stored/deflated",
+                rule="zip:compression",
+                source=source,
+                member=e.filename,
+            )
         _check_sizes(e.filename, e.file_size, e.compress_size, limits, source)
         total += e.file_size
         if total > limits.max_total_bytes:
-            raise ZipBombError(f"uncompressed total exceeds the limit of "
-                               f"{limits.max_total_bytes} bytes", rule="zip-bomb:total",
-                               source=source, member=e.filename)
+            raise ZipBombError(
+                f"uncompressed total exceeds the limit of {limits.max_total_bytes} bytes",
+                rule="zip-bomb:total",
+                source=source,
+                member=e.filename,
+            )
     _check_unique([e.filename for e in entries], source)
     return entries
 
 
-def _check_sizes(name: str, size: int, compressed: int, limits: ContainerLimits,
-                 source: str) -> None:
+def _check_sizes(
+    name: str, size: int, compressed: int, limits: ContainerLimits, source: str
+) -> None:
     if size > limits.max_member_bytes:
-        raise ZipBombError(f"uncompressed size exceeds the limit of {limits.max_member_bytes} "
-                           "bytes per member", rule="zip-bomb:member", source=source, member=name)
+        raise ZipBombError(
+            f"uncompressed size exceeds the limit of {limits.max_member_bytes} bytes per member",
+            rule="zip-bomb:member",
+            source=source,
+            member=name,
+        )
     if size > limits.ratio_min_bytes and size > limits.max_ratio * max(compressed, 1):
-        raise ZipBombError(f"compression ratio above the limit of {limits.max_ratio:g}",
-                           rule="zip-bomb:ratio", source=source, member=name)
+        raise ZipBombError(
+            f"compression ratio above the limit of {limits.max_ratio:g}",
+            rule="zip-bomb:ratio",
+            source=source,
+            member=name,
+        )
 
 
-def _stream(zf: zipfile.ZipFile, e: zipfile.ZipInfo, source: str, budget: list[int], *,
-            keep: bool) -> tuple[str, int, bytes]:
+def _stream(
+    zf: zipfile.ZipFile, e: zipfile.ZipInfo, source: str, budget: list[int], *, keep: bool
+) -> tuple[str, int, bytes]:
     """Inflate one member, counting what really comes out against the limits."""
     try:
         return _inflate(zf, e, source, budget, keep=keep)
     except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise ContainerFormatError(f"member is damaged: {exc}", rule="zip:format",
-                                   source=source, member=e.filename) from exc
+        raise ContainerFormatError(
+            f"member is damaged: {exc}", rule="zip:format", source=source, member=e.filename
+        ) from exc
 
 
-def _inflate(zf: zipfile.ZipFile, e: zipfile.ZipInfo, source: str, budget: list[int], *,
-             keep: bool) -> tuple[str, int, bytes]:
+def _inflate(
+    zf: zipfile.ZipFile, e: zipfile.ZipInfo, source: str, budget: list[int], *, keep: bool
+) -> tuple[str, int, bytes]:
     digest = hashlib.sha512()
     size = 0
     kept: list[bytes] = []
@@ -412,17 +472,29 @@ def _inflate(zf: zipfile.ZipFile, e: zipfile.ZipInfo, source: str, budget: list[
             size += len(chunk)
             budget[0] -= len(chunk)
             if size > e.file_size:
-                raise ContainerFormatError("member inflates to more than its declared size",
-                                           rule="zip:size", source=source, member=e.filename)
+                raise ContainerFormatError(
+                    "member inflates to more than its declared size",
+                    rule="zip:size",
+                    source=source,
+                    member=e.filename,
+                )
             if budget[0] < 0:
-                raise ZipBombError("uncompressed total exceeds the limit",
-                                   rule="zip-bomb:total", source=source, member=e.filename)
+                raise ZipBombError(
+                    "uncompressed total exceeds the limit",
+                    rule="zip-bomb:total",
+                    source=source,
+                    member=e.filename,
+                )
             digest.update(chunk)
             if keep:
                 kept.append(chunk)
     if size != e.file_size:
-        raise ContainerFormatError("member is shorter than its declared size", rule="zip:size",
-                                   source=source, member=e.filename)
+        raise ContainerFormatError(
+            "member is shorter than its declared size",
+            rule="zip:size",
+            source=source,
+            member=e.filename,
+        )
     return digest.hexdigest(), size, b"".join(kept)
 
 
@@ -448,57 +520,94 @@ def read_container(
             by_name = {e.filename: e for e in entries}
             xml_entry = by_name.get(xml_name)
             if xml_entry is None:
-                raise MissingMemberError("the message XML is missing", rule="xml:missing",
-                                         source=source, member=xml_name)
+                raise MissingMemberError(
+                    "the message XML is missing", rule="xml:missing", source=source, member=xml_name
+                )
             if xml_entry.file_size > limits.max_xml_bytes:
-                raise ZipBombError(f"message XML larger than {limits.max_xml_bytes} bytes",
-                                   rule="zip-bomb:xml", source=source, member=xml_name)
+                raise ZipBombError(
+                    f"message XML larger than {limits.max_xml_bytes} bytes",
+                    rule="zip-bomb:xml",
+                    source=source,
+                    member=xml_name,
+                )
             _, _, xml = _stream(zf, xml_entry, source, budget, keep=True)
-            info = _check_xml(xml, prozess_id, root, type_code, source, by_name, registry,
-                              config or ParserConfig(max_bytes=max(limits.max_xml_bytes, 1)))
+            info = _check_xml(
+                xml,
+                prozess_id,
+                root,
+                type_code,
+                source,
+                by_name,
+                registry,
+                config or ParserConfig(max_bytes=max(limits.max_xml_bytes, 1)),
+            )
             files: dict[str, Member] = {}
             for e in entries:
                 if e is xml_entry:
                     continue
                 sha, size, _ = _stream(zf, e, source, budget, keep=False)
-                files[e.filename] = Member(target, e.filename, size, e.compress_size, sha,
-                                           e.header_offset)
+                files[e.filename] = Member(
+                    target, e.filename, size, e.compress_size, sha, e.header_offset
+                )
     except OSError as exc:
-        raise ContainerFormatError(f"cannot read the container: {exc.strerror or exc}",
-                                   rule="io", source=source) from exc
+        raise ContainerFormatError(
+            f"cannot read the container: {exc.strerror or exc}", rule="io", source=source
+        ) from exc
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-        raise ContainerFormatError(f"not a readable zip: {exc}", rule="zip:format",
-                                   source=source) from exc
+        raise ContainerFormatError(
+            f"not a readable zip: {exc}", rule="zip:format", source=source
+        ) from exc
     return ContainerRead(info, xml, files)
 
 
 def _check_xml(
-    xml: bytes, prozess_id: str, root: str, type_code: str, source: str,
-    by_name: Mapping[str, zipfile.ZipInfo], registry: SchemaRegistry | None,
+    xml: bytes,
+    prozess_id: str,
+    root: str,
+    type_code: str,
+    source: str,
+    by_name: Mapping[str, zipfile.ZipInfo],
+    registry: SchemaRegistry | None,
     config: ParserConfig,
 ) -> MessageInfo:
     xml_name = xml_member_name(prozess_id, root)
     try:
         tree = parse_xml(xml, config=config, source=f"{source}!{xml_name}")
     except UnusableInputError as exc:
-        raise ContainerFormatError(f"the message XML is unusable: {exc.reason}",
-                                   rule="xml:unusable", source=source, member=xml_name) from exc
+        raise ContainerFormatError(
+            f"the message XML is unusable: {exc.reason}",
+            rule="xml:unusable",
+            source=source,
+            member=xml_name,
+        ) from exc
     info, dateinamen = _header(tree, registry or default_registry())
     if not _XDOMEA_NS.fullmatch(info.namespace or ""):
         raise ContainerMismatchError(
-            f"the XML is no xdomea message (namespace {info.namespace})", rule="xml:namespace",
-            source=source, member=xml_name)
+            f"the XML is no xdomea message (namespace {info.namespace})",
+            rule="xml:namespace",
+            source=source,
+            member=xml_name,
+        )
     if info.root != root:
-        raise ContainerMismatchError(f"the XML is a {info.root}, the file name says {root}",
-                                     rule="xml:root", source=source, member=xml_name)
+        raise ContainerMismatchError(
+            f"the XML is a {info.root}, the file name says {root}",
+            rule="xml:root",
+            source=source,
+            member=xml_name,
+        )
     if info.message_type != type_code:
         raise ContainerMismatchError(
             f"the XML's Nachrichtentyp is {info.message_type}, the file name says {type_code}",
-            rule="xml:type", source=source, member=xml_name)
+            rule="xml:type",
+            source=source,
+            member=xml_name,
+        )
     if (info.process_id or "").lower() != prozess_id.lower():
-        raise ContainerMismatchError("the XML's ProzessID is not the one of the file name",
-                                     rule="xml:prozessid", source=source, member=xml_name)
+        raise ContainerMismatchError(
+            "the XML's ProzessID is not the one of the file name",
+            rule="xml:prozessid",
+            source=source,
+            member=xml_name,
+        )
     _compare_files(dateinamen, set(by_name) - {xml_name}, source)
     return info
-
-

@@ -132,12 +132,18 @@ class InputEncodingError(UnusableInputError):
 
 class NestingTooDeepError(UnusableInputError):
     def __init__(
-        self, limit: int, *, source: str | None = None, line: int | None = None,
+        self,
+        limit: int,
+        *,
+        source: str | None = None,
+        line: int | None = None,
         column: int | None = None,
     ) -> None:
         super().__init__(
             f"elements nested deeper than {limit} levels (ParserConfig.max_depth)",
-            source=source, line=line, column=column,
+            source=source,
+            line=line,
+            column=column,
         )
         self.limit = limit
 
@@ -258,7 +264,8 @@ class SchemaUnavailableError(SchemaError):
         searched: Sequence[str],
     ) -> None:
         where = (
-            f"searched recursively in {', '.join(searched)}" if searched
+            f"searched recursively in {', '.join(searched)}"
+            if searched
             else "the schema path is empty"
         )
         super().__init__(

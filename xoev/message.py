@@ -157,9 +157,7 @@ def _first(element: etree._Element | None, tag: str) -> etree._Element | None:
     return None
 
 
-def message_ids(
-    root: etree._Element, namespace: str | None
-) -> tuple[str | None, str | None]:
+def message_ids(root: etree._Element, namespace: str | None) -> tuple[str | None, str | None]:
     """``(nachrichtenUUID or xdomea ProzessID, message type code)`` — the lean subset of
     :func:`inspect_message` that :func:`xoev.validate` needs on its hot path."""
     q = f"{{{namespace}}}" if namespace else ""

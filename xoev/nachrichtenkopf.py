@@ -67,7 +67,12 @@ class NachrichtenkopfError(UnusableInputError):
     translate it into their own structure error at their boundary."""
 
     def __init__(
-        self, reason: str, *, element: str, xpath: str | None = None, line: int | None = None,
+        self,
+        reason: str,
+        *,
+        element: str,
+        xpath: str | None = None,
+        line: int | None = None,
         source: str | None = None,
     ) -> None:
         super().__init__(reason, source=source, line=line)
@@ -119,8 +124,10 @@ def element_path(element: etree._Element) -> str:
 
 def _default_error(reason: str, element: etree._Element) -> Exception:
     return NachrichtenkopfError(
-        reason, element=_local(element.tag) if isinstance(element.tag, str) else "node()",
-        xpath=element_path(element), line=element.sourceline,
+        reason,
+        element=_local(element.tag) if isinstance(element.tag, str) else "node()",
+        xpath=element_path(element),
+        line=element.sourceline,
     )
 
 
@@ -191,7 +198,8 @@ class ChildReader:
         if self.strict and self._pos < len(self._children):
             nxt = self._children[self._pos]
             raise self.error(
-                f"{self._describe(nxt)} in {parent} where required element {local} belongs", nxt,
+                f"{self._describe(nxt)} in {parent} where required element {local} belongs",
+                nxt,
             )
         raise self.error(f"required element {local} missing in {parent}", self.parent)
 
@@ -247,8 +255,8 @@ def read_code(
         for name in element.attrib:
             if name not in ("listURI", "listVersionID"):
                 raise error(
-                    f"unexpected attribute {_local(name)} on code element "
-                    f"{_local(element.tag)}", element,
+                    f"unexpected attribute {_local(name)} on code element {_local(element.tag)}",
+                    element,
                 )
     reader = ChildReader(element, None, strict=strict, error=error)
     code_el = reader.require("code", qualified=False)
@@ -306,7 +314,10 @@ def format_datetime(value: datetime) -> str:
 
 
 def _value(
-    element: etree._Element, convert: Callable[[str], object], what: str, strict: bool,
+    element: etree._Element,
+    convert: Callable[[str], object],
+    what: str,
+    strict: bool,
     error: ErrorFactory,
 ) -> object:
     text = read_text(element, strict=strict, error=error)
@@ -349,16 +360,22 @@ class Behoerdenkennung:
         if not sep or not praefix.strip() or not kennung.strip():
             raise ValueError(f"behoerdenkennung must be 'praefix:kennung', got {value!r}")
         return cls(
-            Code(praefix.strip(), list_uri=praefix_list_uri,
-                 list_version_id=praefix_list_version_id),
-            Code(kennung.strip(), list_uri=kennung_list_uri,
-                 list_version_id=kennung_list_version_id),
+            Code(
+                praefix.strip(), list_uri=praefix_list_uri, list_version_id=praefix_list_version_id
+            ),
+            Code(
+                kennung.strip(), list_uri=kennung_list_uri, list_version_id=kennung_list_version_id
+            ),
         )
 
     @classmethod
     def from_element(
-        cls, element: etree._Element, *, strict: bool = True,
-        error: ErrorFactory = _default_error, skipped: list[str] | None = None,
+        cls,
+        element: etree._Element,
+        *,
+        strict: bool = True,
+        error: ErrorFactory = _default_error,
+        skipped: list[str] | None = None,
     ) -> Behoerdenkennung:
         _no_attributes(element, strict, error)
         ns = etree.QName(element).namespace
@@ -383,8 +400,12 @@ class Erreichbarkeit:
 
     @classmethod
     def from_element(
-        cls, element: etree._Element, *, strict: bool = True,
-        error: ErrorFactory = _default_error, skipped: list[str] | None = None,
+        cls,
+        element: etree._Element,
+        *,
+        strict: bool = True,
+        error: ErrorFactory = _default_error,
+        skipped: list[str] | None = None,
     ) -> Erreichbarkeit:
         _no_attributes(element, strict, error)
         ns = etree.QName(element).namespace
@@ -433,8 +454,12 @@ class Anschrift:
 
     @classmethod
     def from_element(
-        cls, element: etree._Element, *, strict: bool = True,
-        error: ErrorFactory = _default_error, skipped: list[str] | None = None,
+        cls,
+        element: etree._Element,
+        *,
+        strict: bool = True,
+        error: ErrorFactory = _default_error,
+        skipped: list[str] | None = None,
     ) -> Anschrift:
         _no_attributes(element, strict, error)
         ns = etree.QName(element).namespace
@@ -480,8 +505,12 @@ class Behoerde:
 
     @classmethod
     def from_element(
-        cls, element: etree._Element, *, strict: bool = True,
-        error: ErrorFactory = _default_error, skipped: list[str] | None = None,
+        cls,
+        element: etree._Element,
+        *,
+        strict: bool = True,
+        error: ErrorFactory = _default_error,
+        skipped: list[str] | None = None,
     ) -> Behoerde:
         _no_attributes(element, strict, error)
         ns = etree.QName(element).namespace
@@ -497,10 +526,12 @@ class Behoerde:
         return cls(
             behoerdenkennung=kennung,
             erreichbarkeit=erreichbarkeit,
-            anschrift=Anschrift.from_element(anschrift_el, **kw) if anschrift_el is not None
+            anschrift=Anschrift.from_element(anschrift_el, **kw)
+            if anschrift_el is not None
             else None,
             behoerdenname=read_text(name_el, strict=strict, error=error)
-            if name_el is not None else None,
+            if name_el is not None
+            else None,
         )
 
     def fill(self, element: etree._Element, namespace: str) -> etree._Element:
@@ -535,8 +566,12 @@ class IdentifikationNachricht:
 
     @classmethod
     def from_element(
-        cls, element: etree._Element, *, strict: bool = True,
-        error: ErrorFactory = _default_error, skipped: list[str] | None = None,
+        cls,
+        element: etree._Element,
+        *,
+        strict: bool = True,
+        error: ErrorFactory = _default_error,
+        skipped: list[str] | None = None,
     ) -> IdentifikationNachricht:
         _no_attributes(element, strict, error)
         ns = etree.QName(element).namespace
@@ -549,16 +584,20 @@ class IdentifikationNachricht:
             nachrichten_uuid=str(_value(uuid_el, _check_uuid, "UUID", strict, error)),
             nachrichtentyp=read_code(typ_el, strict=strict, error=error),
             erstellungszeitpunkt=_value(  # type: ignore[arg-type]
-                zeit_el, lambda t: parse_datetime(t, require_tz=strict),
-                "xs:dateTime with time zone", strict, error,
+                zeit_el,
+                lambda t: parse_datetime(t, require_tz=strict),
+                "xs:dateTime with time zone",
+                strict,
+                error,
             ),
         )
 
     def fill(self, element: etree._Element, namespace: str) -> etree._Element:
         write_text(element, namespace, "nachrichtenUUID", self.nachrichten_uuid)
         write_code(element, namespace, "nachrichtentyp", self.nachrichtentyp)
-        write_text(element, namespace, "erstellungszeitpunkt",
-                   format_datetime(self.erstellungszeitpunkt))
+        write_text(
+            element, namespace, "erstellungszeitpunkt", format_datetime(self.erstellungszeitpunkt)
+        )
         return element
 
 
@@ -612,8 +651,12 @@ class Nachrichtenkopf:
 
     @classmethod
     def from_element(
-        cls, element: etree._Element, *, strict: bool = True,
-        error: ErrorFactory = _default_error, skipped: list[str] | None = None,
+        cls,
+        element: etree._Element,
+        *,
+        strict: bool = True,
+        error: ErrorFactory = _default_error,
+        skipped: list[str] | None = None,
     ) -> Nachrichtenkopf:
         """Read a ``nachrichtenkopf`` element; its namespace is the standard's namespace."""
         if not isinstance(element.tag, str) or _local(element.tag) != cls.TAG:

@@ -215,7 +215,10 @@ def _scan_prolog(data: bytes, config: ParserConfig, source: str | None) -> None:
 
 
 def _check_declared_encoding(
-    declared: str | None, family: str | None, utf8_bom: bool, config: ParserConfig,
+    declared: str | None,
+    family: str | None,
+    utf8_bom: bool,
+    config: ParserConfig,
     source: str | None,
 ) -> None:
     if declared is None or not config.strict:
@@ -225,24 +228,32 @@ def _check_declared_encoding(
         raise InputEncodingError(
             f"declared encoding {declared!r} is not accepted (strict intake accepts UTF-8, UTF-16, "
             f"UTF-32, US-ASCII, ISO-8859-x, windows-1252)",
-            source=source, line=1, declared=declared,
+            source=source,
+            line=1,
+            declared=declared,
         )
     wide = norm.startswith(("UTF16", "UTF32"))
     if family is not None and not wide:
         raise InputEncodingError(
             f"declares encoding {declared} but the bytes are {family.upper()}",
-            source=source, line=1, declared=declared,
+            source=source,
+            line=1,
+            declared=declared,
         )
     if family is None and wide:
         raise InputEncodingError(
             f"declares encoding {declared} but the bytes are single-byte/UTF-8 "
             f"(no byte-order mark)",
-            source=source, line=1, declared=declared,
+            source=source,
+            line=1,
+            declared=declared,
         )
     if utf8_bom and norm != "UTF8":
         raise InputEncodingError(
             f"declares encoding {declared} but starts with a UTF-8 byte-order mark",
-            source=source, line=1, declared=declared,
+            source=source,
+            line=1,
+            declared=declared,
         )
 
 
@@ -259,24 +270,32 @@ def _refuse_doctype(buf: bytes, start: int, config: ParserConfig, source: str | 
     if _EXTERNAL_ENTITY.search(subset):
         raise ExternalEntityError(
             "DOCTYPE declares an external entity (SYSTEM/PUBLIC): XXE, refused before parsing",
-            source=source, line=line, column=column,
+            source=source,
+            line=line,
+            column=column,
         )
     if _DOCTYPE_EXTERNAL_ID.search(header):
         raise ExternalDTDError(
             "DOCTYPE refers to an external DTD (SYSTEM/PUBLIC), refused before parsing; "
             "XÖV messages are validated by XML Schema only",
-            source=source, line=line, column=column,
+            source=source,
+            line=line,
+            column=column,
         )
     if n_entities:
         raise EntityDeclarationError(
             f"DOCTYPE declares {n_entities} internal entit{'y' if n_entities == 1 else 'ies'} "
             f"(entity-expansion bomb such as billion laughs), refused before parsing",
-            source=source, line=line, column=column,
+            source=source,
+            line=line,
+            column=column,
         )
     if config.strict:
         raise ForbiddenDoctypeError(
             "DOCTYPE is not allowed in XÖV messages (strict intake)",
-            source=source, line=line, column=column,
+            source=source,
+            line=line,
+            column=column,
         )
 
 
@@ -354,11 +373,11 @@ def _translate(exc: etree.XMLSyntaxError, cfg: ParserConfig, source: str | None)
     if code == types.ERR_UNDECLARED_ENTITY:
         return NotXMLError(
             f"not well-formed XML: {message} (entities are not supported)",
-            source=source, line=line, column=column,
+            source=source,
+            line=line,
+            column=column,
         )
-    return NotXMLError(
-        f"not well-formed XML: {message}", source=source, line=line, column=column
-    )
+    return NotXMLError(f"not well-formed XML: {message}", source=source, line=line, column=column)
 
 
 def read_input(path: str | os.PathLike[str], *, config: ParserConfig | None = None) -> bytes:

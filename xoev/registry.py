@@ -145,8 +145,12 @@ def _compile(path: Path, origin: str) -> CompiledSchema:
 def _target_namespace(path: Path) -> str | None:
     try:
         for _event, element in etree.iterparse(
-            str(path), events=("start",), resolve_entities=False, no_network=True,
-            load_dtd=False, huge_tree=False,
+            str(path),
+            events=("start",),
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
         ):
             value = element.get("targetNamespace")
             return str(value) if value is not None else None
@@ -298,8 +302,9 @@ class SchemaRegistry:
         """The version for a root namespace, or None."""
         return self._by_ns.get(namespace) if namespace else None
 
-    def lookup(self, namespace: str | None, *, root: str = "?", source: str | None = None
-               ) -> StandardVersion:
+    def lookup(
+        self, namespace: str | None, *, root: str = "?", source: str | None = None
+    ) -> StandardVersion:
         """The version for a root namespace, or :class:`UnknownDocumentError`."""
         sv = self._by_ns.get(namespace) if namespace else None
         if sv is None:
@@ -307,13 +312,12 @@ class SchemaRegistry:
             skipped = [p for p in self.problems if "skipped" in p and p.startswith("xoev.")]
             if skipped:
                 hint = "not loaded: " + "; ".join(skipped)
-            raise UnknownDocumentError(
-                namespace, root, self.supported(), source=source, hint=hint
-            )
+            raise UnknownDocumentError(namespace, root, self.supported(), source=source, hint=hint)
         return sv
 
-    def detect(self, tree: etree._ElementTree | etree._Element, *, source: str | None = None
-               ) -> StandardVersion:
+    def detect(
+        self, tree: etree._ElementTree | etree._Element, *, source: str | None = None
+    ) -> StandardVersion:
         root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
         namespace, local = split_tag(root.tag)
         return self.lookup(namespace, root=local, source=source)

@@ -132,54 +132,114 @@ def _not_allowed_message(element: str, parent: str | None, expected: Sequence[st
 
 
 _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\[facet 'pattern'\] The value '.*' is not accepted by the pattern "
-                r"'(?P<p>.*)'\.$"),
-     "Wert in {what} entspricht nicht dem Muster '{p}'"),
-    (re.compile(r"\[facet 'enumeration'\] The value '.*' is not an element of the set "
-                r"\{(?P<s>.*)\}\.$"),
-     "Wert in {what} ist nicht zulässig (erlaubt: {s})"),
-    (re.compile(r"\[facet 'maxLength'\] The value has a length of '(?P<n>\d+)'; this exceeds the "
-                r"allowed maximum length of '(?P<m>\d+)'\.$"),
-     "Wert in {what} ist {n} Zeichen lang, erlaubt sind höchstens {m}"),
-    (re.compile(r"\[facet 'minLength'\] The value has a length of '(?P<n>\d+)'; this underruns the "
-                r"allowed minimum length of '(?P<m>\d+)'\.$"),
-     "Wert in {what} ist {n} Zeichen lang, nötig sind mindestens {m}"),
-    (re.compile(r"\[facet 'length'\] The value has a length of '(?P<n>\d+)'; this differs from the "
-                r"allowed length of '(?P<m>\d+)'\.$"),
-     "Wert in {what} ist {n} Zeichen lang, nötig sind genau {m}"),
-    (re.compile(r"\[facet '(?:max|min)(?:In|Ex)clusive'\] The value '.*' is greater than "
-                r"(?:or equal to )?the maximum value allowed \('(?P<m>.*)'\)\.$"),
-     "Wert in {what} ist größer als erlaubt (Höchstwert {m})"),
-    (re.compile(r"\[facet '(?:max|min)(?:In|Ex)clusive'\] The value '.*' is less than "
-                r"(?:or equal to )?the minimum value allowed \('(?P<m>.*)'\)\.$"),
-     "Wert in {what} ist kleiner als erlaubt (Mindestwert {m})"),
-    (re.compile(r"\[facet 'maxExclusive'\] The value '.*' must be less than '(?P<m>.*)'\.$"),
-     "Wert in {what} muss kleiner sein als {m}"),
-    (re.compile(r"\[facet 'minExclusive'\] The value '.*' must be greater than '(?P<m>.*)'\.$"),
-     "Wert in {what} muss größer sein als {m}"),
-    (re.compile(r"\[facet 'totalDigits'\].*\('(?P<m>\d+)'\)\.$"),
-     "Wert in {what} hat mehr als {m} Ziffern"),
-    (re.compile(r"\[facet 'fractionDigits'\].*\('(?P<m>\d+)'\)\.$"),
-     "Wert in {what} hat mehr als {m} Nachkommastellen"),
-    (re.compile(r"'.*' is not a valid value of the (?:local )?(?:atomic|union|list) type"
-                r"(?: '(?P<t>[^']*)')?\.$"),
-     "Wert in {what} ist kein gültiger Wert des Typs {t}"),
-    (re.compile(r"The actual value '.*' does not match the fixed value constraint '(?P<f>.*)'\.$"),
-     "Wert in {what} entspricht nicht dem festen Wert '{f}'"),
-    (re.compile(r"The attribute '(?P<a>[^']+)' is not allowed\.$"),
-     "Attribut {a} ist in {el} nicht erlaubt"),
-    (re.compile(r"The attribute '(?P<a>[^']+)' is required but missing\.$"),
-     "Pflichtattribut {a} fehlt in {el}"),
-    (re.compile(r"Character content other than whitespace is not allowed because the content "
-                r"type is 'element-only'\.$"),
-     "{el} darf keinen Text enthalten, nur Kindelemente"),
-    (re.compile(r"Character content is not allowed, because the content type is empty\.$"),
-     "{el} muss leer sein"),
-    (re.compile(r"Element content is not allowed, because the content type is a simple type "
-                r"definition\.$"),
-     "{el} darf keine Kindelemente enthalten"),
-    (re.compile(r"No matching global declaration available for the validation root\.$"),
-     "Wurzelelement {el} ist im Schema nicht deklariert"),
+    (
+        re.compile(
+            r"\[facet 'pattern'\] The value '.*' is not accepted by the pattern "
+            r"'(?P<p>.*)'\.$"
+        ),
+        "Wert in {what} entspricht nicht dem Muster '{p}'",
+    ),
+    (
+        re.compile(
+            r"\[facet 'enumeration'\] The value '.*' is not an element of the set "
+            r"\{(?P<s>.*)\}\.$"
+        ),
+        "Wert in {what} ist nicht zulässig (erlaubt: {s})",
+    ),
+    (
+        re.compile(
+            r"\[facet 'maxLength'\] The value has a length of '(?P<n>\d+)'; this exceeds the "
+            r"allowed maximum length of '(?P<m>\d+)'\.$"
+        ),
+        "Wert in {what} ist {n} Zeichen lang, erlaubt sind höchstens {m}",
+    ),
+    (
+        re.compile(
+            r"\[facet 'minLength'\] The value has a length of '(?P<n>\d+)'; this underruns the "
+            r"allowed minimum length of '(?P<m>\d+)'\.$"
+        ),
+        "Wert in {what} ist {n} Zeichen lang, nötig sind mindestens {m}",
+    ),
+    (
+        re.compile(
+            r"\[facet 'length'\] The value has a length of '(?P<n>\d+)'; this differs from the "
+            r"allowed length of '(?P<m>\d+)'\.$"
+        ),
+        "Wert in {what} ist {n} Zeichen lang, nötig sind genau {m}",
+    ),
+    (
+        re.compile(
+            r"\[facet '(?:max|min)(?:In|Ex)clusive'\] The value '.*' is greater than "
+            r"(?:or equal to )?the maximum value allowed \('(?P<m>.*)'\)\.$"
+        ),
+        "Wert in {what} ist größer als erlaubt (Höchstwert {m})",
+    ),
+    (
+        re.compile(
+            r"\[facet '(?:max|min)(?:In|Ex)clusive'\] The value '.*' is less than "
+            r"(?:or equal to )?the minimum value allowed \('(?P<m>.*)'\)\.$"
+        ),
+        "Wert in {what} ist kleiner als erlaubt (Mindestwert {m})",
+    ),
+    (
+        re.compile(r"\[facet 'maxExclusive'\] The value '.*' must be less than '(?P<m>.*)'\.$"),
+        "Wert in {what} muss kleiner sein als {m}",
+    ),
+    (
+        re.compile(r"\[facet 'minExclusive'\] The value '.*' must be greater than '(?P<m>.*)'\.$"),
+        "Wert in {what} muss größer sein als {m}",
+    ),
+    (
+        re.compile(r"\[facet 'totalDigits'\].*\('(?P<m>\d+)'\)\.$"),
+        "Wert in {what} hat mehr als {m} Ziffern",
+    ),
+    (
+        re.compile(r"\[facet 'fractionDigits'\].*\('(?P<m>\d+)'\)\.$"),
+        "Wert in {what} hat mehr als {m} Nachkommastellen",
+    ),
+    (
+        re.compile(
+            r"'.*' is not a valid value of the (?:local )?(?:atomic|union|list) type"
+            r"(?: '(?P<t>[^']*)')?\.$"
+        ),
+        "Wert in {what} ist kein gültiger Wert des Typs {t}",
+    ),
+    (
+        re.compile(
+            r"The actual value '.*' does not match the fixed value constraint '(?P<f>.*)'\.$"
+        ),
+        "Wert in {what} entspricht nicht dem festen Wert '{f}'",
+    ),
+    (
+        re.compile(r"The attribute '(?P<a>[^']+)' is not allowed\.$"),
+        "Attribut {a} ist in {el} nicht erlaubt",
+    ),
+    (
+        re.compile(r"The attribute '(?P<a>[^']+)' is required but missing\.$"),
+        "Pflichtattribut {a} fehlt in {el}",
+    ),
+    (
+        re.compile(
+            r"Character content other than whitespace is not allowed because the content "
+            r"type is 'element-only'\.$"
+        ),
+        "{el} darf keinen Text enthalten, nur Kindelemente",
+    ),
+    (
+        re.compile(r"Character content is not allowed, because the content type is empty\.$"),
+        "{el} muss leer sein",
+    ),
+    (
+        re.compile(
+            r"Element content is not allowed, because the content type is a simple type "
+            r"definition\.$"
+        ),
+        "{el} darf keine Kindelemente enthalten",
+    ),
+    (
+        re.compile(r"No matching global declaration available for the validation root\.$"),
+        "Wurzelelement {el} ist im Schema nicht deklariert",
+    ),
 )
 
 
@@ -195,7 +255,7 @@ def rewrite_message(raw: str, parent: str | None = None) -> str:
         return _names(raw)
     element = local_name(match.group("el"))
     attr = match.group("attr")
-    rest = raw[match.end():]
+    rest = raw[match.end() :]
     if rest.startswith("Missing child element(s)."):
         return _missing_message(element, _expected_list(rest))
     if rest.startswith("This element is not expected."):
@@ -333,11 +393,13 @@ def schema_findings(
     if len(entries) > MAX_FINDINGS or len(findings) > MAX_FINDINGS:
         rest = max(len(entries), len(findings)) - MAX_FINDINGS
         findings = findings[:MAX_FINDINGS]
-        findings.append(SchemaFinding(
-            severity=Severity.ERROR,
-            message=f"weitere {rest} Schemafehler sind nicht einzeln aufgeführt",
-            rule="xsd:TOO_MANY_ERRORS",
-        ))
+        findings.append(
+            SchemaFinding(
+                severity=Severity.ERROR,
+                message=f"weitere {rest} Schemafehler sind nicht einzeln aufgeführt",
+                rule="xsd:TOO_MANY_ERRORS",
+            )
+        )
     return findings
 
 
@@ -394,14 +456,16 @@ class _Recovery:
             m = _ELEMENT_PREFIX.match(entry.message)
             if m and m.group("attr"):
                 xpath += f"/@{m.group('attr')}"
-        self._add(SchemaFinding(
-            severity=Severity.ERROR,
-            message=rewrite_message(entry.message),
-            rule=f"xsd:{entry.type_name}",
-            line=self._line(node) or entry.line or None,
-            xpath=xpath,
-            raw=entry.message,
-        ))
+        self._add(
+            SchemaFinding(
+                severity=Severity.ERROR,
+                message=rewrite_message(entry.message),
+                rule=f"xsd:{entry.type_name}",
+                line=self._line(node) or entry.line or None,
+                xpath=xpath,
+                raw=entry.message,
+            )
+        )
 
     def _validate(self) -> list[Any]:
         return self.compiled.validate(self.tree)[1]
@@ -460,26 +524,30 @@ class _Recovery:
     def _missing(self, event: _Event) -> None:
         parent_name = local_name(event.parent.tag)
         for placeholder in event.inserted:
-            self._add(SchemaFinding(
-                severity=Severity.ERROR,
-                message=_missing_message(parent_name, [placeholder.tag]),
-                rule=f"xsd:{event.entry.type_name}",
-                line=self._line(event.element) or event.entry.line or None,
-                xpath=self._xpath(event.parent),
-                raw=event.entry.message,
-            ))
+            self._add(
+                SchemaFinding(
+                    severity=Severity.ERROR,
+                    message=_missing_message(parent_name, [placeholder.tag]),
+                    rule=f"xsd:{event.entry.type_name}",
+                    line=self._line(event.element) or event.entry.line or None,
+                    xpath=self._xpath(event.parent),
+                    raw=event.entry.message,
+                )
+            )
 
     def _not_allowed(self, event: _Event) -> None:
-        self._add(SchemaFinding(
-            severity=Severity.ERROR,
-            message=_not_allowed_message(
-                local_name(event.element.tag), local_name(event.parent.tag), event.expected
-            ),
-            rule=f"xsd:{event.entry.type_name}",
-            line=self._line(event.element) or event.entry.line or None,
-            xpath=self._xpath(event.element),
-            raw=event.entry.message,
-        ))
+        self._add(
+            SchemaFinding(
+                severity=Severity.ERROR,
+                message=_not_allowed_message(
+                    local_name(event.element.tag), local_name(event.parent.tag), event.expected
+                ),
+                rule=f"xsd:{event.entry.type_name}",
+                line=self._line(event.element) or event.entry.line or None,
+                xpath=self._xpath(event.element),
+                raw=event.entry.message,
+            )
+        )
         for placeholder in event.inserted:
             self._remove(placeholder)
         event.inserted.clear()
@@ -493,16 +561,18 @@ class _Recovery:
         parent = node.getparent() if node is not None else None
         expected = _expected_list(entry.message)
         target = parent if parent is not None and expected else node
-        self._add(SchemaFinding(
-            severity=Severity.ERROR,
-            message=rewrite_message(
-                entry.message, local_name(parent.tag) if parent is not None else None
-            ),
-            rule=f"xsd:{entry.type_name}",
-            line=self._line(node) or entry.line or None,
-            xpath=self._xpath(target) or entry.path,
-            raw=entry.message,
-        ))
+        self._add(
+            SchemaFinding(
+                severity=Severity.ERROR,
+                message=rewrite_message(
+                    entry.message, local_name(parent.tag) if parent is not None else None
+                ),
+                rule=f"xsd:{entry.type_name}",
+                line=self._line(node) or entry.line or None,
+                xpath=self._xpath(target) or entry.path,
+                raw=entry.message,
+            )
+        )
 
     def _first_truncation(
         self, entries: Sequence[Any], event: _Event | None
@@ -524,9 +594,7 @@ class _Recovery:
         for _ in range(steps):
             trunc = self._first_truncation(entries, event)
             if event is not None:
-                if trunc is not None and (
-                    trunc[1] is event.element or trunc[1] in event.inserted
-                ):
+                if trunc is not None and (trunc[1] is event.element or trunc[1] in event.inserted):
                     # still not accepted: insert the next expected element, or give up
                     name = self._pick(_expected_list(trunc[0].message), event)
                     if name is not None and trunc[1] is event.element:
@@ -559,7 +627,9 @@ class _Recovery:
                 self._record_truncation(entry, node)
                 break
             event = _Event(
-                element=node, parent=parent, entry=entry,
+                element=node,
+                parent=parent,
+                entry=entry,
                 expected=_expected_list(entry.message),
             )
             name = self._pick(event.expected, None)

@@ -227,4 +227,3 @@ class MessageChecks:
                 f"{meta.nachrichten_uuid}",
                 nachrichtenUUID=meta.nachrichten_uuid,
             )
-

@@ -100,8 +100,9 @@ class InboxConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
-            raise InboxConfigError("max_body_bytes", f"must be a positive integer, not "
-                                   f"{self.max_body_bytes!r}")
+            raise InboxConfigError(
+                "max_body_bytes", f"must be a positive integer, not {self.max_body_bytes!r}"
+            )
         if not 1 <= self.max_depth <= LIBXML2_MAX_DEPTH:
             raise InboxConfigError(
                 "max_depth", f"must be between 1 and {LIBXML2_MAX_DEPTH}, not {self.max_depth}"
@@ -117,8 +118,10 @@ class InboxConfig:
         if self.retry_after < 0:
             raise InboxConfigError("retry_after", f"must be >= 0, not {self.retry_after}")
         if not isinstance(self.max_container_bytes, int) or self.max_container_bytes < 1:
-            raise InboxConfigError("max_container_bytes", f"must be a positive integer, not "
-                                   f"{self.max_container_bytes!r}")
+            raise InboxConfigError(
+                "max_container_bytes",
+                f"must be a positive integer, not {self.max_container_bytes!r}",
+            )
         if not isinstance(self.container_limits, ContainerLimits):
             raise InboxConfigError("container_limits", "must be a xoev ContainerLimits")
         object.__setattr__(self, "schema_path", tuple(Path(p) for p in self.schema_path))

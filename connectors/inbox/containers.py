@@ -207,9 +207,7 @@ def attach_files(blobs: BlobStore, key: str, files: Mapping[str, Member]) -> Non
         for name, member in files.items():
             blobs.attach(key, name, member.sha512)
     except BlobConflictError as exc:  # a parallel delivery of other files won the race
-        raise ApiError(
-            409, "conflict", f"message {key}: {exc}", nachrichtenUUID=key
-        ) from exc
+        raise ApiError(409, "conflict", f"message {key}: {exc}", nachrichtenUUID=key) from exc
 
 
 def build_container(

@@ -157,8 +157,7 @@ async def _spool_body(request: Request, limit: int, target: Path) -> str:
                     raise ApiError(
                         413,
                         "too_large",
-                        f"body exceeds the limit of {limit} bytes (stopped reading at "
-                        f"{received})",
+                        f"body exceeds the limit of {limit} bytes (stopped reading at {received})",
                         limit=limit,
                         headers={"Connection": "close"},
                     )
@@ -238,8 +237,9 @@ def message_routes(service: InboxService) -> APIRouter:
     ) -> dict[str, Any]:
         content_type = request.headers.get("content-type")
         if _is_container_type(content_type):
-            return await _post_container(request, response, sender, x_nachrichten_uuid,
-                                         x_empfaenger)
+            return await _post_container(
+                request, response, sender, x_nachrichten_uuid, x_empfaenger
+            )
         if not _is_xml_type(content_type):
             media = shown(content_type or "")
             raise ApiError(
@@ -270,10 +270,14 @@ def message_routes(service: InboxService) -> APIRouter:
         header_recipient: str | None,
     ) -> dict[str, Any]:
         spool = service.spool_dir
-        await anyio.to_thread.run_sync(functools.partial(spool.mkdir, parents=True,
-                                                         exist_ok=True, mode=0o700))
-        tmp = Path(await anyio.to_thread.run_sync(
-            functools.partial(tempfile.mkdtemp, dir=spool, prefix="body-")))
+        await anyio.to_thread.run_sync(
+            functools.partial(spool.mkdir, parents=True, exist_ok=True, mode=0o700)
+        )
+        tmp = Path(
+            await anyio.to_thread.run_sync(
+                functools.partial(tempfile.mkdtemp, dir=spool, prefix="body-")
+            )
+        )
         try:
             body = tmp / "body.zip.part"
             sha512 = await _spool_body(request, cfg.max_container_bytes, body)
@@ -290,7 +294,8 @@ def message_routes(service: InboxService) -> APIRouter:
             )
         finally:
             await anyio.to_thread.run_sync(
-                functools.partial(shutil.rmtree, tmp, ignore_errors=True))
+                functools.partial(shutil.rmtree, tmp, ignore_errors=True)
+            )
         response.status_code = status
         return receipt
 

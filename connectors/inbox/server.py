@@ -90,8 +90,9 @@ def serve(
     answered. Raises :class:`InboxServerError` when the address cannot be bound."""
     sock = _bind(host, port)
     server = _Server(
-        uvicorn_config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                       **options)
+        uvicorn_config(
+            app, host=host, port=port, log_level=log_level, access_log=access_log, **options
+        )
     )
     try:
         server.run(sockets=[sock])
@@ -173,9 +174,7 @@ class InboxServer:
             finally:
                 sock.close()
 
-        self._thread = threading.Thread(
-            target=run, name=f"inbox-server-{self.port}", daemon=True
-        )
+        self._thread = threading.Thread(target=run, name=f"inbox-server-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.start_timeout
         while not server.started:

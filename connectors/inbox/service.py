@@ -116,8 +116,9 @@ def _conflict(key: str) -> ApiError:
 
 
 def _too_large(size: int, limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"{size} bytes exceed the limit of {limit} bytes",
-                    limit=limit)
+    return ApiError(
+        413, "too_large", f"{size} bytes exceed the limit of {limit} bytes", limit=limit
+    )
 
 
 class InboxService(MessageChecks):
@@ -209,7 +210,10 @@ class InboxService(MessageChecks):
         """Check and store one message; returns ``(status, receipt)`` or raises ApiError."""
         tree = self.parse(body, config=self._parser_config, source=_BODY_SOURCE)
         checked = self.check_message(
-            tree, sender, header_uuid=header_uuid, header_recipient=header_recipient,
+            tree,
+            sender,
+            header_uuid=header_uuid,
+            header_recipient=header_recipient,
             source=_BODY_SOURCE,
         )
         return self._store(body, checked, sender)
@@ -236,17 +240,27 @@ class InboxService(MessageChecks):
                 target = tmp / containers.layout_name(path)
                 target.symlink_to(path.resolve())
             read = containers.read_checked(
-                target, label=target.name, limits=self.config.container_limits,
-                registry=self.registry, parser=self._container_parser,
+                target,
+                label=target.name,
+                limits=self.config.container_limits,
+                registry=self.registry,
+                parser=self._container_parser,
             )
             source = f"container {target.name}"
             tree = self.parse(read.xml, config=self._container_parser, source=source)
             checked = self.check_message(
-                tree, sender, header_uuid=header_uuid, header_recipient=header_recipient,
+                tree,
+                sender,
+                header_uuid=header_uuid,
+                header_recipient=header_recipient,
                 source=source,
             )
             return self._store(
-                read.xml, checked, sender, files=read.files, label=target.name,
+                read.xml,
+                checked,
+                sender,
+                files=read.files,
+                label=target.name,
                 receipt_sha512=body_sha512 or containers.sha512_of(path),
             )
 

@@ -44,33 +44,49 @@ def _accept(service: Any, agency: Agency) -> Callable[..., None]:
     return accept
 
 
-def transfer_pollers(service: Any, directory: Directory, *,
-                     environ: Mapping[str, str] | None = None,
-                     min_age: float = 2.0, work_dir: Path | None = None,
-                     client: httpx.Client | None = None) -> list[Any]:
+def transfer_pollers(
+    service: Any,
+    directory: Directory,
+    *,
+    environ: Mapping[str, str] | None = None,
+    min_age: float = 2.0,
+    work_dir: Path | None = None,
+    client: httpx.Client | None = None,
+) -> list[Any]:
     """A poller per transfer-dir/WebDAV agency of ``directory`` feeding ``service`` (an
     :class:`InboxService`). ``client``: the httpx client for WebDAV (default: one per agency,
     TLS verified with the agency's ``webdav_ca`` when set)."""
     pollers: list[Any] = []
     for agency in directory:
         if agency.channel is Channel.TRANSFER_DIR and agency.transfer_dir is not None:
-            pollers.append(TransferDirPoller(agency.transfer_dir, _accept(service, agency),
-                                             min_age=min_age))
+            pollers.append(
+                TransferDirPoller(agency.transfer_dir, _accept(service, agency), min_age=min_age)
+            )
         elif agency.channel is Channel.WEBDAV and agency.webdav_url is not None:
             http = client or httpx.Client(
-                verify=str(agency.webdav_ca) if agency.webdav_ca else True, timeout=30.0,
-                trust_env=False)
-            pollers.append(WebDavPoller(agency.webdav_url, _accept(service, agency), client=http,
-                                        auth=webdav_auth(agency, environ), work_dir=work_dir,
-                                        min_age=min_age))
+                verify=str(agency.webdav_ca) if agency.webdav_ca else True,
+                timeout=30.0,
+                trust_env=False,
+            )
+            pollers.append(
+                WebDavPoller(
+                    agency.webdav_url,
+                    _accept(service, agency),
+                    client=http,
+                    auth=webdav_auth(agency, environ),
+                    work_dir=work_dir,
+                    min_age=min_age,
+                )
+            )
     return pollers
 
 
 class PollerThread(threading.Thread):
     """Polls every ``interval`` seconds until :meth:`stop`; the last results are kept."""
 
-    def __init__(self, pollers: Iterable[Any], *, interval: float = 5.0,
-                 name: str = "transfer-pollers") -> None:
+    def __init__(
+        self, pollers: Iterable[Any], *, interval: float = 5.0, name: str = "transfer-pollers"
+    ) -> None:
         super().__init__(daemon=True, name=name)
         self.pollers, self.interval = list(pollers), interval
         self.stopped = threading.Event()

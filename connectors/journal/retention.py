@@ -164,8 +164,9 @@ class RetentionConfig:
         return self.procedures.get(procedure, self.defaults)
 
     @classmethod
-    def load(cls, path: str | Path | None = None,
-             environ: Mapping[str, str] | None = None) -> RetentionConfig:
+    def load(
+        cls, path: str | Path | None = None, environ: Mapping[str, str] | None = None
+    ) -> RetentionConfig:
         """Read ``path``, else ``AMTSBOTE_RETENTION``, else the shipped
         ``deployments/owl/retention.yaml``. Errors name file, line and field
         (:class:`~connectors.exceptions.ConfigError`)."""
@@ -208,8 +209,15 @@ class RetentionConfig:
 class _Loader:
     """YAML nodes → :class:`RetentionConfig`, with file:line for every problem."""
 
-    TOP = ("version", "defaults", "procedures", "unassigned", "keep_summary_keys",
-           "clear_error_texts", "batch_size")
+    TOP = (
+        "version",
+        "defaults",
+        "procedures",
+        "unassigned",
+        "keep_summary_keys",
+        "clear_error_texts",
+        "batch_size",
+    )
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -218,8 +226,9 @@ class _Loader:
         line = f":{yamlfile.position(node)[0]}" if node is not None else ""
         return ConfigError(f"{self.source}{line} {field_name}".rstrip(), problem)
 
-    def mapping(self, node: yaml.Node, field_name: str,
-                allowed: Sequence[str] | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def mapping(
+        self, node: yaml.Node, field_name: str, allowed: Sequence[str] | None
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, field_name, "expected a mapping")
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
@@ -228,8 +237,11 @@ class _Loader:
             if not isinstance(name, str) or not name:
                 raise self.fail(key, field_name, "keys must be names")
             if allowed is not None and name not in allowed:
-                raise self.fail(key, f"{field_name}.{name}".lstrip("."),
-                                f"unknown key (allowed: {', '.join(allowed)})")
+                raise self.fail(
+                    key,
+                    f"{field_name}.{name}".lstrip("."),
+                    f"unknown key (allowed: {', '.join(allowed)})",
+                )
             if name in out:
                 raise self.fail(key, f"{field_name}.{name}".lstrip("."), "given twice")
             out[name] = (key, value)
@@ -245,8 +257,9 @@ class _Loader:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.fail(node, field_name, f"expected days (an integer >= 0) or null, "
-                                              f"got {value!r}")
+            raise self.fail(
+                node, field_name, f"expected days (an integer >= 0) or null, got {value!r}"
+            )
         return value
 
     def periods(self, node: yaml.Node, field_name: str, base: Periods) -> Periods:
@@ -263,8 +276,11 @@ class _Loader:
         if "version" in items:
             version = self.scalar(items["version"][1], "version")
             if version != 1:
-                raise self.fail(items["version"][1], "version", f"unsupported {version!r} "
-                                                                "(this code reads version 1)")
+                raise self.fail(
+                    items["version"][1],
+                    "version",
+                    f"unsupported {version!r} (this code reads version 1)",
+                )
         kw: dict[str, Any] = {"source": self.source}
         defaults = Periods()
         if "defaults" in items:
@@ -376,8 +392,9 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 class _Run:
-    def __init__(self, engine: Engine, config: RetentionConfig, now: datetime, dry_run: bool,
-                 actor: str) -> None:
+    def __init__(
+        self, engine: Engine, config: RetentionConfig, now: datetime, dry_run: bool, actor: str
+    ) -> None:
         self.engine = engine
         self.config = config
         self.now = now
@@ -397,28 +414,47 @@ class _Run:
             for procedure in listed:
                 days = self.config.procedures[procedure].days(status)
                 if days is not None:
-                    out.append((f"{procedure}/{status}>{days}d", and_(
-                        c.procedure == procedure, c.status == status,
-                        c.closed_at < self.now - timedelta(days=days))))
+                    out.append(
+                        (
+                            f"{procedure}/{status}>{days}d",
+                            and_(
+                                c.procedure == procedure,
+                                c.status == status,
+                                c.closed_at < self.now - timedelta(days=days),
+                            ),
+                        )
+                    )
             days = self.config.defaults.days(status)
             if days is not None:
                 others = c.procedure.not_in(listed) if listed else true()
-                out.append((f"*/{status}>{days}d", and_(
-                    others, c.status == status, c.closed_at < self.now - timedelta(days=days))))
+                out.append(
+                    (
+                        f"*/{status}>{days}d",
+                        and_(
+                            others,
+                            c.status == status,
+                            c.closed_at < self.now - timedelta(days=days),
+                        ),
+                    )
+                )
         return out
 
     def candidates(self, conn: Connection) -> list[tuple[str, str]]:
         """(case_id, rule) of the eligible cases with something left to remove."""
         c, m, e = T_CASES.c, T_MESSAGES.c, T_EVENTS.c
-        unpurged = exists(select(literal(1)).where(m.case_id == c.case_id,
-                                                   _not_tombstone(m.payload)))
-        marked = exists(select(literal(1)).where(e.case_id == c.case_id,
-                                                 e.kind == "retention.purged"))
+        unpurged = exists(
+            select(literal(1)).where(m.case_id == c.case_id, _not_tombstone(m.payload))
+        )
+        marked = exists(
+            select(literal(1)).where(e.case_id == c.case_id, e.kind == "retention.purged")
+        )
         found: list[tuple[str, str]] = []
         for name, predicate in self.rules():
-            stmt = (select(c.case_id).where(predicate, c.closed_at.is_not(None),
-                                            or_(unpurged, not_(marked)))
-                    .order_by(c.closed_at, c.case_id))
+            stmt = (
+                select(c.case_id)
+                .where(predicate, c.closed_at.is_not(None), or_(unpurged, not_(marked)))
+                .order_by(c.closed_at, c.case_id)
+            )
             found.extend((row[0], name) for row in conn.execute(stmt))
         return found
 
@@ -449,12 +485,17 @@ class _Run:
         c, m, d = T_CASES.c, T_MESSAGES.c, T_DELIVERIES.c
         ids = self.still_eligible(conn, batch)
         rule_of = dict(batch)
-        pending = exists(select(literal(1)).where(
-            d.message_id == m.id, m.direction == "outbound",
-            d.state.in_(("created", "sent", "failed"))))
+        pending = exists(
+            select(literal(1)).where(
+                d.message_id == m.id,
+                m.direction == "outbound",
+                d.state.in_(("created", "sent", "failed")),
+            )
+        )
         rows = conn.execute(
-            select(m.id, m.case_id, func.length(m.payload), pending.label("pending"))
-            .where(m.case_id.in_(ids), _not_tombstone(m.payload))
+            select(m.id, m.case_id, func.length(m.payload), pending.label("pending")).where(
+                m.case_id.in_(ids), _not_tombstone(m.payload)
+            )
         ).all()
         messages: dict[str, list[tuple[int, int]]] = {}
         waiting: dict[str, int] = {}
@@ -467,8 +508,10 @@ class _Run:
         ids = [case_id for case_id in ids if case_id not in waiting]
         for case_id in waiting:
             messages.pop(case_id, None)
-        summaries = {row[0]: dict(row[1] or {}) for row in conn.execute(
-            select(c.case_id, c.summary).where(c.case_id.in_(ids)))}
+        summaries = {
+            row[0]: dict(row[1] or {})
+            for row in conn.execute(select(c.case_id, c.summary).where(c.case_id.in_(ids)))
+        }
         comments = self.comment_events(conn, ids)
         message_ids = [mid for items in messages.values() for mid, _ in items]
         errors = self.error_texts(conn, message_ids)
@@ -480,8 +523,11 @@ class _Run:
             summary = summaries.get(case_id, {})
             removed = sorted(k for k in summary if k not in keep)
             if removed and not self.dry_run:
-                conn.execute(update(T_CASES).where(c.case_id == case_id)
-                             .values(summary={k: v for k, v in summary.items() if k in keep}))
+                conn.execute(
+                    update(T_CASES)
+                    .where(c.case_id == case_id)
+                    .values(summary={k: v for k, v in summary.items() if k in keep})
+                )
             payload_bytes = sum(size for _, size in own)
             error_count = sum(errors.get(mid, 0) for mid, _ in own)
             rule.cases += 1
@@ -491,16 +537,25 @@ class _Run:
             rule.error_texts += error_count
             self.result.case_ids.append(case_id)
             self.result.comment_events.extend(comments.get(case_id, []))
-            events.append({
-                "at": self.now, "actor": self.actor, "kind": "retention.purged",
-                "case_id": case_id, "nachrichten_uuid": None, "delivery_id": None,
-                "detail": {
-                    "rule": rule.rule, "messages": len(own),
-                    "message_ids": [mid for mid, _ in own], "payload_bytes": payload_bytes,
-                    "summary_keys_removed": removed, "error_texts": error_count,
-                    "comment_events": comments.get(case_id, []),
-                },
-            })
+            events.append(
+                {
+                    "at": self.now,
+                    "actor": self.actor,
+                    "kind": "retention.purged",
+                    "case_id": case_id,
+                    "nachrichten_uuid": None,
+                    "delivery_id": None,
+                    "detail": {
+                        "rule": rule.rule,
+                        "messages": len(own),
+                        "message_ids": [mid for mid, _ in own],
+                        "payload_bytes": payload_bytes,
+                        "summary_keys_removed": removed,
+                        "error_texts": error_count,
+                        "comment_events": comments.get(case_id, []),
+                    },
+                }
+            )
         if self.dry_run or not events:
             return
         self.tombstone(conn, message_ids)
@@ -510,8 +565,9 @@ class _Run:
         e = T_EVENTS.c
         out: dict[str, list[int]] = {}
         for event_id, case_id, detail in conn.execute(
-            select(e.id, e.case_id, e.detail).where(e.case_id.in_(list(case_ids)),
-                                                    e.kind == "case.decision")
+            select(e.id, e.case_id, e.detail).where(
+                e.case_id.in_(list(case_ids)), e.kind == "case.decision"
+            )
         ):
             if isinstance(detail, Mapping) and detail.get("comment"):
                 out.setdefault(case_id, []).append(int(event_id))
@@ -525,8 +581,8 @@ class _Run:
         out: dict[int, int] = {}
         for chunk in _batches(list(message_ids), 5000):
             for mid, n in conn.execute(
-                select(d.message_id, func.count()).where(d.message_id.in_(chunk),
-                                                         d.last_error.is_not(None))
+                select(d.message_id, func.count())
+                .where(d.message_id.in_(chunk), d.last_error.is_not(None))
                 .group_by(d.message_id)
             ):
                 out[int(mid)] = out.get(int(mid), 0) + int(n)
@@ -542,16 +598,25 @@ class _Run:
     def tombstone(self, conn: Connection, message_ids: Sequence[int]) -> None:
         m, d, a = T_MESSAGES.c, T_DELIVERIES.c, T_ATTEMPTS.c
         for chunk in _batches(list(message_ids), 5000):
-            conn.execute(update(T_MESSAGES).where(m.id.in_(chunk))
-                         .values(payload=TOMBSTONE, payload_encoding="zlib"))
+            conn.execute(
+                update(T_MESSAGES)
+                .where(m.id.in_(chunk))
+                .values(payload=TOMBSTONE, payload_encoding="zlib")
+            )
             if self.config.clear_error_texts:
-                conn.execute(update(T_DELIVERIES).where(d.message_id.in_(chunk),
-                                                        d.last_error.is_not(None))
-                             .values(last_error=None))
-                conn.execute(update(T_ATTEMPTS).where(
-                    a.error.is_not(None),
-                    a.delivery_id.in_(select(d.id).where(d.message_id.in_(chunk))),
-                ).values(error=None))
+                conn.execute(
+                    update(T_DELIVERIES)
+                    .where(d.message_id.in_(chunk), d.last_error.is_not(None))
+                    .values(last_error=None)
+                )
+                conn.execute(
+                    update(T_ATTEMPTS)
+                    .where(
+                        a.error.is_not(None),
+                        a.delivery_id.in_(select(d.id).where(d.message_id.in_(chunk))),
+                    )
+                    .values(error=None)
+                )
 
     # ---------------------------------------------------------------- unassigned
 
@@ -564,8 +629,11 @@ class _Run:
         with self.engine.connect() as conn, conn.begin():
             rows = conn.execute(
                 select(m.id, m.nachrichten_uuid, func.length(m.payload), pending.label("p"))
-                .where(m.case_id.is_(None), m.recorded_at < self.now - timedelta(days=days),
-                       _not_tombstone(m.payload))
+                .where(
+                    m.case_id.is_(None),
+                    m.recorded_at < self.now - timedelta(days=days),
+                    _not_tombstone(m.payload),
+                )
                 .order_by(m.id)
             ).all()
         todo = []
@@ -583,18 +651,25 @@ class _Run:
         """A delivery of the message is pending: outbound not yet sent/acknowledged, or
         inbound not yet fetched from our mailbox."""
         m, d = T_MESSAGES.c, T_DELIVERIES.c
-        return exists(select(literal(1)).where(d.message_id == m.id, or_(
-            and_(m.direction == "outbound", d.state.in_(("created", "sent", "failed"))),
-            and_(m.direction == "inbound", d.state == "delivered"),
-        )))
+        return exists(
+            select(literal(1)).where(
+                d.message_id == m.id,
+                or_(
+                    and_(m.direction == "outbound", d.state.in_(("created", "sent", "failed"))),
+                    and_(m.direction == "inbound", d.state == "delivered"),
+                ),
+            )
+        )
 
-    def unassigned_batch(self, conn: Connection, batch: Sequence[tuple[int, str, int]],
-                         name: str) -> None:
+    def unassigned_batch(
+        self, conn: Connection, batch: Sequence[tuple[int, str, int]], name: str
+    ) -> None:
         # again inside the transaction: still without a case and nothing pending (a kept
         # reply may have been matched meanwhile); PostgreSQL locks the rows until commit
         m = T_MESSAGES.c
-        stmt = select(m.id).where(m.id.in_([mid for mid, _, _ in batch]), m.case_id.is_(None),
-                                  ~self.unassigned_pending())
+        stmt = select(m.id).where(
+            m.id.in_([mid for mid, _, _ in batch]), m.case_id.is_(None), ~self.unassigned_pending()
+        )
         if not self.sqlite and not self.dry_run:
             stmt = stmt.with_for_update(of=T_MESSAGES)
         still = set(conn.execute(stmt).scalars())
@@ -608,12 +683,23 @@ class _Run:
             rule.payload_bytes += size
             rule.error_texts += errors.get(mid, 0)
             self.result.unassigned_ids.append(mid)
-            events.append({
-                "at": self.now, "actor": self.actor, "kind": "retention.purged",
-                "case_id": None, "nachrichten_uuid": uuid, "delivery_id": None,
-                "detail": {"rule": name, "messages": 1, "message_ids": [mid],
-                           "payload_bytes": size, "error_texts": errors.get(mid, 0)},
-            })
+            events.append(
+                {
+                    "at": self.now,
+                    "actor": self.actor,
+                    "kind": "retention.purged",
+                    "case_id": None,
+                    "nachrichten_uuid": uuid,
+                    "delivery_id": None,
+                    "detail": {
+                        "rule": name,
+                        "messages": 1,
+                        "message_ids": [mid],
+                        "payload_bytes": size,
+                        "error_texts": errors.get(mid, 0),
+                    },
+                }
+            )
         if self.dry_run:
             return
         self.tombstone(conn, ids)
@@ -629,7 +715,8 @@ class _Run:
             if self.sqlite and not self.dry_run:
                 # overwrite freed content with zeros (per connection; outside the transaction)
                 conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                    "PRAGMA secure_delete = ON")
+                    "PRAGMA secure_delete = ON"
+                )
             with conn.begin():
                 work(conn)
 
@@ -640,19 +727,30 @@ class _Run:
         with self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
-                conn.execute(insert(T_EVENTS), [{
-                    "at": self.now, "actor": self.actor, "kind": "retention.run",
-                    "case_id": None, "nachrichten_uuid": None, "delivery_id": None,
-                    "detail": {
-                        "cases": totals.cases, "messages": totals.messages,
-                        "payload_bytes": totals.payload_bytes, "summaries": totals.summaries,
-                        "error_texts": totals.error_texts,
-                        "kept_pending": self.result.kept_pending,
-                        "comment_events": len(self.result.comment_events),
-                        "rules": sorted(self.result.rules),
-                        "config": self.config.source,
-                    },
-                }])
+                conn.execute(
+                    insert(T_EVENTS),
+                    [
+                        {
+                            "at": self.now,
+                            "actor": self.actor,
+                            "kind": "retention.run",
+                            "case_id": None,
+                            "nachrichten_uuid": None,
+                            "delivery_id": None,
+                            "detail": {
+                                "cases": totals.cases,
+                                "messages": totals.messages,
+                                "payload_bytes": totals.payload_bytes,
+                                "summaries": totals.summaries,
+                                "error_texts": totals.error_texts,
+                                "kept_pending": self.result.kept_pending,
+                                "comment_events": len(self.result.comment_events),
+                                "rules": sorted(self.result.rules),
+                                "config": self.config.source,
+                            },
+                        }
+                    ],
+                )
         if self.sqlite:
             try:
                 with self.engine.connect() as conn:
@@ -661,15 +759,20 @@ class _Run:
                 pass
 
 
-def run_retention(engine: Engine, config: RetentionConfig | None = None, *,
-                  now: datetime | None = None, dry_run: bool = False,
-                  actor: str = "retention") -> RetentionResult:
+def run_retention(
+    engine: Engine,
+    config: RetentionConfig | None = None,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    actor: str = "retention",
+) -> RetentionResult:
     """Apply ``config`` to the journal behind ``engine`` (e.g. ``Journal.engine``) as of ``now``.
 
     Raises :class:`~connectors.exceptions.JournalDatabaseError` (URL masked) when the database
     fails; batches committed before stay committed and the next run continues."""
     cfg = config or RetentionConfig.load()
-    at = (now or datetime.now(UTC))
+    at = now or datetime.now(UTC)
     if at.tzinfo is None:
         raise JournalValueError("now", "needs a time zone")
     run = _Run(engine, cfg, at.astimezone(UTC), dry_run, actor)
@@ -680,7 +783,7 @@ def run_retention(engine: Engine, config: RetentionConfig | None = None, *,
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0][:300] if str(orig).strip() else ""
-        raise JournalDatabaseError(f"{type(orig).__name__}: {first}",
-                                   url=mask_url(str(engine.url)),
-                                   operation="retention") from exc
+        raise JournalDatabaseError(
+            f"{type(orig).__name__}: {first}", url=mask_url(str(engine.url)), operation="retention"
+        ) from exc
     return run.result

@@ -98,8 +98,9 @@ def mtime_receipt(message: OutgoingMessage, sha512: str, ns: int, **raw: Any) ->
     return make_receipt(message, sha512, received_at, **raw)
 
 
-def make_receipt(message: OutgoingMessage, sha512: str, received_at: datetime,
-                 **raw: Any) -> Receipt:
+def make_receipt(
+    message: OutgoingMessage, sha512: str, received_at: datetime, **raw: Any
+) -> Receipt:
     data: dict[str, Any] = {
         "nachrichtenUUID": message.nachrichten_uuid,
         "received_at": received_at.isoformat(),
@@ -185,8 +186,11 @@ class TransferDirSender:
             return existing
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".{name}.{secrets.token_hex(6)}.part"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     self.config.file_mode)
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+            self.config.file_mode,
+        )
         try:
             try:
                 os.fchmod(fd, self.config.file_mode)
@@ -194,7 +198,7 @@ class TransferDirSender:
                     while chunk := stream.read(CHUNK):
                         view = memoryview(chunk)
                         while view:
-                            view = view[os.write(fd, view):]
+                            view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -211,8 +215,9 @@ class TransferDirSender:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return mtime_receipt(message, sha512, target.stat().st_mtime_ns, path=str(target),
-                             name=name)
+        return mtime_receipt(
+            message, sha512, target.stat().st_mtime_ns, path=str(target), name=name
+        )
 
     @staticmethod
     def _link(tmp: Path, target: Path) -> bool:
@@ -237,15 +242,20 @@ class TransferDirSender:
             return None
         if there != sha512:
             raise self._error(
-                PermanentSendError, message,
+                PermanentSendError,
+                message,
                 f"{target.name} already exists with other content (SHA-512 {there[:16]}…, "
                 f"this message {sha512[:16]}…)",
             )
         return mtime_receipt(message, sha512, ns, path=str(target), name=target.name)
 
     def _error(self, cls: type[SendError], message: OutgoingMessage, reason: str) -> SendError:
-        return cls(reason, recipient=self._recipient.id, nachrichten_uuid=message.nachrichten_uuid,
-                   url=str(self.folder))
+        return cls(
+            reason,
+            recipient=self._recipient.id,
+            nachrichten_uuid=message.nachrichten_uuid,
+            url=str(self.folder),
+        )
 
 
 def check_addressing(sender: Any, message: OutgoingMessage, *, url: str) -> None:
@@ -254,10 +264,13 @@ def check_addressing(sender: Any, message: OutgoingMessage, *, url: str) -> None
     directory: Directory | None = sender._directory
     reason = None
     if message.recipient != recipient.id:
-        reason = (f"message is addressed to {message.recipient!r}; this sender delivers to "
-                  f"{recipient.id!r}")
+        reason = (
+            f"message is addressed to {message.recipient!r}; this sender delivers to "
+            f"{recipient.id!r}"
+        )
     elif directory is not None and message.sender not in directory:
         reason = f"unknown sender agency {message.sender!r}"
     if reason is not None:
-        raise PermanentSendError(reason, recipient=recipient.id,
-                                 nachrichten_uuid=message.nachrichten_uuid, url=url)
+        raise PermanentSendError(
+            reason, recipient=recipient.id, nachrichten_uuid=message.nachrichten_uuid, url=url
+        )

@@ -51,8 +51,9 @@ def webdav_auth(agency: Agency, environ: Mapping[str, str] | None = None) -> tup
             raise SenderConfigError(agency.id, setting, "not set in the directory")
         value = env.get(name, "")
         if not value:
-            raise SenderConfigError(agency.id, setting,
-                                    f"environment variable {name} is unset or empty")
+            raise SenderConfigError(
+                agency.id, setting, f"environment variable {name} is unset or empty"
+            )
         values.append(value)
     return values[0], values[1]
 
@@ -87,14 +88,20 @@ class WebDavSender:
             except (OSError, ssl.SSLError) as exc:
                 raise SenderConfigError(recipient.id, "webdav_ca", str(exc)) from exc
         if client is None:
-            client = httpx.Client(verify=verify, timeout=self.config.timeout(),
-                                  trust_env=self.config.trust_env,
-                                  headers={"User-Agent": self.config.user_agent})
+            client = httpx.Client(
+                verify=verify,
+                timeout=self.config.timeout(),
+                trust_env=self.config.trust_env,
+                headers={"User-Agent": self.config.user_agent},
+            )
             self._owned.append(client)
         if async_client is None:
-            async_client = httpx.AsyncClient(verify=verify, timeout=self.config.timeout(),
-                                             trust_env=self.config.trust_env,
-                                             headers={"User-Agent": self.config.user_agent})
+            async_client = httpx.AsyncClient(
+                verify=verify,
+                timeout=self.config.timeout(),
+                trust_env=self.config.trust_env,
+                headers={"User-Agent": self.config.user_agent},
+            )
             self._owned.append(async_client)
         self.dav = DavClient(root, client=client, async_client=async_client, auth=auth)
         self.folder = self.layout.send_folder.strip("/")
@@ -103,9 +110,10 @@ class WebDavSender:
         if recipient.webdav_ca is not None:
             context = ssl.create_default_context(cafile=str(recipient.webdav_ca))
             if self.config.client_cert is not None:
-                context.load_cert_chain(str(self.config.client_cert),
-                                        str(self.config.client_key) if self.config.client_key
-                                        else None)
+                context.load_cert_chain(
+                    str(self.config.client_cert),
+                    str(self.config.client_key) if self.config.client_key else None,
+                )
             return context
         return self.config.ssl_context()
 
@@ -175,8 +183,9 @@ class WebDavSender:
         except TransferError as exc:
             raise self._translate(message, exc) from exc
         except OSError as exc:
-            raise self._error(TransientSendError, message,
-                              f"local file: {exc.strerror or exc}") from exc
+            raise self._error(
+                TransientSendError, message, f"local file: {exc.strerror or exc}"
+            ) from exc
 
     def _existing(self, message: OutgoingMessage, path: str, sha512: str) -> Receipt | None:
         there = self.dav.sha512(path)
@@ -219,8 +228,9 @@ class WebDavSender:
         except TransferError as exc:
             raise self._translate(message, exc) from exc
         except OSError as exc:
-            raise self._error(TransientSendError, message,
-                              f"local file: {exc.strerror or exc}") from exc
+            raise self._error(
+                TransientSendError, message, f"local file: {exc.strerror or exc}"
+            ) from exc
 
     async def _aexisting(self, message: OutgoingMessage, path: str, sha512: str) -> Receipt | None:
         there = await self.dav.asha512(path)
@@ -234,26 +244,41 @@ class WebDavSender:
     def _compare(self, message: OutgoingMessage, path: str, there: str, sha512: str) -> None:
         if there != sha512:
             raise self._error(
-                PermanentSendError, message,
+                PermanentSendError,
+                message,
                 f"{Path(path).name} already exists with other content (SHA-512 {there[:16]}…, "
-                f"this message {sha512[:16]}…)", status_code=None,
+                f"this message {sha512[:16]}…)",
+                status_code=None,
             )
 
-    def _receipt(self, message: OutgoingMessage, path: str, sha512: str,
-                 entry: object) -> Receipt:
+    def _receipt(self, message: OutgoingMessage, path: str, sha512: str, entry: object) -> Receipt:
         modified = getattr(entry, "modified", None)
         received_at = modified if isinstance(modified, datetime) else datetime.now(UTC)
-        return make_receipt(message, sha512, received_at, url=self.dav.url(path),
-                            name=Path(path).name)
+        return make_receipt(
+            message, sha512, received_at, url=self.dav.url(path), name=Path(path).name
+        )
 
     def _translate(self, message: OutgoingMessage, exc: TransferError) -> SendError:
         cls = TransientSendError if exc.transient else PermanentSendError
-        return cls(exc.reason, recipient=self._recipient.id,
-                   nachrichten_uuid=message.nachrichten_uuid, url=exc.url or self.url,
-                   status_code=exc.status_code)
+        return cls(
+            exc.reason,
+            recipient=self._recipient.id,
+            nachrichten_uuid=message.nachrichten_uuid,
+            url=exc.url or self.url,
+            status_code=exc.status_code,
+        )
 
-    def _error(self, cls: type[SendError], message: OutgoingMessage, reason: str,
-               status_code: int | None = None) -> SendError:
-        return cls(reason, recipient=self._recipient.id,
-                   nachrichten_uuid=message.nachrichten_uuid, url=self.url,
-                   status_code=status_code)
+    def _error(
+        self,
+        cls: type[SendError],
+        message: OutgoingMessage,
+        reason: str,
+        status_code: int | None = None,
+    ) -> SendError:
+        return cls(
+            reason,
+            recipient=self._recipient.id,
+            nachrichten_uuid=message.nachrichten_uuid,
+            url=self.url,
+            status_code=status_code,
+        )

@@ -57,8 +57,10 @@ def classify_httpx(exc: httpx.HTTPError) -> bool:
             return False
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
-                      | httpx.ProxyError)
+    return isinstance(
+        exc,
+        httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError,
+    )
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
@@ -105,8 +107,9 @@ class DavClient:
             return
         phrase = response.reason_phrase or f"HTTP {status}"
         transient = status in _TRANSIENT or status >= 500
-        raise self._error(f"{what}: {status} {phrase}", str(response.request.url), status,
-                          transient)
+        raise self._error(
+            f"{what}: {status} {phrase}", str(response.request.url), status, transient
+        )
 
     def _transport(self, exc: httpx.HTTPError, url: str, what: str) -> TransferError:
         return self._error(f"{what}: {type(exc).__name__}: {exc}", url, None, classify_httpx(exc))
@@ -121,8 +124,9 @@ class DavClient:
             raise TransferError("no httpx.AsyncClient given", url=self.root)
         return self.async_client
 
-    def _request(self, method: str, url: str, what: str, ok: tuple[int, ...],
-                 **kw: Any) -> httpx.Response:
+    def _request(
+        self, method: str, url: str, what: str, ok: tuple[int, ...], **kw: Any
+    ) -> httpx.Response:
         try:
             response = self._sync().request(method, url, auth=self.auth, **kw)
         except httpx.HTTPError as exc:
@@ -130,8 +134,9 @@ class DavClient:
         self._check(response, ok, what)
         return response
 
-    async def _arequest(self, method: str, url: str, what: str, ok: tuple[int, ...],
-                        **kw: Any) -> httpx.Response:
+    async def _arequest(
+        self, method: str, url: str, what: str, ok: tuple[int, ...], **kw: Any
+    ) -> httpx.Response:
         try:
             response = await self._async().request(method, url, auth=self.auth, **kw)
         except httpx.HTTPError as exc:
@@ -141,11 +146,17 @@ class DavClient:
 
     def _entries(self, response: httpx.Response, collection_path: str) -> list[DavEntry]:
         try:
-            tree = etree.fromstring(response.content, parser=etree.XMLParser(
-                resolve_entities=False, no_network=True, huge_tree=False))
+            tree = etree.fromstring(
+                response.content,
+                parser=etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False),
+            )
         except etree.XMLSyntaxError as exc:
-            raise self._error(f"PROPFIND answer is no XML: {exc}", str(response.request.url),
-                              response.status_code, False) from exc
+            raise self._error(
+                f"PROPFIND answer is no XML: {exc}",
+                str(response.request.url),
+                response.status_code,
+                False,
+            ) from exc
         own = unquote(urlsplit(self.url(collection_path)).path).rstrip("/")
         entries = []
         for node in tree.iter(f"{_DAV}response"):
@@ -153,13 +164,19 @@ class DavClient:
             if href == own or not href:
                 continue
             prop = node.find(f".//{_DAV}prop")
-            is_dir = (prop is not None
-                      and prop.find(f"{_DAV}resourcetype/{_DAV}collection") is not None)
+            is_dir = (
+                prop is not None and prop.find(f"{_DAV}resourcetype/{_DAV}collection") is not None
+            )
             length = prop.findtext(f"{_DAV}getcontentlength") if prop is not None else None
             modified = prop.findtext(f"{_DAV}getlastmodified") if prop is not None else None
-            entries.append(DavEntry(href.rsplit("/", 1)[-1], is_dir,
-                                    int(length) if length and length.isdigit() else None,
-                                    _http_date(modified)))
+            entries.append(
+                DavEntry(
+                    href.rsplit("/", 1)[-1],
+                    is_dir,
+                    int(length) if length and length.isdigit() else None,
+                    _http_date(modified),
+                )
+            )
         return entries
 
     # -- sync
@@ -167,16 +184,26 @@ class DavClient:
     def list(self, folder: str) -> list[DavEntry] | None:
         """Entries of ``folder`` (None when it does not exist)."""
         url = self.url(folder, collection=True)
-        response = self._request("PROPFIND", url, "PROPFIND", (207, 404),
-                                 headers={"Depth": "1", "Content-Type": "application/xml"},
-                                 content=_PROPFIND_BODY)
+        response = self._request(
+            "PROPFIND",
+            url,
+            "PROPFIND",
+            (207, 404),
+            headers={"Depth": "1", "Content-Type": "application/xml"},
+            content=_PROPFIND_BODY,
+        )
         return None if response.status_code == 404 else self._entries(response, folder)
 
     def stat(self, path: str) -> DavEntry | None:
         url = self.url(path)
-        response = self._request("PROPFIND", url, "PROPFIND", (207, 404),
-                                 headers={"Depth": "0", "Content-Type": "application/xml"},
-                                 content=_PROPFIND_BODY)
+        response = self._request(
+            "PROPFIND",
+            url,
+            "PROPFIND",
+            (207, 404),
+            headers={"Depth": "0", "Content-Type": "application/xml"},
+            content=_PROPFIND_BODY,
+        )
         if response.status_code == 404:
             return None
         name = path.rsplit("/", 1)[-1]
@@ -184,15 +211,19 @@ class DavClient:
         return DavEntry(name, found.is_dir, found.size, found.modified) if found else None
 
     def _entries_with_self(self, response: httpx.Response) -> DavEntry | None:
-        tree = etree.fromstring(response.content, parser=etree.XMLParser(
-            resolve_entities=False, no_network=True))
+        tree = etree.fromstring(
+            response.content, parser=etree.XMLParser(resolve_entities=False, no_network=True)
+        )
         prop = tree.find(f".//{_DAV}response//{_DAV}prop")
         if prop is None:
             return None
         length = prop.findtext(f"{_DAV}getcontentlength")
-        return DavEntry("", prop.find(f"{_DAV}resourcetype/{_DAV}collection") is not None,
-                        int(length) if length and length.isdigit() else None,
-                        _http_date(prop.findtext(f"{_DAV}getlastmodified")))
+        return DavEntry(
+            "",
+            prop.find(f"{_DAV}resourcetype/{_DAV}collection") is not None,
+            int(length) if length and length.isdigit() else None,
+            _http_date(prop.findtext(f"{_DAV}getlastmodified")),
+        )
 
     def download(self, path: str, target: Path) -> tuple[int, str] | None:
         """Stream ``path`` into ``target``; size and SHA-512, or None when it does not exist."""
@@ -229,22 +260,33 @@ class DavClient:
 
     def upload(self, path: str, source: Path) -> None:
         size = os.stat(source).st_size
-        self._request("PUT", self.url(path), "PUT", (200, 201, 204), content=_chunks(source),
-                      headers={"Content-Length": str(size),
-                               "Content-Type": "application/octet-stream"})
+        self._request(
+            "PUT",
+            self.url(path),
+            "PUT",
+            (200, 201, 204),
+            content=_chunks(source),
+            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+        )
 
     def move(self, source: str, target: str, *, overwrite: bool) -> bool:
         """MOVE; False when ``overwrite`` is off and the target exists (412)."""
-        response = self._request("MOVE", self.url(source), "MOVE", (201, 204, 412), headers={
-            "Destination": self.url(target), "Overwrite": "T" if overwrite else "F"})
+        response = self._request(
+            "MOVE",
+            self.url(source),
+            "MOVE",
+            (201, 204, 412),
+            headers={"Destination": self.url(target), "Overwrite": "T" if overwrite else "F"},
+        )
         return response.status_code != 412
 
     def mkcol(self, folder: str) -> None:
         """Create ``folder`` (and its parents); an existing one is fine."""
         parts = [p for p in folder.strip("/").split("/") if p]
         for i in range(1, len(parts) + 1):
-            self._request("MKCOL", self.url("/".join(parts[:i]), collection=True), "MKCOL",
-                          (201, 405))  # 405: exists already
+            self._request(
+                "MKCOL", self.url("/".join(parts[:i]), collection=True), "MKCOL", (201, 405)
+            )  # 405: exists already
 
     def delete(self, path: str) -> None:
         self._request("DELETE", self.url(path), "DELETE", (200, 204, 404))
@@ -266,33 +308,50 @@ class DavClient:
             raise self._transport(exc, url, "GET") from exc
 
     async def astat(self, path: str) -> DavEntry | None:
-        response = await self._arequest("PROPFIND", self.url(path), "PROPFIND", (207, 404),
-                                        headers={"Depth": "0", "Content-Type": "application/xml"},
-                                        content=_PROPFIND_BODY)
+        response = await self._arequest(
+            "PROPFIND",
+            self.url(path),
+            "PROPFIND",
+            (207, 404),
+            headers={"Depth": "0", "Content-Type": "application/xml"},
+            content=_PROPFIND_BODY,
+        )
         if response.status_code == 404:
             return None
         found = self._entries_with_self(response)
-        return DavEntry(path.rsplit("/", 1)[-1], found.is_dir, found.size,
-                        found.modified) if found else None
+        return (
+            DavEntry(path.rsplit("/", 1)[-1], found.is_dir, found.size, found.modified)
+            if found
+            else None
+        )
 
     async def aupload(self, path: str, source: Path) -> None:
         size = os.stat(source).st_size
-        await self._arequest("PUT", self.url(path), "PUT", (200, 201, 204),
-                             content=_achunks(source),
-                             headers={"Content-Length": str(size),
-                                      "Content-Type": "application/octet-stream"})
+        await self._arequest(
+            "PUT",
+            self.url(path),
+            "PUT",
+            (200, 201, 204),
+            content=_achunks(source),
+            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+        )
 
     async def amove(self, source: str, target: str, *, overwrite: bool) -> bool:
-        response = await self._arequest("MOVE", self.url(source), "MOVE", (201, 204, 412),
-                                        headers={"Destination": self.url(target),
-                                                 "Overwrite": "T" if overwrite else "F"})
+        response = await self._arequest(
+            "MOVE",
+            self.url(source),
+            "MOVE",
+            (201, 204, 412),
+            headers={"Destination": self.url(target), "Overwrite": "T" if overwrite else "F"},
+        )
         return response.status_code != 412
 
     async def amkcol(self, folder: str) -> None:
         parts = [p for p in folder.strip("/").split("/") if p]
         for i in range(1, len(parts) + 1):
-            await self._arequest("MKCOL", self.url("/".join(parts[:i]), collection=True),
-                                 "MKCOL", (201, 405))
+            await self._arequest(
+                "MKCOL", self.url("/".join(parts[:i]), collection=True), "MKCOL", (201, 405)
+            )
 
     async def adelete(self, path: str) -> None:
         await self._arequest("DELETE", self.url(path), "DELETE", (200, 204, 404))

@@ -75,7 +75,10 @@ class TransferError(ConnectorError):
         transient: bool = False,
     ) -> None:
         self.reason, self.url, self.status_code, self.transient = (
-            reason, url, status_code, transient,
+            reason,
+            url,
+            status_code,
+            transient,
         )
         super().__init__(reason)
 

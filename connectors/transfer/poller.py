@@ -93,12 +93,23 @@ class _Poller:
         self.max_files, self.min_age, self._clock = max_files, min_age, clock
 
     # backend
-    def _list(self, folder: str) -> list[_Entry] | None: raise NotImplementedError
-    def _fetch(self, rel: str) -> contextlib.AbstractContextManager[Path]: raise NotImplementedError
-    def _source(self, rel: str) -> str: raise NotImplementedError
-    def _move(self, rel: str, folder: str) -> None: raise NotImplementedError
-    def _delete(self, rel: str) -> None: raise NotImplementedError
-    def _write_reason(self, folder: str, name: str, text: str) -> None: raise NotImplementedError
+    def _list(self, folder: str) -> list[_Entry] | None:
+        raise NotImplementedError
+
+    def _fetch(self, rel: str) -> contextlib.AbstractContextManager[Path]:
+        raise NotImplementedError
+
+    def _source(self, rel: str) -> str:
+        raise NotImplementedError
+
+    def _move(self, rel: str, folder: str) -> None:
+        raise NotImplementedError
+
+    def _delete(self, rel: str) -> None:
+        raise NotImplementedError
+
+    def _write_reason(self, folder: str, name: str, text: str) -> None:
+        raise NotImplementedError
 
     def poll_once(self) -> PollResult:
         accepted = rejected = failed = 0
@@ -109,8 +120,9 @@ class _Poller:
             entries = self._list(folder)
             if entries is None:
                 if index == 0:
-                    raise TransferError("the transfer area's root does not exist",
-                                        url=self._source(""))
+                    raise TransferError(
+                        "the transfer area's root does not exist", url=self._source("")
+                    )
                 continue
             for entry in sorted(entries, key=lambda e: e.name):
                 if taken >= self.max_files:
@@ -166,8 +178,9 @@ class _Poller:
 class TransferDirPoller(_Poller):
     """Polls a transfer directory on the file system (``root``)."""
 
-    def __init__(self, root: Path | str, accept: AcceptFn | Callable[..., Any],
-                 **options: Any) -> None:
+    def __init__(
+        self, root: Path | str, accept: AcceptFn | Callable[..., Any], **options: Any
+    ) -> None:
         super().__init__(accept, **options)
         self.root = Path(root)
 
@@ -179,15 +192,15 @@ class TransferDirPoller(_Poller):
         try:
             with os.scandir(path) as it:
                 return [
-                    _Entry(e.name, e.is_dir(),
-                           datetime.fromtimestamp(e.stat().st_mtime, UTC))
+                    _Entry(e.name, e.is_dir(), datetime.fromtimestamp(e.stat().st_mtime, UTC))
                     for e in it
                 ]
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise TransferError(f"cannot list: {exc.strerror or exc}", url=str(path),
-                                transient=True) from exc
+            raise TransferError(
+                f"cannot list: {exc.strerror or exc}", url=str(path), transient=True
+            ) from exc
 
     @contextlib.contextmanager
     def _fetch(self, rel: str) -> Iterator[Path]:
@@ -246,8 +259,12 @@ class WebDavPoller(_Poller):
         try:
             target = tmp / Path(rel).name
             if self.dav.download(rel, target) is None:
-                raise TransferError("vanished before it was read", url=self.dav.url(rel),
-                                    status_code=404, transient=True)
+                raise TransferError(
+                    "vanished before it was read",
+                    url=self.dav.url(rel),
+                    status_code=404,
+                    transient=True,
+                )
             yield target
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -264,8 +281,9 @@ class WebDavPoller(_Poller):
 
     def _write_reason(self, folder: str, name: str, text: str) -> None:
         self.dav.mkcol(folder)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=REASON_SUFFIX,
-                                         dir=self.work_dir, delete=False) as out:
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", suffix=REASON_SUFFIX, dir=self.work_dir, delete=False
+        ) as out:
             out.write(text)
         try:
             part = f"{folder}/.{name}{REASON_SUFFIX}.part"

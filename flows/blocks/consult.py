@@ -88,8 +88,9 @@ async def exchange(
     replies = []
     for i, message_type in enumerate(types):
         key = _input_key(route.rule, None if i == 0 else message_type)
-        reply_uuid = await _await_reply(case, route, sent_uuid, message_type, key=key,
-                                        announce=i == 0)
+        reply_uuid = await _await_reply(
+            case, route, sent_uuid, message_type, key=key, announce=i == 0
+        )
         outcome = await record_reply(case, reply_uuid, route.rule)
         replies.append(Reply(message_type, reply_uuid, outcome))
     return replies
@@ -111,28 +112,38 @@ def _deadline(route: Route) -> datetime:
     return now + route.reply_within
 
 
-async def _await_reply(case: CaseRef, route: Route, sent_uuid: str, message_type: str, *,
-                       key: str, announce: bool) -> str:
+async def _await_reply(
+    case: CaseRef, route: Route, sent_uuid: str, message_type: str, *, key: str, announce: bool
+) -> str:
     rt = get_runtime()
     # a resumed or re-run flow finds the expectation it registered before (maybe satisfied)
-    earlier = [e for e in await asyncio.to_thread(rt.journal.expectations, case_id=case.case_id)
-               if e.in_reply_to == sent_uuid and e.message_type == message_type
-               and e.state.value in ("waiting", "satisfied")]
-    expectation = earlier[-1] if earlier else await asyncio.to_thread(
-        rt.journal.expect_reply,
-        case.case_id,
-        message_type=message_type,
-        from_agency=rt.directory.get(route.recipient).behoerdenkennung,
-        in_reply_to=sent_uuid,
-        flow_run_id=flow_run_id(),
-        expires_at=_deadline(route),
-        actor=f"consult:{route.rule}",
+    earlier = [
+        e
+        for e in await asyncio.to_thread(rt.journal.expectations, case_id=case.case_id)
+        if e.in_reply_to == sent_uuid
+        and e.message_type == message_type
+        and e.state.value in ("waiting", "satisfied")
+    ]
+    expectation = (
+        earlier[-1]
+        if earlier
+        else await asyncio.to_thread(
+            rt.journal.expect_reply,
+            case.case_id,
+            message_type=message_type,
+            from_agency=rt.directory.get(route.recipient).behoerdenkennung,
+            in_reply_to=sent_uuid,
+            flow_run_id=flow_run_id(),
+            expires_at=_deadline(route),
+            actor=f"consult:{route.rule}",
+        )
     )
     if not earlier and announce:  # the escalation automation watches for the reply
         from ..correlation import emit_consultation_sent
 
-        emit_consultation_sent(case.case_id, rule=route.rule, recipient=route.recipient,
-                               nachrichten_uuid=sent_uuid)
+        emit_consultation_sent(
+            case.case_id, rule=route.rule, recipient=route.recipient, nachrichten_uuid=sent_uuid
+        )
     if expectation.state.value != "satisfied":
         rt.journal.update_case(
             case.case_id,
@@ -142,7 +153,10 @@ async def _await_reply(case: CaseRef, route: Route, sent_uuid: str, message_type
         )
         get_run_logger().info(
             "case %s waits for the %s of %s to %s",
-            case.case_id, message_type, route.recipient, sent_uuid,
+            case.case_id,
+            message_type,
+            route.recipient,
+            sent_uuid,
         )
         expectation = rt.journal.check_expectation(expectation.id)
         if expectation.state.value != "satisfied":
@@ -166,8 +180,7 @@ async def _await_reply(case: CaseRef, route: Route, sent_uuid: str, message_type
                 case.case_id,
                 status=CaseStatus.FAILED,
                 actor="consult",
-                detail={"reason": f"no reply from {route.recipient}",
-                        "message_type": message_type},
+                detail={"reason": f"no reply from {route.recipient}", "message_type": message_type},
             )
             raise CaseError(
                 case.case_id,
@@ -177,8 +190,9 @@ async def _await_reply(case: CaseRef, route: Route, sent_uuid: str, message_type
             )
     # the reply is there (also after a resume, which re-runs the flow): no longer waiting
     if (await asyncio.to_thread(rt.journal.get_case, case.case_id)).status is CaseStatus.WAITING:
-        await asyncio.to_thread(rt.journal.update_case, case.case_id, status=CaseStatus.OPEN,
-                                actor="consult")
+        await asyncio.to_thread(
+            rt.journal.update_case, case.case_id, status=CaseStatus.OPEN, actor="consult"
+        )
     reply_uuid = expectation.reply_uuid
     assert reply_uuid is not None  # satisfied expectations name their reply
     return reply_uuid

@@ -167,9 +167,11 @@ async def _container(key: str, payload: bytes) -> AsyncIterator[Path | None]:
     missing = [n for n in names if n not in held]
     if missing:
         raise PermanentSendError(
-            f"message {key}: primary documents not held: {', '.join(missing[:5])}")
+            f"message {key}: primary documents not held: {', '.join(missing[:5])}"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="amtsbote-container-"))
     try:
+
         def write() -> Path:
             lazy: dict[str, Any] = {n: _LazyBlob(rt, held[n]) for n in names}
             write_container(tmp, payload, lazy)
@@ -200,22 +202,33 @@ async def _attempt(delivery_ids: list[int]) -> list[DeliveryOutcome]:
             raise result
     if transient:
         if len(transient) > 1:
-            get_run_logger().warning("%d deliveries failed transiently, first: %s",
-                                     len(transient), transient[0])
+            get_run_logger().warning(
+                "%d deliveries failed transiently, first: %s", len(transient), transient[0]
+            )
         raise transient[0]
     return outcomes
 
 
-@task(name="send", cache_policy=NO_CACHE, persist_result=False,
-      retry_condition_fn=retry_condition, task_run_name="send-{label}")
+@task(
+    name="send",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retry_condition_fn=retry_condition,
+    task_run_name="send-{label}",
+)
 async def send_deliveries(delivery_ids: list[int], label: str) -> list[DeliveryOutcome]:
     """Send the given deliveries concurrently, every attempt recorded in the journal; a
     transient failure retries the task (delays from ``FlowSettings``)."""
     return await _attempt(delivery_ids)
 
 
-@task(name="deliver", cache_policy=NO_CACHE, persist_result=False,
-      retry_condition_fn=retry_condition, task_run_name="deliver-{label}")
+@task(
+    name="deliver",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retry_condition_fn=retry_condition,
+    task_run_name="deliver-{label}",
+)
 async def deliver(case: CaseRef, routes: list[Route], label: str) -> list[DeliveryOutcome]:
     """Build and record (outbox) the routes' messages and send them concurrently — one task for
     the whole group: the journal shows each delivery and attempt, the artifact table each
@@ -248,7 +261,9 @@ def _bury(delivery_id: int) -> DeliveryRecord:
         return current
     if current.state is not DeliveryState.FAILED:
         current = rt.journal.transition(
-            delivery_id, DeliveryState.FAILED, actor="sender",
+            delivery_id,
+            DeliveryState.FAILED,
+            actor="sender",
             error=current.last_error or "send failed",
         )
     return rt.journal.transition(
@@ -271,10 +286,16 @@ def _settle(delivery_ids: list[int]) -> list[DeliveryOutcome]:
         d = _bury(delivery_id)
         get_run_logger().warning(
             "dead letter: delivery %s to %s (%s attempts): %s",
-            d.id, d.recipient, d.attempts, d.last_error,
+            d.id,
+            d.recipient,
+            d.attempts,
+            d.last_error,
         )
-        outcomes.append(DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, "dead",
-                                        d.attempts, error=d.last_error))
+        outcomes.append(
+            DeliveryOutcome(
+                d.id, d.recipient, d.nachrichten_uuid, "dead", d.attempts, error=d.last_error
+            )
+        )
     return outcomes
 
 
@@ -304,9 +325,7 @@ async def distribute(
         return []
     routes = list(routes)
     label = routes[0].rule if len(routes) == 1 else f"{len(routes)}-messages"
-    await _reraise_unless_sending(
-        await _retrying(deliver)(case, routes, label, return_state=True)
-    )
+    await _reraise_unless_sending(await _retrying(deliver)(case, routes, label, return_state=True))
     ids = await asyncio.to_thread(_delivery_ids, case, routes)
     return await asyncio.to_thread(_settle, ids)
 
@@ -327,6 +346,7 @@ def _delivery_ids(case: CaseRef, routes: list[Route]) -> list[int]:
     ids: list[int] = []
     for route in routes:
         key = case.family.message_uuid(case, route)
-        ids.extend(d.id for d in rt.journal.deliveries(nachrichten_uuid=key,
-                                                       direction=Direction.OUTBOUND))
+        ids.extend(
+            d.id for d in rt.journal.deliveries(nachrichten_uuid=key, direction=Direction.OUTBOUND)
+        )
     return ids

@@ -53,10 +53,12 @@ def _family_command_modules() -> list[str]:
 
     from .. import families
 
-    found = [f"{families.__name__}.{info.name}.cli"
-             for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda m: m.name)
-             if info.ispkg and importlib.util.find_spec(
-                 f"{families.__name__}.{info.name}.cli") is not None]
+    found = [
+        f"{families.__name__}.{info.name}.cli"
+        for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda m: m.name)
+        if info.ispkg
+        and importlib.util.find_spec(f"{families.__name__}.{info.name}.cli") is not None
+    ]
     found += [ep.value for ep in entry_points(group="amtsbote.commands")]
     return found
 

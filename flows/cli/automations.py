@@ -39,31 +39,60 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
-        "automations", help="zombie detection, crash recovery, missing-reply escalation",
-        description="Prefect automations of an amtsbote installation.")
+        "automations",
+        help="zombie detection, crash recovery, missing-reply escalation",
+        description="Prefect automations of an amtsbote installation.",
+    )
     actions = parser.add_subparsers(dest="automations_command", metavar="ACTION")
     actions.required = True
     sync = actions.add_parser(
-        "sync", help="create/update the amtsbote-* automations (idempotent)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "sync",
+        help="create/update the amtsbote-* automations (idempotent)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    sync.add_argument("--keep-stale", action="store_true",
-                      help="keep amtsbote-* automations that are no longer wanted")
-    sync.add_argument("--work-pool", default=None, metavar="NAME",
-                      help="work pool of the operations deployments (amtsbote-process)")
-    sync.add_argument("--zombie-after", type=float, metavar="SECONDS",
-                      help="silence after a heartbeat that marks a run crashed (3 heartbeats)")
-    sync.add_argument("--max-crashes", type=int, metavar="N",
-                      help="crashes after which a run is no longer rescheduled (3)")
-    sync.add_argument("--reply-within", action="append", default=[], metavar="RULE=DURATION",
-                      help="override a consultation rule's reply_within (ISO 8601 duration)")
+    sync.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="keep amtsbote-* automations that are no longer wanted",
+    )
+    sync.add_argument(
+        "--work-pool",
+        default=None,
+        metavar="NAME",
+        help="work pool of the operations deployments (amtsbote-process)",
+    )
+    sync.add_argument(
+        "--zombie-after",
+        type=float,
+        metavar="SECONDS",
+        help="silence after a heartbeat that marks a run crashed (3 heartbeats)",
+    )
+    sync.add_argument(
+        "--max-crashes",
+        type=int,
+        metavar="N",
+        help="crashes after which a run is no longer rescheduled (3)",
+    )
+    sync.add_argument(
+        "--reply-within",
+        action="append",
+        default=[],
+        metavar="RULE=DURATION",
+        help="override a consultation rule's reply_within (ISO 8601 duration)",
+    )
     sync.set_defaults(handler=_sync)
 
     retire = actions.add_parser(
-        "retire", help="remove a deployment's triggers; its waiting runs finish on its code",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    retire.add_argument("deployment", metavar="DEPLOYMENT", help="flow/name, e.g. "
-                        "gewerbeanmeldung/gewerbeanmeldung")
+        "retire",
+        help="remove a deployment's triggers; its waiting runs finish on its code",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    retire.add_argument(
+        "deployment", metavar="DEPLOYMENT", help="flow/name, e.g. gewerbeanmeldung/gewerbeanmeldung"
+    )
     retire.add_argument("--dry-run", action="store_true", help="report, change nothing")
     retire.set_defaults(handler=_retire)
 
@@ -107,11 +136,13 @@ def _sync(args: argparse.Namespace) -> int:
         return _fail(exc)
     unknown = set(settings.reply_within) - {r.rule for r in routing.rules if r.consult}
     if unknown:
-        return _fail(f"--reply-within: no consultation rule {', '.join(sorted(unknown))} in "
-                     f"{routing.source}")
+        return _fail(
+            f"--reply-within: no consultation rule {', '.join(sorted(unknown))} in {routing.source}"
+        )
     try:
-        changes = asyncio.run(sync_automations(routing, settings, dry_run=args.dry_run,
-                                               prune=not args.keep_stale))
+        changes = asyncio.run(
+            sync_automations(routing, settings, dry_run=args.dry_run, prune=not args.keep_stale)
+        )
     except AmtsboteFlowError as exc:
         return _fail(exc)
     except Exception as exc:  # httpx/Prefect errors: the server is unusable from here
@@ -120,10 +151,12 @@ def _sync(args: argparse.Namespace) -> int:
     autos = [c for c in changes if c.action != "deploy"]
     changed = sum(1 for c in autos if c.action != "unchanged")
     verb = "would change" if args.dry_run else "changed"
-    print(f"{len(autos)} automation(s), {changed} {verb}"
-          + (" (dry run)" if args.dry_run else "")
-          + f"; zombie after {int(settings.zombie_window.total_seconds())} s of silence, "
-            f"heartbeat {settings.heartbeat_seconds} s")
+    print(
+        f"{len(autos)} automation(s), {changed} {verb}"
+        + (" (dry run)" if args.dry_run else "")
+        + f"; zombie after {int(settings.zombie_window.total_seconds())} s of silence, "
+        f"heartbeat {settings.heartbeat_seconds} s"
+    )
     return EXIT_OK
 
 
@@ -143,6 +176,8 @@ def _retire(args: argparse.Namespace) -> int:
         done = f"{info['related_automations']} automation(s) related to it (its triggers too)"
     else:
         done = f"removed {info['triggers_removed']} trigger(s)"
-    print(f"{info['deployment']} (version {info['version']}): {done}; {info['waiting_runs']} "
-          "run(s) still waiting on it")
+    print(
+        f"{info['deployment']} (version {info['version']}): {done}; {info['waiting_runs']} "
+        "run(s) still waiting on it"
+    )
     return EXIT_OK

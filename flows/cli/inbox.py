@@ -121,9 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        directory = (
-            Directory.load(args.agencies) if args.agencies else Directory.default()
-        )
+        directory = Directory.load(args.agencies) if args.agencies else Directory.default()
         agency = directory.get(args.agency)
     except DirectoryError as exc:
         return _fail(exc)
@@ -153,10 +151,12 @@ def _serve(args: argparse.Namespace) -> int:
                 # notification) and resumes runs waiting for replies
                 from ..correlation import make_inbox_hook
 
-                hook = make_inbox_hook(journal, home_agency_kennung=agency.behoerdenkennung,
-                                       directory=directory)
-            app = create_app(agency.id, journal=journal, directory=directory, config=config,
-                             on_accepted=hook)
+                hook = make_inbox_hook(
+                    journal, home_agency_kennung=agency.behoerdenkennung, directory=directory
+                )
+            app = create_app(
+                agency.id, journal=journal, directory=directory, config=config, on_accepted=hook
+            )
         except (ConnectorError, XoevError) as exc:
             return _fail(exc)
         hosted = ", ".join(a.id for a in directory.hosted_by(agency.id)) or "none"
@@ -169,8 +169,12 @@ def _serve(args: argparse.Namespace) -> int:
             if found:
                 pollers = PollerThread(found, interval=5.0)
                 pollers.start()
-                print(f"amtsbote inbox: polling {len(found)} transfer area(s): "
-                      + ", ".join(repr(p) for p in found), file=sys.stderr, flush=True)
+                print(
+                    f"amtsbote inbox: polling {len(found)} transfer area(s): "
+                    + ", ".join(repr(p) for p in found),
+                    file=sys.stderr,
+                    flush=True,
+                )
         print(
             f"amtsbote inbox: {agency.id} on http://{args.host}:{port} "
             f"(journal {journal.url}; mailboxes hosted: {hosted})",

@@ -35,22 +35,41 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
-        "limits", help="per-agency concurrency and rate limits on the Prefect server",
-        description="Per-agency limits (Prefect global concurrency limits).")
+        "limits",
+        help="per-agency concurrency and rate limits on the Prefect server",
+        description="Per-agency limits (Prefect global concurrency limits).",
+    )
     actions = parser.add_subparsers(dest="limits_command", metavar="ACTION")
     actions.required = True
     sync = actions.add_parser(
-        "sync", help="create/update the agency-* limits from the directory (idempotent)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "sync",
+        help="create/update the agency-* limits from the directory (idempotent)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    sync.add_argument("--keep-stale", action="store_true",
-                      help="keep agency-* limits of agencies no longer in the directory")
-    sync.add_argument("--agencies", metavar="FILE",
-                      help="directory file (default: $AMTSBOTE_AGENCIES or the OWL file)")
-    sync.add_argument("--pool-concurrency", type=int, metavar="N",
-                      help="also ensure the work pool with this concurrency limit")
-    sync.add_argument("--pool", default="amtsbote-process", metavar="NAME",
-                      help="the process work pool (amtsbote-process)")
+    sync.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="keep agency-* limits of agencies no longer in the directory",
+    )
+    sync.add_argument(
+        "--agencies",
+        metavar="FILE",
+        help="directory file (default: $AMTSBOTE_AGENCIES or the OWL file)",
+    )
+    sync.add_argument(
+        "--pool-concurrency",
+        type=int,
+        metavar="N",
+        help="also ensure the work pool with this concurrency limit",
+    )
+    sync.add_argument(
+        "--pool",
+        default="amtsbote-process",
+        metavar="NAME",
+        help="the process work pool (amtsbote-process)",
+    )
     sync.set_defaults(handler=_sync)
 
 
@@ -65,26 +84,36 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"amtsbote limits: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     if args.pool_concurrency is not None and args.pool_concurrency < 1:
-        print(f"amtsbote limits: --pool-concurrency must be >= 1, not {args.pool_concurrency}",
-              file=sys.stderr)
+        print(
+            f"amtsbote limits: --pool-concurrency must be >= 1, not {args.pool_concurrency}",
+            file=sys.stderr,
+        )
         return EXIT_UNUSABLE
     from ..operations import describe_changes, ensure_work_pool, sync_limits
 
     try:
         if args.pool_concurrency is not None:
             if args.dry_run:
-                print(f"work pool {args.pool}: concurrency limit {args.pool_concurrency} "
-                      "(dry run: not checked)")
+                print(
+                    f"work pool {args.pool}: concurrency limit {args.pool_concurrency} "
+                    "(dry run: not checked)"
+                )
             else:
-                created = asyncio.run(ensure_work_pool(
-                    args.pool, concurrency_limit=args.pool_concurrency))
-                print(f"work pool {args.pool}: {'created' if created else 'exists'}, "
-                      f"concurrency limit {args.pool_concurrency}")
-        changes = asyncio.run(sync_limits(directory, dry_run=args.dry_run,
-                                          prune=not args.keep_stale))
+                created = asyncio.run(
+                    ensure_work_pool(args.pool, concurrency_limit=args.pool_concurrency)
+                )
+                print(
+                    f"work pool {args.pool}: {'created' if created else 'exists'}, "
+                    f"concurrency limit {args.pool_concurrency}"
+                )
+        changes = asyncio.run(
+            sync_limits(directory, dry_run=args.dry_run, prune=not args.keep_stale)
+        )
     except Exception as exc:  # httpx/Prefect errors: the server is unusable from here
-        print(f"amtsbote limits: Prefect server unusable: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(
+            f"amtsbote limits: Prefect server unusable: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return EXIT_UNUSABLE
     print(describe_changes(changes))
     changed = sum(1 for c in changes if c.action != "unchanged")

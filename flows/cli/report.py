@@ -39,29 +39,54 @@ FORMATS = ("table", "csv", "xlsx", "html")
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
-        "report", help="operations report: cases, lead times, agencies, overdue cases",
+        "report",
+        help="operations report: cases, lead times, agencies, overdue cases",
         description="Operations report from the message journal: cases per procedure and "
-                    "status, lead times, deliveries per recipient agency, open and overdue "
-                    "cases (10 working days, § 3 Abs. 5 GewAnzV, NRW holidays), failure "
-                    "reasons, daily intake. Dates are Europe/Berlin days, both inclusive.",
+        "status, lead times, deliveries per recipient agency, open and overdue "
+        "cases (10 working days, § 3 Abs. 5 GewAnzV, NRW holidays), failure "
+        "reasons, daily intake. Dates are Europe/Berlin days, both inclusive.",
         epilog="Exit 0: written (overdue cases are reported, not an error); 2: unusable input.",
     )
     p.add_argument("--since", metavar="DATE", help="first day, YYYY-MM-DD (Europe/Berlin)")
     p.add_argument("--until", metavar="DATE", help="last day, YYYY-MM-DD (default: today)")
-    p.add_argument("--procedure", action="append", default=[], metavar="NAME",
-                   help="only this procedure (repeatable)")
-    p.add_argument("--agency", action="append", default=[], metavar="ID",
-                   help="only deliveries to this agency and cases involving it (repeatable)")
-    p.add_argument("--format", default="table", metavar="FORMAT",
-                   help=f"one of {', '.join(FORMATS)} (default: table)")
-    p.add_argument("--out", type=Path, metavar="PATH",
-                   help="output file (csv: directory); default stdout for table, "
-                        "amtsbote-report-<until>[.ext] otherwise")
+    p.add_argument(
+        "--procedure",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this procedure (repeatable)",
+    )
+    p.add_argument(
+        "--agency",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only deliveries to this agency and cases involving it (repeatable)",
+    )
+    p.add_argument(
+        "--format",
+        default="table",
+        metavar="FORMAT",
+        help=f"one of {', '.join(FORMATS)} (default: table)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="output file (csv: directory); default stdout for table, "
+        "amtsbote-report-<until>[.ext] otherwise",
+    )
     p.add_argument("--plots", type=Path, metavar="DIR", help="also write the plots as PNG here")
-    p.add_argument("--database-url", metavar="URL",
-                   help="journal database (default: AMTSBOTE_DATABASE_URL or the data dir)")
-    p.add_argument("--no-prefect", action="store_true",
-                   help="do not ask the Prefect API for flow-run durations")
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="journal database (default: AMTSBOTE_DATABASE_URL or the data dir)",
+    )
+    p.add_argument(
+        "--no-prefect",
+        action="store_true",
+        help="do not ask the Prefect API for flow-run durations",
+    )
     p.set_defaults(handler=run_report)
 
 
@@ -91,13 +116,18 @@ def _engine(url_option: str | None) -> Any:
     except SQLAlchemyError as exc:
         engine.dispose()
         orig = getattr(exc, "orig", None) or exc
-        raise ReportDataError(shown, f"{type(orig).__name__}: "
-                              f"{str(orig).strip().splitlines()[0][:200] if str(orig) else ''}"
-                              ) from exc
+        raise ReportDataError(
+            shown,
+            f"{type(orig).__name__}: "
+            f"{str(orig).strip().splitlines()[0][:200] if str(orig) else ''}",
+        ) from exc
     if revision != head_revision():
         engine.dispose()
-        raise ReportDataError(shown, f"schema revision {revision or '(none)'}, this code needs "
-                                     f"{head_revision()}; run `amtsbote db upgrade`")
+        raise ReportDataError(
+            shown,
+            f"schema revision {revision or '(none)'}, this code needs "
+            f"{head_revision()}; run `amtsbote db upgrade`",
+        )
     return engine
 
 
@@ -129,8 +159,10 @@ def run_report(args: argparse.Namespace) -> int:
             try:
                 flow_runs = flow_run_durations(window.start, window.end)
             except Exception as exc:  # optional section: never fails the report
-                print(f"amtsbote report: flow-run durations left out ({type(exc).__name__})",
-                      file=sys.stderr)
+                print(
+                    f"amtsbote report: flow-run durations left out ({type(exc).__name__})",
+                    file=sys.stderr,
+                )
         report = build_report(engine, options, flow_runs=flow_runs)
         written = _write(report, fmt, args.out, args.plots)
     except ReportError as exc:

@@ -30,21 +30,28 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
-        "retention", help="remove payloads and personal fields after the retention periods",
+        "retention",
+        help="remove payloads and personal fields after the retention periods",
         description="Remove message payloads and personal fields from the journal after the "
-                    "periods of deployments/owl/retention.yaml (or --config / "
-                    "AMTSBOTE_RETENTION); the audit skeleton and the event log stay.",
+        "periods of deployments/owl/retention.yaml (or --config / "
+        "AMTSBOTE_RETENTION); the audit skeleton and the event log stay.",
     )
     actions = parser.add_subparsers(dest="retention_command", metavar="ACTION")
     actions.required = True
     run = actions.add_parser("run", help="apply the retention periods (or --dry-run)")
     run.add_argument("--dry-run", action="store_true", help="show what would be removed")
     run.add_argument("--format", choices=("table", "json"), default="table")
-    run.add_argument("--config", type=Path, metavar="PATH",
-                     help="retention file (default: AMTSBOTE_RETENTION or "
-                          "deployments/owl/retention.yaml)")
-    run.add_argument("--database-url", metavar="URL",
-                     help="journal database (default: AMTSBOTE_DATABASE_URL or the data dir)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="retention file (default: AMTSBOTE_RETENTION or deployments/owl/retention.yaml)",
+    )
+    run.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="journal database (default: AMTSBOTE_DATABASE_URL or the data dir)",
+    )
     run.set_defaults(handler=run_retention_command)
     show = actions.add_parser("config", help="print the effective retention periods")
     show.add_argument("--config", type=Path, metavar="PATH")
@@ -91,15 +98,20 @@ def run_retention_command(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
         return EXIT_OK
     rules = sorted(result.rules.values(), key=lambda r: r.rule)
-    rows = [[r.rule, r.cases, r.messages, r.payload_bytes, r.summaries, r.error_texts]
-            for r in [*rules, result.totals]]
-    print(("DRY RUN — nothing changed\n" if result.dry_run else "")
-          + table(rows, ["rule", "cases", "messages", "payload bytes", "summaries",
-                         "error texts"]))
+    rows = [
+        [r.rule, r.cases, r.messages, r.payload_bytes, r.summaries, r.error_texts]
+        for r in [*rules, result.totals]
+    ]
+    print(
+        ("DRY RUN — nothing changed\n" if result.dry_run else "")
+        + table(rows, ["rule", "cases", "messages", "payload bytes", "summaries", "error texts"])
+    )
     if result.kept_pending:
         print(f"\n{result.kept_pending} message(s) kept: a delivery is still pending")
     if result.comment_events:
-        print(f"\n{len(result.comment_events)} approval comment(s) stay in the immutable event "
-              f"log (event ids {', '.join(map(str, result.comment_events[:20]))}"
-              f"{' …' if len(result.comment_events) > 20 else ''}) — see docs/retention.md")
+        print(
+            f"\n{len(result.comment_events)} approval comment(s) stay in the immutable event "
+            f"log (event ids {', '.join(map(str, result.comment_events[:20]))}"
+            f"{' …' if len(result.comment_events) > 20 else ''}) — see docs/retention.md"
+        )
     return EXIT_OK

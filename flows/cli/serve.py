@@ -65,24 +65,45 @@ POOL = "amtsbote-process"
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
-        "serve", help="run a complete installation on this machine (server, inboxes, workers)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, default=4200,
-                   help="port of the Prefect server started here (4200)")
-    p.add_argument("--prefect-database-url", metavar="URL",
-                   help="database of the Prefect server started here (default SQLite; also "
-                        "AMTSBOTE_PREFECT_DATABASE_URL)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="process workers to run (1)")
-    p.add_argument("--concurrency", type=int, default=None, metavar="N",
-                   help="flow runs executing at once across all workers: the work pool's "
-                        "concurrency limit (default 4 x --workers); each run is a process")
-    p.add_argument("--simulate-partners", action="store_true",
-                   help="simulate the partner agencies (replies, mailbox fetches): trials only")
-    p.add_argument("--no-deploy", action="store_true",
-                   help="do not create the work pool, deployments, limits and automations")
-    p.add_argument("--heartbeat", type=int, metavar="SECONDS",
-                   help="flow run heartbeat for the workers (>= 30; Prefect's default 180)")
+        "serve",
+        help="run a complete installation on this machine (server, inboxes, workers)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--port", type=int, default=4200, help="port of the Prefect server started here (4200)"
+    )
+    p.add_argument(
+        "--prefect-database-url",
+        metavar="URL",
+        help="database of the Prefect server started here (default SQLite; also "
+        "AMTSBOTE_PREFECT_DATABASE_URL)",
+    )
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="process workers to run (1)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="flow runs executing at once across all workers: the work pool's "
+        "concurrency limit (default 4 x --workers); each run is a process",
+    )
+    p.add_argument(
+        "--simulate-partners",
+        action="store_true",
+        help="simulate the partner agencies (replies, mailbox fetches): trials only",
+    )
+    p.add_argument(
+        "--no-deploy",
+        action="store_true",
+        help="do not create the work pool, deployments, limits and automations",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        metavar="SECONDS",
+        help="flow run heartbeat for the workers (>= 30; Prefect's default 180)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -125,10 +146,26 @@ class _Workers:
         log = open(self.log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 - owned by the child
         name = f"serve-{socket.gethostname()}-{i}"
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type",
-             "process", "--name", name],
-            cwd=self.cwd, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "worker",
+                "start",
+                "--pool",
+                POOL,
+                "--type",
+                "process",
+                "--name",
+                name,
+            ],
+            cwd=self.cwd,
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
 
     def start_all(self) -> None:
@@ -143,8 +180,10 @@ class _Workers:
                 continue
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]
             if len(self.restarts) > self.max_restarts:
-                _say(f"worker {i} keeps dying (exit {proc.returncode}); see "
-                     f"{self.log_dir / f'worker-{i}.log'}")
+                _say(
+                    f"worker {i} keeps dying (exit {proc.returncode}); see "
+                    f"{self.log_dir / f'worker-{i}.log'}"
+                )
                 return False
             _say(f"worker {i} exited with {proc.returncode}; restarting it")
             self.start(i)
@@ -175,10 +214,16 @@ def _deploy(home: Path, log_dir: Path) -> list[str]:
 
     out = log_dir / "deploy.log"
     with open(out, "ab") as log:
-        done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
-                              cwd=home, env=dict(os.environ), stdout=log,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=600,
-                              check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+            cwd=home,
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=600,
+            check=False,
+        )
     if done.returncode == 0:
         return []
     config = yaml.safe_load((home / "prefect.yaml").read_text(encoding="utf-8")) or {}
@@ -193,8 +238,10 @@ def _deploy(home: Path, log_dir: Path) -> list[str]:
     have = asyncio.run(present())
     missing = [n for n in wanted if n not in have]
     if len(missing) == len(wanted):
-        raise RuntimeError(f"prefect deploy --all failed with exit {done.returncode} and made no "
-                           f"deployment; see {out}")
+        raise RuntimeError(
+            f"prefect deploy --all failed with exit {done.returncode} and made no "
+            f"deployment; see {out}"
+        )
     return missing or [f"a deployment (exit {done.returncode}; older versions on the server)"]
 
 
@@ -225,8 +272,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ["AMTSBOTE_DATABASE_URL"] = settings.database_url
     # not flows.operations.project_root: Prefect must not be imported before PREFECT_API_URL is
     # final (it reads its settings once, at import)
-    home = (AmtsboteSettings.from_environ(only=("home",)).home
-            or Path(__file__).resolve().parents[2]).resolve()
+    home = (
+        AmtsboteSettings.from_environ(only=("home",)).home or Path(__file__).resolve().parents[2]
+    ).resolve()
     os.environ["AMTSBOTE_HOME"] = str(home)
 
     stop = threading.Event()
@@ -255,21 +303,32 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _bring_up(args: argparse.Namespace, settings: Any, home: Path, log_dir: Path,
-              stop: threading.Event, cleanup: list[tuple[str, Any]], mask_url: Any) -> int:
+def _bring_up(
+    args: argparse.Namespace,
+    settings: Any,
+    home: Path,
+    log_dir: Path,
+    stop: threading.Event,
+    cleanup: list[tuple[str, Any]],
+    mask_url: Any,
+) -> int:
     import httpx
 
     # 1. Prefect server ---------------------------------------------------------------------
     api_url = os.environ.get("PREFECT_API_URL", "").strip()
     if api_url:
         try:
-            ok = httpx.get(f"{api_url.rstrip('/')}/health", timeout=5,
-                           trust_env=False).status_code == 200
+            ok = (
+                httpx.get(f"{api_url.rstrip('/')}/health", timeout=5, trust_env=False).status_code
+                == 200
+            )
         except httpx.HTTPError:
             ok = False
         if not ok:
-            _say(f"PREFECT_API_URL={api_url} does not answer; start that server or unset the "
-                 "variable to have one started here")
+            _say(
+                f"PREFECT_API_URL={api_url} does not answer; start that server or unset the "
+                "variable to have one started here"
+            )
             return EXIT_UNUSABLE
         ui_url = api_url.rstrip("/").removesuffix("/api")
         _say(f"using the Prefect server at {ui_url}")
@@ -279,12 +338,20 @@ def _bring_up(args: argparse.Namespace, settings: Any, home: Path, log_dir: Path
         if not _port_free(args.port):
             _say(f"port {args.port} is busy; choose another with --port")
             return EXIT_UNUSABLE
-        db = args.prefect_database_url or AmtsboteSettings.from_environ(
-            only=("prefect_database_url",)).prefect_database_url
-        server = PrefectServer(home=settings.data_dir / "prefect", port=args.port,
-                               database_url=db, log_file=log_dir / "prefect-server.log")
-        _say(f"starting a Prefect server on {server.ui_url} "
-             f"({'PostgreSQL' if db else 'SQLite'}, data in {settings.data_dir / 'prefect'}) …")
+        db = (
+            args.prefect_database_url
+            or AmtsboteSettings.from_environ(only=("prefect_database_url",)).prefect_database_url
+        )
+        server = PrefectServer(
+            home=settings.data_dir / "prefect",
+            port=args.port,
+            database_url=db,
+            log_file=log_dir / "prefect-server.log",
+        )
+        _say(
+            f"starting a Prefect server on {server.ui_url} "
+            f"({'PostgreSQL' if db else 'SQLite'}, data in {settings.data_dir / 'prefect'}) …"
+        )
         try:
             server.start()
         except RuntimeError as exc:
@@ -325,12 +392,17 @@ def _bring_up(args: argparse.Namespace, settings: Any, home: Path, log_dir: Path
         _say(f"journal {mask_url(settings.database_url)}: {exc}")
         return EXIT_UNUSABLE
     cleanup.append(("the journal", journal.close))
-    remote = frozenset(a.id for a in directory
-                       if a.channel is Channel.HTTP and not _is_local(a.endpoint))
-    installation = LocalInstallation(directory=directory, home=routing.sender,
-                                     home_journal=journal, failing=remote,
-                                     simulate_partners=args.simulate_partners,
-                                     on_notification=emit_accepted_event)
+    remote = frozenset(
+        a.id for a in directory if a.channel is Channel.HTTP and not _is_local(a.endpoint)
+    )
+    installation = LocalInstallation(
+        directory=directory,
+        home=routing.sender,
+        home_journal=journal,
+        failing=remote,
+        simulate_partners=args.simulate_partners,
+        on_notification=emit_accepted_event,
+    )
     try:
         installation.start()
     except Exception as exc:
@@ -339,8 +411,10 @@ def _bring_up(args: argparse.Namespace, settings: Any, home: Path, log_dir: Path
         return EXIT_UNUSABLE
     cleanup.append(("the inboxes", installation.stop))
     for agency_id, srv in sorted(installation.servers.items()):
-        _say(f"inbox {agency_id} on {srv.url}" + (" (home: starts the procedures)"
-                                                    if agency_id == routing.sender else ""))
+        _say(
+            f"inbox {agency_id} on {srv.url}"
+            + (" (home: starts the procedures)" if agency_id == routing.sender else "")
+        )
     if args.simulate_partners:
         _say("partner agencies SIMULATED (--simulate-partners): not for production")
     if stop.is_set():
@@ -355,17 +429,20 @@ def _bring_up(args: argparse.Namespace, settings: Any, home: Path, log_dir: Path
             _say(f"prefect deploy --all in {home} …")
             missing = _deploy(home, log_dir)
             if missing:
-                _say(f"WARNING: prefect deploy --all failed for {', '.join(missing)} (see "
-                     f"{log_dir / 'deploy.log'}); serving the other deployments")
+                _say(
+                    f"WARNING: prefect deploy --all failed for {', '.join(missing)} (see "
+                    f"{log_dir / 'deploy.log'}); serving the other deployments"
+                )
             limits = asyncio.run(sync_limits(directory))
-            autos = asyncio.run(sync_automations(routing, AutomationSettings.from_env(),
-                                                 home=home))
+            autos = asyncio.run(sync_automations(routing, AutomationSettings.from_env(), home=home))
         except Exception as exc:
             _say(f"deploying failed: {type(exc).__name__}: {exc}")
             return EXIT_UNUSABLE
-        _say(f"deployments ready; {sum(c.action != 'unchanged' for c in limits)} limit(s) and "
-             f"{sum(c.action not in ('unchanged', 'deploy') for c in autos)} automation(s) "
-             "changed")
+        _say(
+            f"deployments ready; {sum(c.action != 'unchanged' for c in limits)} limit(s) and "
+            f"{sum(c.action not in ('unchanged', 'deploy') for c in autos)} automation(s) "
+            "changed"
+        )
     if stop.is_set():
         return EXIT_OK
 

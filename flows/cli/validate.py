@@ -60,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "schema bundle not found).",
     )
     validate.add_argument(
-        "files", metavar="FILE", nargs="+",
+        "files",
+        metavar="FILE",
+        nargs="+",
         help="message file(s) to check; a .zip is an xdomea container (x-man layout)",
     )
     _add_schema_path(validate)
@@ -148,8 +150,13 @@ def run_schemas(args: argparse.Namespace) -> int:
             "schema_path": [str(p) for p in registry.schema_path],
             "versions": [s.to_dict() for s in statuses],
             "codelists": [
-                {"uri": c.canonical_uri, "version": c.version, "name": c.short_name,
-                 "codes": len(c), "source": c.source}
+                {
+                    "uri": c.canonical_uri,
+                    "version": c.version,
+                    "name": c.short_name,
+                    "codes": len(c),
+                    "source": c.source,
+                }
                 for c in codelists
             ],
             "problems": list(registry.problems),
@@ -157,10 +164,7 @@ def run_schemas(args: argparse.Namespace) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return EXIT_OK
 
-    lines = [
-        "schema path: "
-        + (", ".join(str(p) for p in registry.schema_path) or "(empty)")
-    ]
+    lines = ["schema path: " + (", ".join(str(p) for p in registry.schema_path) or "(empty)")]
     for status in statuses:
         sv = status.version
         lines.append("")

@@ -70,8 +70,11 @@ def _load(spec: str) -> Family:
     family = getattr(importlib.import_module(module), attr)
     # duck-typed: Prefect may load a flow file a second time under another module name, and
     # with it a second copy of flows.families.base (isinstance would then fail)
-    missing = [m for m in ("name", "procedures", "standards", "start_for", "build")
-               if not hasattr(family, m)]
+    missing = [
+        m
+        for m in ("name", "procedures", "standards", "start_for", "build")
+        if not hasattr(family, m)
+    ]
     if missing:
         raise TypeError(f"{spec} is not a flows.families.Family (lacks {', '.join(missing)})")
     return family

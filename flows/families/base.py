@@ -148,15 +148,19 @@ class Family:
         """Which procedure an inbound message starts, or why it starts none."""
         by_type = [r for r in self.starts if record.message_type in r.message_types]
         if not by_type:
-            return Started(None, f"message type {record.message_type} starts no {self.name} "
-                                 "procedure")
+            return Started(
+                None, f"message type {record.message_type} starts no {self.name} procedure"
+            )
         roles = set(sender.roles) if sender is not None else set()
         allowed = [r for r in by_type if r.roles & roles]
         if not allowed:
             who = sender.id if sender is not None else "an unknown sender"
             need = sorted({role for r in by_type for role in r.roles})
-            return Started(None, f"{who} (roles {sorted(roles) or '-'}) may not start a "
-                                 f"{self.name} procedure (needs role {' or '.join(need)})")
+            return Started(
+                None,
+                f"{who} (roles {sorted(roles) or '-'}) may not start a "
+                f"{self.name} procedure (needs role {' or '.join(need)})",
+            )
         reasons = []
         for rule in allowed:
             reason = rule.accepts(payload) if rule.accepts is not None else None

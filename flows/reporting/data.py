@@ -98,8 +98,9 @@ class ReportOptions:
 
     def __post_init__(self) -> None:
         if self.since is not None and self.until is not None and self.since > self.until:
-            raise ReportInputError("--since", self.since.isoformat(),
-                                   f"after --until {self.until.isoformat()}")
+            raise ReportInputError(
+                "--since", self.since.isoformat(), f"after --until {self.until.isoformat()}"
+            )
         if self.deadline_days < 1:
             raise ReportInputError("deadline_days", self.deadline_days, "must be at least 1")
         if self.top_failures < 1:
@@ -148,8 +149,11 @@ class ReportData:
         out = {
             "cases_by_state": ("Cases per procedure and status", self.cases_by_state),
             "lead_times": ("Lead time: intake to last receipt (hours)", self.lead_times),
-            "deadlines": (f"Open and overdue cases ({self.options.deadline_days} working days, "
-                          f"§ 3 Abs. 5 GewAnzV)", self.deadlines),
+            "deadlines": (
+                f"Open and overdue cases ({self.options.deadline_days} working days, "
+                f"§ 3 Abs. 5 GewAnzV)",
+                self.deadlines,
+            ),
             "open_cases": ("Open cases", self.open),
             "agencies": ("Deliveries per recipient agency", self.agencies),
             "failures": ("Top failure reasons", self.failures),
@@ -214,12 +218,18 @@ def case_state_table(cases: pd.DataFrame) -> pd.DataFrame:
 
 def lead_hours(cases: pd.DataFrame) -> pd.DataFrame:
     """Lead time in hours of the cases in the period whose deliveries are all acknowledged."""
-    sel = cases[cases["in_window"] & (cases["deliveries"] > 0)
-                & (cases["acknowledged"] == cases["deliveries"]) & cases["last_receipt"].notna()]
-    return pd.DataFrame({
-        "procedure": sel["procedure"].astype(str).to_numpy(),
-        "hours": ((sel["last_receipt"] - sel["created"]) / 3600.0).to_numpy(),
-    })
+    sel = cases[
+        cases["in_window"]
+        & (cases["deliveries"] > 0)
+        & (cases["acknowledged"] == cases["deliveries"])
+        & cases["last_receipt"].notna()
+    ]
+    return pd.DataFrame(
+        {
+            "procedure": sel["procedure"].astype(str).to_numpy(),
+            "hours": ((sel["last_receipt"] - sel["created"]) / 3600.0).to_numpy(),
+        }
+    )
 
 
 def _deadline_frame(cases: pd.DataFrame, options: ReportOptions, window: Window) -> pd.DataFrame:
@@ -234,19 +244,21 @@ def _deadline_frame(cases: pd.DataFrame, options: ReportOptions, window: Window)
     )
     is_open = ~done & (cases["created"].to_numpy() <= as_of)
     closed_day = _local_days(cases["closed"].fillna(as_of), tz)
-    frame = pd.DataFrame({
-        "case_id": cases["case_id"].to_numpy(),
-        "procedure": cases["procedure"].astype(str).to_numpy(),
-        "status": cases["status"].astype(str).to_numpy(),
-        "created": cases["created"].to_numpy(),
-        "received": received,
-        "deadline": deadline,
-        "done": done,
-        "open": is_open,
-        "overdue": is_open & (as_of_day > deadline),
-        "on_time": done & (closed_day <= deadline),
-        "in_window": cases["in_window"].to_numpy(),
-    })
+    frame = pd.DataFrame(
+        {
+            "case_id": cases["case_id"].to_numpy(),
+            "procedure": cases["procedure"].astype(str).to_numpy(),
+            "status": cases["status"].astype(str).to_numpy(),
+            "created": cases["created"].to_numpy(),
+            "received": received,
+            "deadline": deadline,
+            "done": done,
+            "open": is_open,
+            "overdue": is_open & (as_of_day > deadline),
+            "on_time": done & (closed_day <= deadline),
+            "in_window": cases["in_window"].to_numpy(),
+        }
+    )
     frame["working_days"] = options.calendar.elapsed(received, as_of_day) if len(frame) else []
     return frame
 
@@ -261,20 +273,33 @@ def lead_time_table(cases: pd.DataFrame, deadlines: pd.DataFrame) -> pd.DataFram
         sel_h = hours["hours"] if proc == "all" else hours.loc[hours["procedure"] == proc, "hours"]
         sel = in_window if proc == "all" else in_window[in_window["procedure"] == proc]
         done = int(sel["done"].sum())
-        rows.append({
-            "procedure": proc,
-            "cases": len(sel),
-            "with_lead_time": len(sel_h),
-            "median_h": _quantile(sel_h, 0.5),
-            "p90_h": _quantile(sel_h, 0.9),
-            "max_h": float(sel_h.max()) if len(sel_h) else float("nan"),
-            "completed": done,
-            "on_time_share": float(sel["on_time"].sum() / done) if done else float("nan"),
-        })
+        rows.append(
+            {
+                "procedure": proc,
+                "cases": len(sel),
+                "with_lead_time": len(sel_h),
+                "median_h": _quantile(sel_h, 0.5),
+                "p90_h": _quantile(sel_h, 0.9),
+                "max_h": float(sel_h.max()) if len(sel_h) else float("nan"),
+                "completed": done,
+                "on_time_share": float(sel["on_time"].sum() / done) if done else float("nan"),
+            }
+        )
     if len(rows) == 1 and rows[0]["cases"] == 0:
         rows = []
-    return pd.DataFrame(rows, columns=["procedure", "cases", "with_lead_time", "median_h",
-                                       "p90_h", "max_h", "completed", "on_time_share"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "procedure",
+            "cases",
+            "with_lead_time",
+            "median_h",
+            "p90_h",
+            "max_h",
+            "completed",
+            "on_time_share",
+        ],
+    )
 
 
 def deadline_table(deadlines: pd.DataFrame) -> pd.DataFrame:
@@ -283,32 +308,36 @@ def deadline_table(deadlines: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for proc in [*_procedures(opened), "all"]:
         sel = opened if proc == "all" else opened[opened["procedure"] == proc]
-        rows.append({
-            "procedure": proc,
-            "open": len(sel),
-            "waiting": int((sel["status"] == "waiting").sum()),
-            "failed": int((sel["status"] == "failed").sum()),
-            "overdue": int(sel["overdue"].sum()),
-            "oldest_working_days": int(sel["working_days"].max()) if len(sel) else 0,
-        })
-    return pd.DataFrame(rows, columns=["procedure", "open", "waiting", "failed", "overdue",
-                                       "oldest_working_days"])
+        rows.append(
+            {
+                "procedure": proc,
+                "open": len(sel),
+                "waiting": int((sel["status"] == "waiting").sum()),
+                "failed": int((sel["status"] == "failed").sum()),
+                "overdue": int(sel["overdue"].sum()),
+                "oldest_working_days": int(sel["working_days"].max()) if len(sel) else 0,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["procedure", "open", "waiting", "failed", "overdue", "oldest_working_days"]
+    )
 
 
 def open_cases(deadlines: pd.DataFrame, options: ReportOptions) -> pd.DataFrame:
     """The open cases, overdue first, oldest first."""
-    sel = deadlines[deadlines["open"]].sort_values(["overdue", "created"],
-                                                   ascending=[False, True])
+    sel = deadlines[deadlines["open"]].sort_values(["overdue", "created"], ascending=[False, True])
     received = pd.to_datetime(sel["created"], unit="s", utc=True).dt.tz_convert(options.timezone)
-    return pd.DataFrame({
-        "case_id": sel["case_id"].to_numpy(),
-        "procedure": sel["procedure"].to_numpy(),
-        "status": sel["status"].to_numpy(),
-        "received": received.dt.strftime("%Y-%m-%d %H:%M").to_numpy(),
-        "deadline": pd.to_datetime(sel["deadline"]).dt.strftime("%Y-%m-%d").to_numpy(),
-        "working_days": sel["working_days"].astype("int64").to_numpy(),
-        "overdue": sel["overdue"].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "case_id": sel["case_id"].to_numpy(),
+            "procedure": sel["procedure"].to_numpy(),
+            "status": sel["status"].to_numpy(),
+            "received": received.dt.strftime("%Y-%m-%d %H:%M").to_numpy(),
+            "deadline": pd.to_datetime(sel["deadline"]).dt.strftime("%Y-%m-%d").to_numpy(),
+            "working_days": sel["working_days"].astype("int64").to_numpy(),
+            "overdue": sel["overdue"].to_numpy(),
+        }
+    )
 
 
 def daily_volume(cases: pd.DataFrame, options: ReportOptions) -> pd.DataFrame:
@@ -330,33 +359,50 @@ def daily_volume(cases: pd.DataFrame, options: ReportOptions) -> pd.DataFrame:
 
 def agency_table(deliveries: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
     """Per recipient agency: volume, success, attempts, latency p50/p90 (s), dead letters."""
-    columns = ["agency", "messages", "acknowledged", "dead", "in_flight", "success_rate",
-               "attempts", "failed_attempts", "attempt_failure_rate", "latency_p50_s",
-               "latency_p90_s"]
+    columns = [
+        "agency",
+        "messages",
+        "acknowledged",
+        "dead",
+        "in_flight",
+        "success_rate",
+        "attempts",
+        "failed_attempts",
+        "attempt_failure_rate",
+        "latency_p50_s",
+        "latency_p90_s",
+    ]
     if not len(deliveries):
         return pd.DataFrame(columns=columns)
     d = deliveries
     state = d["state"].astype(str)
-    frame = pd.DataFrame({
-        "agency": d["recipient"].astype(str),
-        "ack": state.isin(["delivered", "fetched"]).astype("int64"),
-        "dead": (state == "dead").astype("int64"),
-        "in_flight": state.isin(_IN_FLIGHT).astype("int64"),
-        "attempts": d["attempts"],
-        "latency": d["latency"],
-    })
+    frame = pd.DataFrame(
+        {
+            "agency": d["recipient"].astype(str),
+            "ack": state.isin(["delivered", "fetched"]).astype("int64"),
+            "dead": (state == "dead").astype("int64"),
+            "in_flight": state.isin(_IN_FLIGHT).astype("int64"),
+            "attempts": d["attempts"],
+            "latency": d["latency"],
+        }
+    )
     grouped = frame.groupby("agency", sort=True)
-    table = pd.DataFrame({
-        "messages": grouped.size(),
-        "acknowledged": grouped["ack"].sum(),
-        "dead": grouped["dead"].sum(),
-        "in_flight": grouped["in_flight"].sum(),
-        "attempts": grouped["attempts"].sum(),
-        "latency_p50_s": grouped["latency"].quantile(0.5),
-        "latency_p90_s": grouped["latency"].quantile(0.9),
-    })
-    failed = (errors.groupby(errors["recipient"].astype(str))["attempts"].sum()
-              if len(errors) else pd.Series(dtype="int64"))
+    table = pd.DataFrame(
+        {
+            "messages": grouped.size(),
+            "acknowledged": grouped["ack"].sum(),
+            "dead": grouped["dead"].sum(),
+            "in_flight": grouped["in_flight"].sum(),
+            "attempts": grouped["attempts"].sum(),
+            "latency_p50_s": grouped["latency"].quantile(0.5),
+            "latency_p90_s": grouped["latency"].quantile(0.9),
+        }
+    )
+    failed = (
+        errors.groupby(errors["recipient"].astype(str))["attempts"].sum()
+        if len(errors)
+        else pd.Series(dtype="int64")
+    )
     table["failed_attempts"] = failed.reindex(table.index).fillna(0).astype("int64")
     settled = table["acknowledged"] + table["dead"]
     table["success_rate"] = (table["acknowledged"] / settled.where(settled > 0)).astype(float)
@@ -370,8 +416,15 @@ def agency_table(deliveries: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame
 def failure_table(errors: pd.DataFrame, top: int) -> pd.DataFrame:
     """The ``top`` error classes (with HTTP status) by failed attempts: attempts, deliveries,
     dead letters, agencies affected, one example text."""
-    columns = ["error_class", "status_code", "attempts", "deliveries", "dead_letters",
-               "agencies", "example"]
+    columns = [
+        "error_class",
+        "status_code",
+        "attempts",
+        "deliveries",
+        "dead_letters",
+        "agencies",
+        "example",
+    ]
     if not len(errors):
         return pd.DataFrame(columns=columns)
     keyed = errors.assign(
@@ -392,8 +445,13 @@ def failure_table(errors: pd.DataFrame, top: int) -> pd.DataFrame:
     return table.reset_index(drop=True)[columns]
 
 
-def summarise(frames: JournalFrames, options: ReportOptions, window: Window, *,
-              flow_runs: pd.DataFrame | None = None) -> ReportData:
+def summarise(
+    frames: JournalFrames,
+    options: ReportOptions,
+    window: Window,
+    *,
+    flow_runs: pd.DataFrame | None = None,
+) -> ReportData:
     """All tables of the report from the frames (no database access)."""
     deadlines = _deadline_frame(frames.cases, options, window)
     return ReportData(
@@ -412,8 +470,9 @@ def summarise(frames: JournalFrames, options: ReportOptions, window: Window, *,
     )
 
 
-def build_report(engine: Engine, options: ReportOptions | None = None, *,
-                 flow_runs: pd.DataFrame | None = None) -> ReportData:
+def build_report(
+    engine: Engine, options: ReportOptions | None = None, *, flow_runs: pd.DataFrame | None = None
+) -> ReportData:
     """Read the journal behind ``engine`` and compute the report."""
     opts = options or ReportOptions()
     window = window_for(opts)

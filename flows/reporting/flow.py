@@ -32,13 +32,20 @@ from flows.reporting.render import artifact_tables, render_html, render_markdown
 
 __all__ = ["daily_report", "retention", "retention_markdown"]
 
-_OPTIONS: dict[str, Any] = {"persist_result": False, "log_prints": False,
-                            "validate_parameters": True}
+_OPTIONS: dict[str, Any] = {
+    "persist_result": False,
+    "log_prints": False,
+    "validate_parameters": True,
+}
 
 
 @flow(name="daily-report", **_OPTIONS)
-def daily_report(day: str | None = None, days: int = 1, out_dir: str | None = None,
-                 prefect_durations: bool = True) -> dict[str, Any]:
+def daily_report(
+    day: str | None = None,
+    days: int = 1,
+    out_dir: str | None = None,
+    prefect_durations: bool = True,
+) -> dict[str, Any]:
     """Report ``days`` days ending with ``day`` (YYYY-MM-DD; default: yesterday in
     Europe/Berlin) and publish it as artifacts. Returns the headline figures."""
     logger = get_run_logger()
@@ -54,8 +61,9 @@ def daily_report(day: str | None = None, days: int = 1, out_dir: str | None = No
             from prefect.settings import get_current_settings
 
             api = get_current_settings().api.url
-            durations = flow_run_durations(window.start, window.end,
-                                           api_url=str(api) if api else None)
+            durations = flow_run_durations(
+                window.start, window.end, api_url=str(api) if api else None
+            )
         except Exception as exc:  # optional: never fails the report
             logger.warning("flow-run durations left out (%s)", type(exc).__name__)
     journal = Journal.from_env()
@@ -64,11 +72,17 @@ def daily_report(day: str | None = None, days: int = 1, out_dir: str | None = No
     finally:
         journal.close()
     overview = report.overview()
-    create_markdown_artifact(markdown=render_markdown(report), key="daily-report",
-                             description=f"amtsbote report {_period(options.since, last)}")
+    create_markdown_artifact(
+        markdown=render_markdown(report),
+        key="daily-report",
+        description=f"amtsbote report {_period(options.since, last)}",
+    )
     for key, rows in artifact_tables(report).items():
-        create_table_artifact(table=rows or [{"none": ""}], key=key,
-                              description=f"{key} {_period(options.since, last)}")
+        create_table_artifact(
+            table=rows or [{"none": ""}],
+            key=key,
+            description=f"{key} {_period(options.since, last)}",
+        )
     if out_dir:
         from .plots import render_plots, write_plots
 
@@ -77,8 +91,13 @@ def daily_report(day: str | None = None, days: int = 1, out_dir: str | None = No
         write_plots(report, target, pngs)
         write_text(render_html(report, pngs), target / "report.html")
         logger.info("report written to %s", target)
-    logger.info("%s cases, %s open, %s overdue, %s dead letters", overview["cases"],
-                overview["open"], overview["overdue"], overview["dead_letters"])
+    logger.info(
+        "%s cases, %s open, %s overdue, %s dead letters",
+        overview["cases"],
+        overview["open"],
+        overview["overdue"],
+        overview["dead_letters"],
+    )
     return overview
 
 
@@ -97,14 +116,18 @@ def retention_markdown(result: Any) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in [*sorted(result.rules.values(), key=lambda r: r.rule), totals]:
-        lines.append(f"| {r.rule} | {r.cases} | {r.messages} | {r.payload_bytes} | "
-                     f"{r.summaries} | {r.error_texts} |")
-    lines.extend([
-        "",
-        f"* messages kept because a delivery is pending: {result.kept_pending}",
-        f"* approval comments left in the immutable event log: {len(result.comment_events)}",
-        f"* configuration: {result.config.get('source') or 'defaults'}",
-    ])
+        lines.append(
+            f"| {r.rule} | {r.cases} | {r.messages} | {r.payload_bytes} | "
+            f"{r.summaries} | {r.error_texts} |"
+        )
+    lines.extend(
+        [
+            "",
+            f"* messages kept because a delivery is pending: {result.kept_pending}",
+            f"* approval comments left in the immutable event log: {len(result.comment_events)}",
+            f"* configuration: {result.config.get('source') or 'defaults'}",
+        ]
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -118,12 +141,22 @@ def retention(dry_run: bool = False, config_path: str | None = None) -> dict[str
         result = run_retention(journal.engine, config, dry_run=dry_run)
     finally:
         journal.close()
-    create_markdown_artifact(markdown=retention_markdown(result), key="retention",
-                             description="journal retention run")
+    create_markdown_artifact(
+        markdown=retention_markdown(result), key="retention", description="journal retention run"
+    )
     totals = result.totals
-    logger.info("retention%s: %s cases, %s unassigned messages, %s payload bytes",
-                " (dry run)" if dry_run else "", totals.cases, len(result.unassigned_ids),
-                totals.payload_bytes)
-    return {"dry_run": dry_run, "cases": totals.cases, "messages": totals.messages,
-            "payload_bytes": totals.payload_bytes, "kept_pending": result.kept_pending,
-            "comment_events": len(result.comment_events)}
+    logger.info(
+        "retention%s: %s cases, %s unassigned messages, %s payload bytes",
+        " (dry run)" if dry_run else "",
+        totals.cases,
+        len(result.unassigned_ids),
+        totals.payload_bytes,
+    )
+    return {
+        "dry_run": dry_run,
+        "cases": totals.cases,
+        "messages": totals.messages,
+        "payload_bytes": totals.payload_bytes,
+        "kept_pending": result.kept_pending,
+        "comment_events": len(result.comment_events),
+    }

@@ -33,8 +33,15 @@ def _figure(width: float = 8.0, height: float = 4.0) -> tuple[Figure, Axes]:
 
 def _no_data(ax: Axes, title: str) -> None:
     ax.set_title(title)
-    ax.text(0.5, 0.5, "no data in this period", ha="center", va="center",
-            transform=ax.transAxes, color="#666666")
+    ax.text(
+        0.5,
+        0.5,
+        "no data in this period",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        color="#666666",
+    )
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -51,8 +58,14 @@ def lead_time_figure(report: ReportData) -> Figure:
     bins = [float(b) for b in np.linspace(0.0, top, 40)]
     for colour, (procedure, group) in zip(_COLOURS, data.groupby("procedure"), strict=False):
         values = np.clip(group["hours"].to_numpy() / 24.0, 0.0, top)
-        ax.hist(values, bins=bins, histtype="step", linewidth=1.6, color=colour,
-                label=f"{procedure} (n={len(values)})")
+        ax.hist(
+            values,
+            bins=bins,
+            histtype="step",
+            linewidth=1.6,
+            color=colour,
+            label=f"{procedure} (n={len(values)})",
+        )
     limit = report.options.deadline_days
     median = float(np.median(days))
     ax.axvline(median, color="#333333", linestyle="--", linewidth=1)
@@ -78,12 +91,12 @@ def daily_volume_figure(report: ReportData) -> Figure:
     for colour, procedure in zip(_COLOURS, procedures, strict=False):
         values = daily[procedure].to_numpy(dtype=float)
         # one filled step artist per procedure (stacked), not one rectangle per day
-        ax.stairs(bottom + values, edges, baseline=bottom.copy(), fill=True, color=colour,
-                  label=procedure)
+        ax.stairs(
+            bottom + values, edges, baseline=bottom.copy(), fill=True, color=colour, label=procedure
+        )
         bottom += values
     step = max(1, len(daily) // 12)
-    ax.set_xticks(x[::step], daily["date"].to_numpy()[::step], rotation=45, ha="right",
-                  fontsize=8)
+    ax.set_xticks(x[::step], daily["date"].to_numpy()[::step], rotation=45, ha="right", fontsize=8)
     ax.set_xlim(edges[0], edges[-1])
     ax.set_title(title)
     ax.set_ylabel("cases received")
@@ -121,8 +134,9 @@ def agency_failure_figure(report: ReportData) -> Figure:
     y = np.arange(len(ag))
     attempt_rate = ag["attempt_failure_rate"].fillna(0.0).to_numpy() * 100
     settled = (ag["acknowledged"] + ag["dead"]).to_numpy(dtype=float)
-    dead_rate = np.divide(ag["dead"].to_numpy(dtype=float) * 100, settled,
-                          out=np.zeros(len(ag)), where=settled > 0)
+    dead_rate = np.divide(
+        ag["dead"].to_numpy(dtype=float) * 100, settled, out=np.zeros(len(ag)), where=settled > 0
+    )
     ax.barh(y - 0.2, attempt_rate, height=0.4, color=_COLOURS[4], label="failed attempts")
     ax.barh(y + 0.2, dead_rate, height=0.4, color=_COLOURS[5], label="dead letters")
     ax.set_yticks(y, ag["agency"].to_numpy())
@@ -153,8 +167,9 @@ def render_plots(report: ReportData) -> dict[str, bytes]:
     return out
 
 
-def write_plots(report: ReportData, directory: Path,
-                rendered: dict[str, bytes] | None = None) -> list[Path]:
+def write_plots(
+    report: ReportData, directory: Path, rendered: dict[str, bytes] | None = None
+) -> list[Path]:
     """Write ``<name>.png`` files into ``directory`` (created); returns the paths."""
     pngs = rendered if rendered is not None else render_plots(report)
     try:

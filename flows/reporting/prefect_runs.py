@@ -32,9 +32,15 @@ def prefect_reachable(api_url: str | None = None, *, timeout: float = 2.0) -> st
     return url if response.status_code == 200 else None
 
 
-def flow_run_durations(start: datetime | None, end: datetime, *, api_url: str | None = None,
-                       flows: tuple[str, ...] = (), max_runs: int = 20_000,
-                       timeout: float = 2.0) -> pd.DataFrame | None:
+def flow_run_durations(
+    start: datetime | None,
+    end: datetime,
+    *,
+    api_url: str | None = None,
+    flows: tuple[str, ...] = (),
+    max_runs: int = 20_000,
+    timeout: float = 2.0,
+) -> pd.DataFrame | None:
     """Per flow: runs started in ``[start, end)``, completed/failed counts and the median, p90
     and maximum of ``total_run_time`` in seconds. ``None`` when Prefect is not reachable.
 
@@ -60,15 +66,21 @@ def flow_run_durations(start: datetime | None, end: datetime, *, api_url: str | 
         names = {f.id: f.name for f in client.read_flows(flow_filter=flow_filter)}
         offset = 0
         while offset < max_runs:
-            page = client.read_flow_runs(flow_filter=flow_filter, flow_run_filter=run_filter,
-                                         sort=FlowRunSort.START_TIME_ASC, limit=_PAGE,
-                                         offset=offset)
+            page = client.read_flow_runs(
+                flow_filter=flow_filter,
+                flow_run_filter=run_filter,
+                sort=FlowRunSort.START_TIME_ASC,
+                limit=_PAGE,
+                offset=offset,
+            )
             for run in page:
-                rows.append({
-                    "flow": names.get(run.flow_id, str(run.flow_id)),
-                    "state": run.state_type.value if run.state_type else "UNKNOWN",
-                    "seconds": run.total_run_time.total_seconds(),
-                })
+                rows.append(
+                    {
+                        "flow": names.get(run.flow_id, str(run.flow_id)),
+                        "state": run.state_type.value if run.state_type else "UNKNOWN",
+                        "seconds": run.total_run_time.total_seconds(),
+                    }
+                )
             if len(page) < _PAGE:
                 break
             offset += _PAGE
@@ -77,12 +89,14 @@ def flow_run_durations(start: datetime | None, end: datetime, *, api_url: str | 
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
     grouped = frame.groupby("flow", sort=True)
-    table = pd.DataFrame({
-        "runs": grouped.size(),
-        "completed": grouped["state"].apply(lambda s: int((s == "COMPLETED").sum())),
-        "failed": grouped["state"].apply(lambda s: int(s.isin(["FAILED", "CRASHED"]).sum())),
-        "median_s": grouped["seconds"].median(),
-        "p90_s": grouped["seconds"].quantile(0.9),
-        "max_s": grouped["seconds"].max(),
-    }).reset_index()
+    table = pd.DataFrame(
+        {
+            "runs": grouped.size(),
+            "completed": grouped["state"].apply(lambda s: int((s == "COMPLETED").sum())),
+            "failed": grouped["state"].apply(lambda s: int(s.isin(["FAILED", "CRASHED"]).sum())),
+            "median_s": grouped["seconds"].median(),
+            "p90_s": grouped["seconds"].quantile(0.9),
+            "max_s": grouped["seconds"].max(),
+        }
+    ).reset_index()
     return table[columns]

@@ -135,13 +135,15 @@ def _outbound_to(agencies: Sequence[str]) -> Any:
     return exists(
         select(literal(1))
         .select_from(DELIVERIES.join(MESSAGES, d.message_id == m.id))
-        .where(m.case_id == CASES.c.case_id, m.direction == "outbound",
-               d.recipient.in_(list(agencies)))
+        .where(
+            m.case_id == CASES.c.case_id, m.direction == "outbound", d.recipient.in_(list(agencies))
+        )
     )
 
 
-def cases_query(window: Window, *, procedures: Sequence[str] = (),
-                agencies: Sequence[str] = ()) -> Select[Any]:
+def cases_query(
+    window: Window, *, procedures: Sequence[str] = (), agencies: Sequence[str] = ()
+) -> Select[Any]:
     c, d, m = CASES.c, DELIVERIES.c, MESSAGES.c
     acknowledged = d.state.in_(ACKNOWLEDGED)
     per_case = (
@@ -196,8 +198,9 @@ def _delivered_epoch() -> Any:
     return case((d.state == "delivered", epoch(d.updated_at)), (d.state == "fetched", ok_at))
 
 
-def _in_period(stmt: Select[Any], window: Window, procedures: Sequence[str],
-               agencies: Sequence[str]) -> Select[Any]:
+def _in_period(
+    stmt: Select[Any], window: Window, procedures: Sequence[str], agencies: Sequence[str]
+) -> Select[Any]:
     """Outbound deliveries created (= message recorded) in the window, filtered. ``stmt``
     selects from deliveries joined to messages."""
     d, m = DELIVERIES.c, MESSAGES.c
@@ -207,13 +210,15 @@ def _in_period(stmt: Select[Any], window: Window, procedures: Sequence[str],
     if agencies:
         stmt = stmt.where(d.recipient.in_(list(agencies)))
     if procedures:
-        stmt = stmt.where(m.case_id.in_(
-            select(CASES.c.case_id).where(CASES.c.procedure.in_(list(procedures)))))
+        stmt = stmt.where(
+            m.case_id.in_(select(CASES.c.case_id).where(CASES.c.procedure.in_(list(procedures))))
+        )
     return stmt
 
 
-def deliveries_query(window: Window, *, procedures: Sequence[str] = (),
-                     agencies: Sequence[str] = ()) -> Select[Any]:
+def deliveries_query(
+    window: Window, *, procedures: Sequence[str] = (), agencies: Sequence[str] = ()
+) -> Select[Any]:
     d, m = DELIVERIES.c, MESSAGES.c
     stmt = select(
         d.recipient,
@@ -224,8 +229,9 @@ def deliveries_query(window: Window, *, procedures: Sequence[str] = (),
     return _in_period(stmt, window, procedures, agencies)
 
 
-def errors_query(window: Window, *, procedures: Sequence[str] = (),
-                 agencies: Sequence[str] = ()) -> Select[Any]:
+def errors_query(
+    window: Window, *, procedures: Sequence[str] = (), agencies: Sequence[str] = ()
+) -> Select[Any]:
     d, m, a = DELIVERIES.c, MESSAGES.c, ATTEMPTS.c
     stmt = (
         select(
@@ -237,8 +243,9 @@ def errors_query(window: Window, *, procedures: Sequence[str] = (),
             func.count(func.distinct(case((d.state == "dead", d.id)))).label("dead_letters"),
             func.min(a.error).label("example"),
         )
-        .select_from(ATTEMPTS.join(DELIVERIES, a.delivery_id == d.id)
-                     .join(MESSAGES, d.message_id == m.id))
+        .select_from(
+            ATTEMPTS.join(DELIVERIES, a.delivery_id == d.id).join(MESSAGES, d.message_id == m.id)
+        )
         .where(a.outcome == "error")
         .group_by(a.error_class, a.status_code, d.recipient)
     )
@@ -248,8 +255,9 @@ def errors_query(window: Window, *, procedures: Sequence[str] = (),
 # --------------------------------------------------------------------------- reading
 
 
-def _read(conn: Connection, stmt: Select[Any], *, categories: Sequence[str] = (),
-          chunk: int = CHUNK_ROWS) -> pd.DataFrame:
+def _read(
+    conn: Connection, stmt: Select[Any], *, categories: Sequence[str] = (), chunk: int = CHUNK_ROWS
+) -> pd.DataFrame:
     """Rows of ``stmt`` as a DataFrame: fetched from the DBAPI cursor in chunks (plain
     tuples; the selected types need no result processing), ``categories`` turned into
     categoricals per chunk (a string column of 600 000 rows costs ~40 MB as objects)."""
@@ -273,8 +281,7 @@ def _read(conn: Connection, stmt: Select[Any], *, categories: Sequence[str] = ()
     if len(parts) == 1:
         return parts[0]
     merged = {
-        name: union_categoricals([p[name] for p in parts], ignore_order=True)
-        for name in categories
+        name: union_categoricals([p[name] for p in parts], ignore_order=True) for name in categories
     }
     frame = pd.concat([p.drop(columns=list(categories)) for p in parts], ignore_index=True)
     for name in categories:
@@ -282,8 +289,14 @@ def _read(conn: Connection, stmt: Select[Any], *, categories: Sequence[str] = ()
     return frame[columns]
 
 
-def load_frames(engine: Engine, window: Window, *, procedures: Sequence[str] = (),
-                agencies: Sequence[str] = (), parallel: bool = True) -> JournalFrames:
+def load_frames(
+    engine: Engine,
+    window: Window,
+    *,
+    procedures: Sequence[str] = (),
+    agencies: Sequence[str] = (),
+    parallel: bool = True,
+) -> JournalFrames:
     """Run the three queries — concurrently, each on its own connection, when ``parallel``
     (the database works on two cores while Python converts rows; SQLite releases the GIL while
     it steps). PostgreSQL: all three read one snapshot (REPEATABLE READ, the first transaction's
@@ -291,8 +304,10 @@ def load_frames(engine: Engine, window: Window, *, procedures: Sequence[str] = (
     delivery recorded in between may show in one table and not yet in another."""
     jobs = [
         (cases_query(window, procedures=procedures, agencies=agencies), ("procedure", "status")),
-        (deliveries_query(window, procedures=procedures, agencies=agencies),
-         ("recipient", "state")),
+        (
+            deliveries_query(window, procedures=procedures, agencies=agencies),
+            ("recipient", "state"),
+        ),
         (errors_query(window, procedures=procedures, agencies=agencies), ()),
     ]
     try:
@@ -307,8 +322,11 @@ def load_frames(engine: Engine, window: Window, *, procedures: Sequence[str] = (
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0][:300] if str(orig).strip() else ""
-        raise ReportDataError(mask_url(str(engine.url)), f"{type(orig).__name__}: {first}",
-                              operation="reading the journal") from exc
+        raise ReportDataError(
+            mask_url(str(engine.url)),
+            f"{type(orig).__name__}: {first}",
+            operation="reading the journal",
+        ) from exc
     start = window.start.timestamp() if window.start is not None else float("-inf")
     cases["in_window"] = cases["created"] >= start
     for name in ("deliveries", "acknowledged", "dead"):
@@ -335,8 +353,9 @@ def _session(conn: Connection, snapshot: str | None = None) -> None:
     conn.exec_driver_sql(f"SET LOCAL work_mem = '{PG_WORK_MEM}'")
 
 
-def _read_parallel(engine: Engine, jobs: Sequence[tuple[Select[Any], Sequence[str]]]
-                   ) -> list[pd.DataFrame]:
+def _read_parallel(
+    engine: Engine, jobs: Sequence[tuple[Select[Any], Sequence[str]]]
+) -> list[pd.DataFrame]:
     from concurrent.futures import ThreadPoolExecutor
 
     with engine.connect() as first:

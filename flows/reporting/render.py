@@ -139,8 +139,12 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
         elif col.dtype == bool:
             out[key] = ["yes" if v else "" for v in col]
         else:
-            out[key] = ["–" if (v is None or (isinstance(v, float) and pd.isna(v))
-                                or v is pd.NA) else str(v) for v in col]
+            out[key] = [
+                "–"
+                if (v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NA)
+                else str(v)
+                for v in col
+            ]
     return out
 
 
@@ -196,8 +200,9 @@ def _overview_frame(report: ReportData) -> pd.DataFrame:
     items["agencies"] = ", ".join(report.options.agencies) or None
     items["deadline_working_days"] = report.options.deadline_days
     items["holiday_calendar"] = f"DE-{report.options.calendar.subdiv}"
-    return pd.DataFrame({"key": list(items), "value": [str(v) if v is not None else ""
-                                                        for v in items.values()]})
+    return pd.DataFrame(
+        {"key": list(items), "value": [str(v) if v is not None else "" for v in items.values()]}
+    )
 
 
 def write_csv(report: ReportData, directory: Path) -> list[Path]:
@@ -225,8 +230,9 @@ def write_xlsx(report: ReportData, path: Path) -> Path:
     return path
 
 
-def render_html(report: ReportData, plots: Mapping[str, bytes] | None = None, *,
-                max_rows: int = HTML_ROWS) -> str:
+def render_html(
+    report: ReportData, plots: Mapping[str, bytes] | None = None, *, max_rows: int = HTML_ROWS
+) -> str:
     """A self-contained HTML page; ``plots`` (name → PNG) are embedded as data URIs."""
     o = report.overview()
     tz = ZoneInfo(report.options.timezone)
@@ -237,8 +243,11 @@ def render_html(report: ReportData, plots: Mapping[str, bytes] | None = None, *,
         ("overdue", o["overdue"], o["overdue"] > 0),
         ("deliveries", o["deliveries"], False),
         ("dead letters", o["dead_letters"], o["dead_letters"] > 0),
-        ("delivery success",
-         f"{o['success_rate'] * 100:.2f} %" if o["success_rate"] is not None else "–", False),
+        (
+            "delivery success",
+            f"{o['success_rate'] * 100:.2f} %" if o["success_rate"] is not None else "–",
+            False,
+        ),
     ]
     out = [
         "<!DOCTYPE html>",
@@ -250,31 +259,42 @@ def render_html(report: ReportData, plots: Mapping[str, bytes] | None = None, *,
         f'<p class="meta">{esc(_header_lines(report)[0])}; generated '
         f"{report.generated_at.astimezone(tz):%Y-%m-%d %H:%M}</p>",
         '<div class="cards">',
-        *[f'<div class="card{" alert" if alert else ""}">{esc(label)}<b>{esc(str(value))}</b>'
-          "</div>" for label, value, alert in cards],
+        *[
+            f'<div class="card{" alert" if alert else ""}">{esc(label)}<b>{esc(str(value))}</b>'
+            "</div>"
+            for label, value, alert in cards
+        ],
         "</div>",
     ]
     figures = dict(plots or {})
-    placement = {"lead_times": ["lead_time"], "agencies": ["agency_latency", "agency_failures"],
-                 "daily_volume": ["daily_volume"]}
+    placement = {
+        "lead_times": ["lead_time"],
+        "agencies": ["agency_latency", "agency_failures"],
+        "daily_volume": ["daily_volume"],
+    }
     for name, (title, frame) in report.sections().items():
         out.append(f'<h2 id="{esc(name)}">{esc(title)}</h2>')
         if not len(frame):
             out.append('<p class="note">none</p>')
         else:
             shown = frame.head(max_rows)
-            out.append(display_frame(shown).to_html(index=False, classes="t", border=0,
-                                                    escape=True))
+            out.append(
+                display_frame(shown).to_html(index=False, classes="t", border=0, escape=True)
+            )
             if len(shown) < len(frame):
-                out.append(f'<p class="note">… {len(frame) - len(shown)} more rows '
-                           "(see the csv or xlsx report)</p>")
+                out.append(
+                    f'<p class="note">… {len(frame) - len(shown)} more rows '
+                    "(see the csv or xlsx report)</p>"
+                )
         for plot in placement.get(name, []):
             if plot in figures:
                 data = base64.b64encode(figures.pop(plot)).decode("ascii")
                 out.append(f'<img alt="{esc(plot)}" src="data:image/png;base64,{data}">')
-    out.append('<p class="note">Metadata only (case ids, agencies, states, times, error '
-               "classes) — no message content. Working days: Mon–Fri without the public "
-               f"holidays of DE-{esc(report.options.calendar.subdiv)}.</p>")
+    out.append(
+        '<p class="note">Metadata only (case ids, agencies, states, times, error '
+        "classes) — no message content. Working days: Mon–Fri without the public "
+        f"holidays of DE-{esc(report.options.calendar.subdiv)}.</p>"
+    )
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -294,8 +314,7 @@ def _md_table(frame: pd.DataFrame, max_rows: int) -> list[str]:
     shown = display_frame(frame.head(max_rows))
     cells = [[str(c) for c in shown.columns], *shown.astype(str).to_numpy().tolist()]
     lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
-    lines.extend("| " + " | ".join(c.replace("|", "/") for c in row) + " |"
-                 for row in cells[1:])
+    lines.extend("| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in cells[1:])
     if len(frame) > max_rows:
         lines.append(f"\n… {len(frame) - max_rows} more")
     return lines
@@ -314,16 +333,16 @@ def render_markdown(report: ReportData, *, max_rows: int = 20) -> str:
         lines.append("")
     overdue = report.open[report.open["overdue"]] if len(report.open) else report.open
     lines.extend([f"## Overdue cases ({len(overdue)})", ""])
-    lines.extend(_md_table(overdue.drop(columns=["overdue"]), max_rows) if len(overdue)
-                 else ["none"])
+    lines.extend(
+        _md_table(overdue.drop(columns=["overdue"]), max_rows) if len(overdue) else ["none"]
+    )
     lines.append("")
     failures = report.failures.drop(columns=["example"], errors="ignore")
     lines.extend(["## Top failure reasons", ""])
     lines.extend(_md_table(failures, max_rows) if len(failures) else ["none"])
     if report.flow_runs is not None:
         lines.extend(["", "## Prefect flow-run durations (seconds)", ""])
-        lines.extend(_md_table(report.flow_runs, max_rows) if len(report.flow_runs)
-                     else ["none"])
+        lines.extend(_md_table(report.flow_runs, max_rows) if len(report.flow_runs) else ["none"])
     return "\n".join(lines) + "\n"
 
 
@@ -338,5 +357,6 @@ def artifact_tables(report: ReportData) -> dict[str, list[dict[str, object]]]:
         "daily-report-agencies": as_records(report.agencies),
         "daily-report-overdue": as_records(overdue.head(500)),
         "daily-report-failures": as_records(
-            report.failures.drop(columns=["example"], errors="ignore")),
+            report.failures.drop(columns=["example"], errors="ignore")
+        ),
     }

@@ -94,8 +94,9 @@ class AussonderungsNachricht:
 
     def __post_init__(self) -> None:
         if self.version not in NAMESPACES:
-            raise ModelError("version", f"xdomea {self.version} is not one of "
-                                        f"{', '.join(NAMESPACES)}")
+            raise ModelError(
+                "version", f"xdomea {self.version} is not one of {', '.join(NAMESPACES)}"
+            )
 
     @property
     def namespace(self) -> str:
@@ -224,8 +225,15 @@ class AussonderungEmpfangen(AussonderungsNachricht):
 
 MESSAGE_CLASSES: dict[str, type[AussonderungsNachricht]] = {
     cls.ROOT: cls
-    for cls in (Anbietung, Bewertungsverzeichnis, Aussonderung, AnbietungEmpfangen,
-                BewertungEmpfangen, ImportBestaetigung, AussonderungEmpfangen)
+    for cls in (
+        Anbietung,
+        Bewertungsverzeichnis,
+        Aussonderung,
+        AnbietungEmpfangen,
+        BewertungEmpfangen,
+        ImportBestaetigung,
+        AussonderungEmpfangen,
+    )
 }
 """Root element local name → model class."""
 
@@ -239,8 +247,10 @@ def dateinamen(msg: AussonderungsNachricht) -> tuple[str, ...]:
     """Every ``Dateiname`` of the message's documents, in document order."""
     return tuple(
         f.dateiname
-        for r in records(msg) if isinstance(r, Dokument)
-        for v in r.versionen for f in v.formate
+        for r in records(msg)
+        if isinstance(r, Dokument)
+        for v in r.versionen
+        for f in v.formate
     )
 
 
@@ -285,11 +295,13 @@ def build(
     """The message as UTF-8 XML with declaration. With ``validate`` (default) it is checked
     against the bundle of ``msg.version`` and the codelists (``registry``, default the
     process-wide one); any error raises :class:`BuildError` and nothing is returned."""
-    data = etree.tostring(to_element(msg), xml_declaration=True, encoding="UTF-8",
-                          pretty_print=True)
+    data = etree.tostring(
+        to_element(msg), xml_declaration=True, encoding="UTF-8", pretty_print=True
+    )
     if validate:
-        report = validate_tree(parse_xml(data), source=msg.ROOT,
-                               registry=registry or default_registry())
+        report = validate_tree(
+            parse_xml(data), source=msg.ROOT, registry=registry or default_registry()
+        )
         errors = [f for f in report.findings if f.severity == "error"]
         if errors:
             raise BuildError(errors, message_type=msg.TYPE, version=msg.version)
@@ -328,8 +340,9 @@ def parse(
         known = [f"{r} (xdomea {', '.join(NAMESPACES)})" for r in MESSAGE_CLASSES]
         raise NotAussonderungError(local, namespace, known, source=source, line=root.sourceline)
     if validate:
-        report = validate_tree(etree.ElementTree(root), source=source or local,
-                               registry=registry or default_registry())
+        report = validate_tree(
+            etree.ElementTree(root), source=source or local, registry=registry or default_registry()
+        )
         errors = [f for f in report.findings if f.severity == "error"]
         if errors:
             raise InvalidMessageError(errors, source=source)
@@ -341,32 +354,36 @@ def parse(
     if type_code != cls.TYPE:
         raise StructureError(
             f"Nachrichtentyp {type_code} does not match the root element {local}",
-            element="Nachrichtentyp", line=kopf_el.sourceline, source=source,
+            element="Nachrichtentyp",
+            line=kopf_el.sourceline,
+            source=source,
         )
     fields: dict[str, object] = {}
     if cls is Aussonderung:
         reader.boolean(head.require("Importbestaetigung"))
         fields["rueckmeldung_archivkennung"] = reader.boolean(
-            head.require("RueckmeldungArchivkennung"))
+            head.require("RueckmeldungArchivkennung")
+        )
     if cls in (Anbietung, Bewertungsverzeichnis, Aussonderung):
         fields["empfangsbestaetigung"] = reader.boolean(head.require("Empfangsbestaetigung"))
     head.finish()
     if cls in (Anbietung, Aussonderung):
         fields["schriftgutobjekte"] = tuple(
-            reader.schriftgutobjekt(e) for e in top.take_all("Schriftgutobjekt"))
+            reader.schriftgutobjekt(e) for e in top.take_all("Schriftgutobjekt")
+        )
     elif cls is Bewertungsverzeichnis:
-        fields["bewertungen"] = tuple(_bewertung(reader, e)
-                                      for e in top.take_all("BewertetesObjekt"))
+        fields["bewertungen"] = tuple(
+            _bewertung(reader, e) for e in top.take_all("BewertetesObjekt")
+        )
     elif cls is ImportBestaetigung:
-        fields["ergebnisse"] = tuple(_ergebnis(reader, e)
-                                     for e in top.take_all("AusgesondertesSGO"))
+        fields["ergebnisse"] = tuple(
+            _ergebnis(reader, e) for e in top.take_all("AusgesondertesSGO")
+        )
     top.finish()
     try:
-        return cls(kopf=kopf, version=version, skipped=tuple(reader.skipped),
-                   **fields)
+        return cls(kopf=kopf, version=version, skipped=tuple(reader.skipped), **fields)
     except ModelError as exc:
-        raise StructureError(str(exc), element=local, line=root.sourceline,
-                             source=source) from exc
+        raise StructureError(str(exc), element=local, line=root.sourceline, source=source) from exc
 
 
 def _bewertung(reader: Reader, element: etree._Element) -> Bewertung:
@@ -384,5 +401,6 @@ def _ergebnis(reader: Reader, element: etree._Element) -> AusgesondertesObjekt:
     fehler = tuple(reader.text(e) or "" for e in c.take_all("Fehlermeldung"))
     kennung = reader.text(c.take("Archivkennung"))
     c.finish()
-    return AusgesondertesObjekt(id=rid, erfolgreich=ok, archivkennung=kennung,
-                                fehlermeldungen=fehler)
+    return AusgesondertesObjekt(
+        id=rid, erfolgreich=ok, archivkennung=kennung, fehlermeldungen=fehler
+    )

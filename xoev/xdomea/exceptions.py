@@ -54,14 +54,20 @@ class ParseError(XdomeaError, UnusableInputError):
 
 class NotAussonderungError(ParseError):
     def __init__(
-        self, root: str, namespace: str | None, known: Sequence[str], *,
-        source: str | None = None, line: int | None = None,
+        self,
+        root: str,
+        namespace: str | None,
+        known: Sequence[str],
+        *,
+        source: str | None = None,
+        line: int | None = None,
     ) -> None:
         ns = f"namespace {namespace}" if namespace else "no namespace"
         super().__init__(
             f"not an xdomea Aussonderung message: root element <{root}> has {ns} "
             f"(known: {', '.join(known)})",
-            source=source, line=line,
+            source=source,
+            line=line,
         )
         self.root = root
         self.namespace = namespace

@@ -55,28 +55,36 @@ class Reader:
 
     def error(self, reason: str, element: etree._Element) -> StructureError:
         name = element.tag.rpartition("}")[2] if isinstance(element.tag, str) else "node()"
-        return StructureError(reason, element=name, xpath=element_path(element),
-                              line=element.sourceline, source=self.source)
+        return StructureError(
+            reason,
+            element=name,
+            xpath=element_path(element),
+            line=element.sourceline,
+            source=self.source,
+        )
 
     def children(self, parent: etree._Element) -> ChildReader:
-        return ChildReader(parent, self.ns, strict=self.strict, error=self.error,
-                           skipped=self.skipped)
+        return ChildReader(
+            parent, self.ns, strict=self.strict, error=self.error, skipped=self.skipped
+        )
 
     def text(self, element: etree._Element | None) -> str | None:
         if element is None:
             return None
         return read_text(element, strict=self.strict, error=self.error)
 
-    def value(self, element: etree._Element | None, convert: Callable[[str], object],
-              what: str) -> object:
+    def value(
+        self, element: etree._Element | None, convert: Callable[[str], object], what: str
+    ) -> object:
         text = self.text(element)
         if text is None or element is None:
             return None
         try:
             return convert(text)
         except ValueError as exc:
-            raise self.error(f"element {element.tag.rpartition('}')[2]} is not a valid {what}",
-                             element) from exc
+            raise self.error(
+                f"element {element.tag.rpartition('}')[2]} is not a valid {what}", element
+            ) from exc
 
     def code(self, element: etree._Element) -> Code:
         return read_code(element, strict=self.strict, error=self.error)
@@ -84,8 +92,11 @@ class Reader:
     def plain_code(self, element: etree._Element, allowed: frozenset[str] | None = None) -> str:
         code = self.code(element)
         if allowed is not None and code.code not in allowed:
-            raise self.error(f"code of {element.tag.rpartition('}')[2]} is not one of "
-                             f"{', '.join(sorted(allowed))}", element)
+            raise self.error(
+                f"code of {element.tag.rpartition('}')[2]} is not one of "
+                f"{', '.join(sorted(allowed))}",
+                element,
+            )
         return code.code
 
     def boolean(self, element: etree._Element) -> bool:
@@ -94,16 +105,16 @@ class Reader:
             return True
         if text in ("false", "0"):
             return False
-        raise self.error(f"element {element.tag.rpartition('}')[2]} is not an xs:boolean",
-                         element)
+        raise self.error(f"element {element.tag.rpartition('}')[2]} is not an xs:boolean", element)
 
     def uuid(self, element: etree._Element) -> str:
         text = self.text(element) or ""
         try:
             uuid.UUID(text)
         except ValueError:
-            raise self.error(f"element {element.tag.rpartition('}')[2]} is not a UUID",
-                             element) from None
+            raise self.error(
+                f"element {element.tag.rpartition('}')[2]} is not a UUID", element
+            ) from None
         return text
 
     def kontakt(self, element: etree._Element) -> Kontakt:
@@ -122,29 +133,39 @@ class Reader:
             name, kurz = self.text(i.take("Name")), self.text(i.take("Kurzbezeichnung"))
             i.finish()
         c.finish()
-        return Kontakt(behoerdenschluessel=schluessel, praefix=praefix, institution=name,
-                       kurzbezeichnung=kurz)
+        return Kontakt(
+            behoerdenschluessel=schluessel, praefix=praefix, institution=name, kurzbezeichnung=kurz
+        )
 
     def kopf(self, c: ChildReader) -> tuple[Kopf, str]:
         """Reads the NkBasisType part of an open Kopf reader; returns the head and type code."""
         prozess = self.uuid(c.require("ProzessID"))
         type_code = self.plain_code(c.require("Nachrichtentyp"))
         created_el = c.require("Erstellungszeitpunkt")
-        created = self.value(created_el, lambda t: parse_datetime(t, require_tz=False),
-                             "xs:dateTime")
+        created = self.value(
+            created_el, lambda t: parse_datetime(t, require_tz=False), "xs:dateTime"
+        )
         absender = self.kontakt(c.require("Absender"))
         empfaenger = self.kontakt(c.require("Empfaenger"))
         system = None
         if (s_el := c.take("SendendesSystem")) is not None:
             s = self.children(s_el)
-            system = SendendesSystem(instanz_id=self.text(s.take("InstanzID")),
-                                     produktname=self.text(s.take("Produktname")),
-                                     version=self.text(s.take("Version")))
+            system = SendendesSystem(
+                instanz_id=self.text(s.take("InstanzID")),
+                produktname=self.text(s.take("Produktname")),
+                version=self.text(s.take("Version")),
+            )
             s.finish()
         hinweis = self.text(c.take("Hinweis"))
         assert isinstance(created, datetime)
-        return Kopf(prozess_id=prozess, erstellungszeitpunkt=created, absender=absender,
-                    empfaenger=empfaenger, sendendes_system=system, hinweis=hinweis), type_code
+        return Kopf(
+            prozess_id=prozess,
+            erstellungszeitpunkt=created,
+            absender=absender,
+            empfaenger=empfaenger,
+            sendendes_system=system,
+            hinweis=hinweis,
+        ), type_code
 
     def _archiv(self, element: etree._Element | None) -> Archivmetadaten | None:
         if element is None:
@@ -168,14 +189,16 @@ class Reader:
         if (v_el := c.take("Bewertungsvorschlag")) is not None:
             vorschlag = Aussonderungsart(self.plain_code(v_el, frozenset("AV")))
         c.finish()
-        return Archivmetadaten(aufbewahrungsdauer=dauer, aussonderungsart=art,
-                               bewertungsvorschlag=vorschlag)
+        return Archivmetadaten(
+            aufbewahrungsdauer=dauer, aussonderungsart=art, bewertungsvorschlag=vorschlag
+        )
 
     def aussonderungsart(self, element: etree._Element) -> Aussonderungsart:
         """An ``AussonderungsartType`` (choice; only the coded form is modelled)."""
         c = self.children(element)
-        code = self.plain_code(c.require("Aussonderungsart"),
-                               frozenset(a.value for a in Aussonderungsart))
+        code = self.plain_code(
+            c.require("Aussonderungsart"), frozenset(a.value for a in Aussonderungsart)
+        )
         c.finish()
         return Aussonderungsart(code)
 
@@ -203,8 +226,9 @@ class Reader:
             original = self.text(p.take("DateinameOriginal"))
             p.finish()
             f.finish()
-            formate.append(Format(dateiname=dateiname, name=name, version=version,
-                                  dateiname_original=original))
+            formate.append(
+                Format(dateiname=dateiname, name=name, version=version, dateiname_original=original)
+            )
         if not formate:
             raise self.error("required element Format missing in Version", element)
         c.finish()
@@ -228,8 +252,7 @@ class Reader:
         versionen = tuple(self._version(v) for v in c.take_all("Version"))
         c.finish()
         assert datum is None or isinstance(datum, date)
-        return Dokument(id=rid, titel=titel, aktenzeichen=zeichen, datum=datum,
-                        versionen=versionen)
+        return Dokument(id=rid, titel=titel, aktenzeichen=zeichen, datum=datum, versionen=versionen)
 
     def vorgang(self, element: etree._Element) -> Vorgang:
         c = self.children(element)
@@ -239,8 +262,15 @@ class Reader:
         dokumente = tuple(self.dokument(d) for d in c.take_all("Dokument"))
         teile = tuple(self.vorgang(t) for t in c.take_all("Teilvorgang"))
         c.finish()
-        return Vorgang(id=rid, titel=titel, aktenzeichen=zeichen, archiv=archiv,
-                       laufzeit=laufzeit, dokumente=dokumente, teilvorgaenge=teile)
+        return Vorgang(
+            id=rid,
+            titel=titel,
+            aktenzeichen=zeichen,
+            archiv=archiv,
+            laufzeit=laufzeit,
+            dokumente=dokumente,
+            teilvorgaenge=teile,
+        )
 
     def akte(self, element: etree._Element) -> Akte:
         c = self.children(element)
@@ -257,13 +287,23 @@ class Reader:
             teilakten = tuple(self.akte(t) for t in i.take_all("Teilakte"))
             i.finish()
         c.finish()
-        return Akte(id=rid, titel=titel, aktenzeichen=zeichen, archiv=archiv, laufzeit=laufzeit,
-                    dokumente=dokumente, vorgaenge=vorgaenge, teilakten=teilakten)
+        return Akte(
+            id=rid,
+            titel=titel,
+            aktenzeichen=zeichen,
+            archiv=archiv,
+            laufzeit=laufzeit,
+            dokumente=dokumente,
+            vorgaenge=vorgaenge,
+            teilakten=teilakten,
+        )
 
     def schriftgutobjekt(self, element: etree._Element) -> Record:
         c = self.children(element)
         readers: tuple[tuple[str, Callable[[etree._Element], Record]], ...] = (
-            ("Akte", self.akte), ("Vorgang", self.vorgang), ("Dokument", self.dokument),
+            ("Akte", self.akte),
+            ("Vorgang", self.vorgang),
+            ("Dokument", self.dokument),
         )
         for local, read in readers:
             if (found := c.take(local)) is not None:

@@ -262,8 +262,9 @@ class Writer:
                 else:
                     self.el(dauer, "AnzahlJahre", str(a.aufbewahrungsdauer))
             if a.aussonderungsart is not None:
-                self.code(self.el(arch, "Aussonderungsart"), "Aussonderungsart",
-                          a.aussonderungsart.value)
+                self.code(
+                    self.el(arch, "Aussonderungsart"), "Aussonderungsart", a.aussonderungsart.value
+                )
             if a.bewertungsvorschlag is not None:
                 self.code(arch, "Bewertungsvorschlag", a.bewertungsvorschlag.value)
 

@@ -93,13 +93,15 @@ def samples() -> tuple[Sample, ...]:
         while comment is not None and not isinstance(comment, etree._Comment):
             comment = comment.getprevious()
         description = " ".join((comment.text or "").split()) if comment is not None else ""
-        out.append(Sample(
-            name=path.stem,
-            path=path,
-            valid=not path.stem.startswith("invalid"),
-            root=etree.QName(root).localname,
-            description=description,
-        ))
+        out.append(
+            Sample(
+                name=path.stem,
+                path=path,
+                valid=not path.stem.startswith("invalid"),
+                root=etree.QName(root).localname,
+                description=description,
+            )
+        )
     return tuple(out)
 
 

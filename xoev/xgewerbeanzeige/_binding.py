@@ -130,16 +130,26 @@ def _specs(cls: Any) -> tuple[Spec, ...]:
             args = [a for a in typing.get_args(typ) if a is not type(None)]
             optional = len(args) < len(typing.get_args(typ))
             if len(args) > 1:
-                out.append(Spec(f.name, f.metadata["xml"], "choice", tuple(args), optional,
-                                False, 0))
+                out.append(
+                    Spec(f.name, f.metadata["xml"], "choice", tuple(args), optional, False, 0)
+                )
                 continue
             typ = args[0]
             origin = typing.get_origin(typ)
         if origin is tuple:
             repeated = True
             typ = typing.get_args(typ)[0]
-        out.append(Spec(f.name, f.metadata["xml"], _kind(typ), typ, optional, repeated,
-                        int(f.metadata.get("min", 0))))
+        out.append(
+            Spec(
+                f.name,
+                f.metadata["xml"],
+                _kind(typ),
+                typ,
+                optional,
+                repeated,
+                int(f.metadata.get("min", 0)),
+            )
+        )
     return tuple(out)
 
 
@@ -172,8 +182,12 @@ def _read_value(spec: Spec, typ: Any, el: etree._Element, ctx: Context) -> Any:
     if kind == "date":
         return _convert(el, ctx, parse_date, "xs:date")
     if kind == "datetime":
-        return _convert(el, ctx, lambda t: parse_datetime(t, require_tz=ctx.strict),
-                        "xs:dateTime with time zone")
+        return _convert(
+            el,
+            ctx,
+            lambda t: parse_datetime(t, require_tz=ctx.strict),
+            "xs:dateTime with time zone",
+        )
     if kind == "value":
         return _convert(el, ctx, typ.from_text, typ.__name__)
     if kind == "external":
@@ -187,8 +201,7 @@ def _read_value(spec: Spec, typ: Any, el: etree._Element, ctx: Context) -> Any:
 
 def read_fields(cls: type, el: etree._Element, ctx: Context) -> dict[str, Any]:
     """Read the children of ``el`` into constructor arguments of ``cls``."""
-    reader = ChildReader(el, ctx.namespace, strict=ctx.strict, error=ctx.error,
-                         skipped=ctx.skipped)
+    reader = ChildReader(el, ctx.namespace, strict=ctx.strict, error=ctx.error, skipped=ctx.skipped)
     values: dict[str, Any] = {}
     for spec in specs(cls):
         if spec.kind == "choice":

@@ -92,8 +92,9 @@ def _load() -> tuple[tuple[Codeliste, ...], Mapping[str, str]]:
         )
         for element in liste.elemente:
             if element in bound:
-                raise TableError(SOURCE_PATH.name, where,
-                                 f"element {element} already bound to {bound[element]}")
+                raise TableError(
+                    SOURCE_PATH.name, where, f"element {element} already bound to {bound[element]}"
+                )
             bound[element] = liste.uri
         lists.append(liste)
     extern = raw.get("extern") or {}
@@ -132,9 +133,9 @@ def render_genericode(liste: Codeliste) -> bytes:
     etree.SubElement(ident, "CanonicalUri").text = liste.uri
     etree.SubElement(ident, "CanonicalVersionUri").text = liste.canonical_version_uri
     agency = etree.SubElement(ident, "Agency")
-    etree.SubElement(agency, "LongName").text = (
-        "amtsbote (nachgebildet nach XGewerbeanzeige 2.2, siehe Kommentar)"
-    )
+    etree.SubElement(
+        agency, "LongName"
+    ).text = "amtsbote (nachgebildet nach XGewerbeanzeige 2.2, siehe Kommentar)"
     columns = etree.SubElement(root, "ColumnSet")
     for cid in ("code", "beschreibung"):
         column = etree.SubElement(columns, "Column", Id=cid, Use="required")

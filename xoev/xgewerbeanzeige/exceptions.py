@@ -52,14 +52,20 @@ class NotXGewerbeanzeigeError(ParseError):
     """The root element is not an XGewerbeanzeige 2.2 element."""
 
     def __init__(
-        self, root: str, namespace: str | None, expected: str, *, source: str | None = None,
+        self,
+        root: str,
+        namespace: str | None,
+        expected: str,
+        *,
+        source: str | None = None,
         line: int | None = None,
     ) -> None:
         ns = f"namespace {namespace}" if namespace else "no namespace"
         super().__init__(
             f"not an XGewerbeanzeige 2.2 message: root element <{root}> has {ns}, "
             f"expected namespace {expected}",
-            source=source, line=line,
+            source=source,
+            line=line,
         )
         self.root = root
         self.namespace = namespace
@@ -70,13 +76,18 @@ class UnknownMessageTypeError(ParseError):
     """Namespace of XGewerbeanzeige 2.2, but the root element is no known message type."""
 
     def __init__(
-        self, root: str, known: Sequence[str], *, source: str | None = None,
+        self,
+        root: str,
+        known: Sequence[str],
+        *,
+        source: str | None = None,
         line: int | None = None,
     ) -> None:
         super().__init__(
             f"root element <{root}> is not an XGewerbeanzeige 2.2 message type "
             f"(known: {', '.join(known)})",
-            source=source, line=line,
+            source=source,
+            line=line,
         )
         self.root = root
         self.known = tuple(known)
@@ -86,7 +97,12 @@ class StructureError(ParseError):
     """An element is missing, unexpected, unknown or has an invalid value."""
 
     def __init__(
-        self, reason: str, *, element: str, xpath: str | None = None, line: int | None = None,
+        self,
+        reason: str,
+        *,
+        element: str,
+        xpath: str | None = None,
+        line: int | None = None,
         source: str | None = None,
     ) -> None:
         super().__init__(reason, source=source, line=line)
@@ -129,8 +145,13 @@ class BuildError(XGewerbeanzeigeError):
     """The message built from the model is not valid; ``findings`` says why. The document is not
     returned (``validate=False`` is the explicit opt-out)."""
 
-    def __init__(self, findings: Sequence[Finding], *, message_type: str | None = None,
-                 nachrichten_uuid: str | None = None) -> None:
+    def __init__(
+        self,
+        findings: Sequence[Finding],
+        *,
+        message_type: str | None = None,
+        nachrichten_uuid: str | None = None,
+    ) -> None:
         self.findings = tuple(findings)
         self.message_type = message_type
         self.nachrichten_uuid = nachrichten_uuid

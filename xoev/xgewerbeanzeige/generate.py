@@ -23,8 +23,7 @@ from .codelisten import CODELIST_DIR, codelisten, render_genericode
 from .message_types import nachrichtentypen
 from .v2_2 import SCHEMA_PATH
 
-__all__ = ["expected_files", "main", "orphan_files", "render_root_elements", "stale_files",
-           "write"]
+__all__ = ["expected_files", "main", "orphan_files", "render_root_elements", "stale_files", "write"]
 
 BEGIN = "<!-- BEGIN generated root elements"
 END = "<!-- END generated root elements -->"
@@ -35,8 +34,10 @@ def render_root_elements() -> str:
     """The generated XSD section, markers included, indented as in the schema."""
     lines = [f"{_INDENT}{BEGIN}: do not edit, run python -m xoev.xgewerbeanzeige.generate -->"]
     for t in nachrichtentypen():
-        doc = (f"{t.code}: {t.beschreibung}. Rollen: {', '.join(t.rollen)}. Profil: {t.profil}. "
-               f"Beleg: {t.beleg}.")
+        doc = (
+            f"{t.code}: {t.beschreibung}. Rollen: {', '.join(t.rollen)}. Profil: {t.profil}. "
+            f"Beleg: {t.beleg}."
+        )
         lines += [
             f"{_INDENT}<xs:element name={quoteattr(t.root)} type={quoteattr('xga:' + t.xsd_type)}>",
             f"{_INDENT * 2}<xs:annotation>",
@@ -54,7 +55,7 @@ def _schema_text(current: str) -> str:
     if start < 0 or end < start:
         raise ValueError(f"{SCHEMA_PATH}: generated-section markers not found")
     line_start = current.rfind("\n", 0, start) + 1
-    return current[:line_start] + render_root_elements() + current[end + len(END):]
+    return current[:line_start] + render_root_elements() + current[end + len(END) :]
 
 
 def expected_files() -> dict[Path, bytes]:
@@ -73,8 +74,7 @@ def orphan_files() -> list[Path]:
 
 def stale_files() -> list[Path]:
     """Generated files missing or differing from what the tables give, plus orphans."""
-    stale = [p for p, data in expected_files().items()
-             if not p.is_file() or p.read_bytes() != data]
+    stale = [p for p, data in expected_files().items() if not p.is_file() or p.read_bytes() != data]
     return sorted(stale + orphan_files())
 
 
@@ -95,8 +95,9 @@ def write() -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xoev.xgewerbeanzeige.generate",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m xoev.xgewerbeanzeige.generate", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
     if args.check:

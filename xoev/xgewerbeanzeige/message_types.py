@@ -120,15 +120,17 @@ def _load() -> tuple[Mapping[str, Datengruppe], tuple[NachrichtenTyp, ...]]:
         unknown = sorted(carried - groups.keys())
         if unknown:
             raise TableError(TABLE_PATH.name, where, f"unknown datengruppen {unknown}")
-        types.append(NachrichtenTyp(
-            code=code,
-            praefix=praefix,
-            rollen=tuple(str(r) for r in _need(entry, "rollen", where)),
-            beschreibung=str(_need(entry, "beschreibung", where)),
-            profil=profil,
-            beleg=beleg,
-            datengruppen=carried,
-        ))
+        types.append(
+            NachrichtenTyp(
+                code=code,
+                praefix=praefix,
+                rollen=tuple(str(r) for r in _need(entry, "rollen", where)),
+                beschreibung=str(_need(entry, "beschreibung", where)),
+                profil=profil,
+                beleg=beleg,
+                datengruppen=carried,
+            )
+        )
     for attr in ("code", "praefix"):
         seen: set[str] = set()
         for t in types:

@@ -167,14 +167,18 @@ def _plan(typ: NachrichtenTyp) -> _TypPlan:
                 kinder.add(f"{_Q}{pfad[0]}")
             else:
                 tiefer.append(xp)
-            pfade.append(_R09Pfad(
-                _xpath(xp),
-                f"Nachrichtentyp {typ.root} trägt die Datengruppe {name} nicht: "
-                f"{pfad[-1]} ist nicht zu übermitteln",
-            ))
+            pfade.append(
+                _R09Pfad(
+                    _xpath(xp),
+                    f"Nachrichtentyp {typ.root} trägt die Datengruppe {name} nicht: "
+                    f"{pfad[-1]} ist nicht zu übermitteln",
+                )
+            )
     carried = typ.datengruppen
     return _TypPlan(
-        typ=typ, r09=tuple(pfade), r09_kinder=frozenset(kinder),
+        typ=typ,
+        r09=tuple(pfade),
+        r09_kinder=frozenset(kinder),
         r09_tiefer=_xpath(" | ".join(tiefer)) if tiefer else None,
         r02="handwerkskarte" in carried,
         r03="aufenthaltstitel" in carried and "person_merkmale" in carried,
@@ -265,26 +269,39 @@ class _Doc:
     children by Clark name (:func:`_children`)."""
     findings: list[Finding] = field(default_factory=list)
 
-    def add(self, rule: str, el: etree._Element, message: str,
-            severity: Severity = Severity.ERROR) -> None:
-        self.findings.append(Finding(severity=severity, message=message, rule=rule,
-                                     line=el.sourceline, xpath=element_path(el)))
+    def add(
+        self, rule: str, el: etree._Element, message: str, severity: Severity = Severity.ERROR
+    ) -> None:
+        self.findings.append(
+            Finding(
+                severity=severity,
+                message=message,
+                rule=rule,
+                line=el.sourceline,
+                xpath=element_path(el),
+            )
+        )
 
 
 def _r01(doc: _Doc) -> None:
     local = doc.local
     if doc.plan is None:
         known = ", ".join(t.root for t in nachrichtentypen())
-        doc.add("XGWA-R01", doc.root,
-                f"Wurzelelement {local} ist kein Nachrichtentyp von XGewerbeanzeige 2.2 ({known})")
+        doc.add(
+            "XGWA-R01",
+            doc.root,
+            f"Wurzelelement {local} ist kein Nachrichtentyp von XGewerbeanzeige 2.2 ({known})",
+        )
         return
     typ_el = _first(_XP_NACHRICHTENTYP, doc.root)
     code = _code(typ_el)
     expected = doc.plan.typ.code
     if typ_el is not None and code is not None and code != expected:
-        doc.add("XGWA-R01", typ_el,
-                f"nachrichtentyp {code} passt nicht zum Wurzelelement {local} "
-                f"(erwartet {expected})")
+        doc.add(
+            "XGWA-R01",
+            typ_el,
+            f"nachrichtentyp {code} passt nicht zum Wurzelelement {local} (erwartet {expected})",
+        )
 
 
 def _per_meldung(doc: _Doc) -> None:
@@ -312,8 +329,11 @@ def _per_meldung(doc: _Doc) -> None:
                 # not the first handwerk of the first betriebArt of this gewerbe: look it up
                 handwerk = _first(_XP_HANDWERK, gewerbe)
             if _code(handwerk) == "1" and _child(gewerbe, _HANDWERKSKARTE) is None:
-                doc.add("XGWA-R02", handwerk if handwerk is not None else gewerbe,
-                        "betriebArt/handwerk ist 1, aber gewerbe enthält keine handwerkskarte")
+                doc.add(
+                    "XGWA-R02",
+                    handwerk if handwerk is not None else gewerbe,
+                    "betriebArt/handwerk ist 1, aber gewerbe enthält keine handwerkskarte",
+                )
 
         # XGWA-R03 nationalities outside DE/EU/EEA/CH need an aufenthaltstitel
         if r03:
@@ -323,10 +343,13 @@ def _per_meldung(doc: _Doc) -> None:
                 if not codes or any(c in frei for c in codes):
                     continue
                 if _child(person, _AUFENTHALTSTITEL) is None:
-                    doc.add("XGWA-R03", person,
-                            "beteiligtePerson hat nur Staatsangehörigkeiten außerhalb von "
-                            "EU/EWR/Schweiz (staatsangehoerigkeitSchluessel), aber keinen "
-                            "aufenthaltstitel")
+                    doc.add(
+                        "XGWA-R03",
+                        person,
+                        "beteiligtePerson hat nur Staatsangehörigkeiten außerhalb von "
+                        "EU/EWR/Schweiz (staatsangehoerigkeitSchluessel), aber keinen "
+                        "aufenthaltstitel",
+                    )
 
         # XGWA-R04, R05 reasons of ummeldung and abmeldung
         if kind == "ummeldung" and not _XP_GRUND_UMMELDUNG(m):
@@ -342,15 +365,22 @@ def _per_meldung(doc: _Doc) -> None:
         if meldung is not None and meldung_el is not None:
             erstellt = _datetime_date(kids.get(_SATZ_ERSTELLUNG))
             if erstellt is not None and meldung > erstellt:
-                doc.add("XGWA-R06", meldung_el,
-                        "datumMeldung liegt nach dem Datum von satzErstellung")
+                doc.add(
+                    "XGWA-R06", meldung_el, "datumMeldung liegt nach dem Datum von satzErstellung"
+                )
             if ab is not None and ab_el is not None:
                 if (ab - meldung).days > vorlauf:
-                    doc.add("XGWA-R07", ab_el,
-                            f"gueltigAb liegt mehr als {vorlauf} Tage nach datumMeldung")
+                    doc.add(
+                        "XGWA-R07",
+                        ab_el,
+                        f"gueltigAb liegt mehr als {vorlauf} Tage nach datumMeldung",
+                    )
                 elif ab < _years_before(meldung, nachmeldung):
-                    doc.add("XGWA-R07", ab_el,
-                            f"gueltigAb liegt mehr als {nachmeldung} Jahre vor datumMeldung")
+                    doc.add(
+                        "XGWA-R07",
+                        ab_el,
+                        f"gueltigAb liegt mehr als {nachmeldung} Jahre vor datumMeldung",
+                    )
 
         # XGWA-R08 (collect; judged after the loop)
         id_el = kids.get(_BETRIEB_ID)
@@ -369,15 +399,21 @@ def _per_meldung(doc: _Doc) -> None:
         if art is not None:
             werte = [_code(arten.get(k)) for k in _BETRIEB_ARTEN]
             if None not in werte and "1" not in werte:  # incomplete: the schema reports it
-                doc.add("XGWA-R11", art,
-                        "betriebArt: keine der Arten industrie, handwerk, handel, sonstiges ist 1")
+                doc.add(
+                    "XGWA-R11",
+                    art,
+                    "betriebArt: keine der Arten industrie, handwerk, handel, sonstiges ist 1",
+                )
 
     for betrieb_id, ab, ab_el, kind in spaeter:
         start = anmeldungen.get(betrieb_id)
         if start is not None and ab < start:
-            doc.add("XGWA-R08", ab_el,
-                    f"gueltigAb der {kind} liegt vor gueltigAb der anmeldung desselben "
-                    f"gewerbebetriebID in dieser Nachricht")
+            doc.add(
+                "XGWA-R08",
+                ab_el,
+                f"gueltigAb der {kind} liegt vor gueltigAb der anmeldung desselben "
+                f"gewerbebetriebID in dieser Nachricht",
+            )
 
 
 def _r10(doc: _Doc, el: etree._Element, meldung: date | None) -> None:
@@ -420,9 +456,7 @@ def _r09(doc: _Doc) -> None:
 _CHECKS = (_r01, _per_meldung, _r09)
 
 
-def check_rules(
-    tree: etree._ElementTree, *, config: RuleConfig | None = None
-) -> list[Finding]:
+def check_rules(tree: etree._ElementTree, *, config: RuleConfig | None = None) -> list[Finding]:
     """Run XGWA-R01…R11 on a parsed XGewerbeanzeige 2.2 document; findings in document order.
     A document outside the 2.2 namespace gives no findings (it is not ours to judge)."""
     root = tree.getroot()
@@ -432,8 +466,13 @@ def check_rules(
     local = qname.localname
     kinds = _KIND
     meldungen = [(m, kinds[m.tag], _children(m)) for m in _XP_MELDUNGEN(root)]
-    doc = _Doc(root=root, local=local, plan=_plans_by_root().get(local),
-               config=config or _default_config(), meldungen=meldungen)
+    doc = _Doc(
+        root=root,
+        local=local,
+        plan=_plans_by_root().get(local),
+        config=config or _default_config(),
+        meldungen=meldungen,
+    )
     for check in _CHECKS:
         check(doc)
     doc.findings.sort(key=lambda f: (f.line or 0, f.rule))

@@ -183,13 +183,23 @@ class BetriebArt:
     sonstiges: Code = xml("sonstiges")
 
     @classmethod
-    def aus(cls, *, industrie: bool = False, handwerk: bool = False, handel: bool = False,
-            sonstiges: bool = False) -> BetriebArt:
+    def aus(
+        cls,
+        *,
+        industrie: bool = False,
+        handwerk: bool = False,
+        handel: bool = False,
+        sonstiges: bool = False,
+    ) -> BetriebArt:
         def jn(flag: bool) -> Code:
             return Code("1" if flag else "0")
 
-        return cls(industrie=jn(industrie), handwerk=jn(handwerk), handel=jn(handel),
-                   sonstiges=jn(sonstiges))
+        return cls(
+            industrie=jn(industrie),
+            handwerk=jn(handwerk),
+            handel=jn(handel),
+            sonstiges=jn(sonstiges),
+        )
 
     @property
     def ist_handwerk(self) -> bool:
@@ -431,8 +441,13 @@ class Produktangaben:
 def _error_factory(source: str | None) -> Any:
     def make(reason: str, element: etree._Element) -> Exception:
         name = element.tag.rpartition("}")[2] if isinstance(element.tag, str) else "node()"
-        return StructureError(reason, element=name, xpath=element_path(element),
-                              line=element.sourceline, source=source)
+        return StructureError(
+            reason,
+            element=name,
+            xpath=element_path(element),
+            line=element.sourceline,
+            source=source,
+        )
 
     return make
 
@@ -464,13 +479,16 @@ def parse(
         root = data
     qname = etree.QName(root)
     if qname.namespace != NAMESPACE:
-        raise NotXGewerbeanzeigeError(qname.localname, qname.namespace, NAMESPACE, source=source,
-                                      line=root.sourceline)
+        raise NotXGewerbeanzeigeError(
+            qname.localname, qname.namespace, NAMESPACE, source=source, line=root.sourceline
+        )
     try:
         typ = nachrichtentyp(qname.localname)
     except KeyError:
         raise UnknownMessageTypeError(
-            qname.localname, [t.root for t in nachrichtentypen()], source=source,
+            qname.localname,
+            [t.root for t in nachrichtentypen()],
+            source=source,
             line=root.sourceline,
         ) from None
     error = _error_factory(source)
@@ -492,8 +510,7 @@ def parse(
                 raise error(f"attribute {name} must be {fixed!r}, not {attrs[name]!r}", root)
     ctx = Context(namespace=NAMESPACE, strict=strict, error=error, skipped=[])
     values = read_fields(Gewerbemeldung, root, ctx)
-    return Gewerbemeldung(nachrichtentyp=typ.code, skipped=tuple(ctx.skipped), **attrs,
-                          **values)
+    return Gewerbemeldung(nachrichtentyp=typ.code, skipped=tuple(ctx.skipped), **attrs, **values)
 
 
 # =========================================================================== writing
@@ -553,13 +570,15 @@ def schema_findings(data: bytes | etree._ElementTree) -> list[Finding]:
         xpath = None
         if isinstance(elem, etree._Element):
             xpath = element_path(elem)
-        findings.append(Finding(
-            severity=Severity.ERROR,
-            message=_clean(reason),
-            rule=_xsd_rule(error),
-            line=line,
-            xpath=xpath or error.path,
-        ))
+        findings.append(
+            Finding(
+                severity=Severity.ERROR,
+                message=_clean(reason),
+                rule=_xsd_rule(error),
+                line=line,
+                xpath=xpath or error.path,
+            )
+        )
     findings.sort(key=lambda f: (f.line or 0, f.xpath or ""))
     return findings
 
@@ -596,8 +615,7 @@ def build(msg: Gewerbemeldung, *, validate: bool = True) -> bytes:
     if validate:
         findings = _build_errors(_parse_bytes(data, None))
         if findings:
-            raise BuildError(findings, message_type=msg.root,
-                             nachrichten_uuid=msg.nachrichten_uuid)
+            raise BuildError(findings, message_type=msg.root, nachrichten_uuid=msg.nachrichten_uuid)
     return data
 
 
@@ -611,8 +629,11 @@ def _strip(obj: Any, path: tuple[str, ...]) -> Any:
     value = getattr(obj, spec.attr)
     if len(path) == 1:
         if spec.required:
-            raise TableError("types_v2_2.yaml", "/".join(path),
-                             f"element {spec.xml} is required and cannot be left out")
+            raise TableError(
+                "types_v2_2.yaml",
+                "/".join(path),
+                f"element {spec.xml} is required and cannot be left out",
+            )
         new: Any = () if spec.repeated else None
     elif value is None:
         return obj
@@ -640,9 +661,15 @@ def _kopf_for(kopf: Nachrichtenkopf, typ: NachrichtenTyp) -> Nachrichtenkopf:
     old = kopf.identifikation.nachrichtentyp
     if old.code == typ.code:
         return kopf
-    return replace(kopf, identifikation=replace(
-        kopf.identifikation, nachrichtentyp=Code(typ.code, list_uri=old.list_uri,
-                                                 list_version_id=old.list_version_id)))
+    return replace(
+        kopf,
+        identifikation=replace(
+            kopf.identifikation,
+            nachrichtentyp=Code(
+                typ.code, list_uri=old.list_uri, list_version_id=old.list_version_id
+            ),
+        ),
+    )
 
 
 def project(
@@ -687,8 +714,10 @@ def build_for(
     elif isinstance(record, Meldung):
         saetze = (Satz(meldung=record),)  # type: ignore[arg-type]
     else:
-        saetze = tuple(s if isinstance(s, Satz) else Satz(meldung=s)  # type: ignore[arg-type]
-                       for s in record)
+        saetze = tuple(
+            s if isinstance(s, Satz) else Satz(meldung=s)  # type: ignore[arg-type]
+            for s in record
+        )
     if not saetze:
         raise ValueError("build_for needs at least one Satz")
     typ = nachrichtentyp(message_type)

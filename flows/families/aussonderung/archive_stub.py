@@ -49,29 +49,52 @@ STUB_NOTICE = "Simulierter Partner (amtsbote archive stub) - kein Landesarchiv, 
 class ArchiveStub:
     """The simulated archive's answers (module docstring)."""
 
-    def __init__(self, archive: Agency, city: Agency, *,
-                 signature: str = "LAV NRW OWL, D 106 Paderborn Nr. {n} (simuliert)") -> None:
+    def __init__(
+        self,
+        archive: Agency,
+        city: Agency,
+        *,
+        signature: str = "LAV NRW OWL, D 106 Paderborn Nr. {n} (simuliert)",
+    ) -> None:
         self.archive, self.city, self.signature = archive, city, signature
 
     def _kopf(self, msg: xa.AussonderungsNachricht) -> Any:
-        return kopf(msg.kopf.prozess_id, absender=self.archive, empfaenger=self.city,
-                    hinweis=STUB_NOTICE)
+        return kopf(
+            msg.kopf.prozess_id, absender=self.archive, empfaenger=self.city, hinweis=STUB_NOTICE
+        )
 
-    def answer(self, payload: bytes, *,
-               file_ok: Callable[[str], bool] | None = None) -> list[bytes]:
+    def answer(
+        self, payload: bytes, *, file_ok: Callable[[str], bool] | None = None
+    ) -> list[bytes]:
         """The stub's answers to ``payload`` in order (none to what it does not answer).
         ``file_ok(dateiname)`` tells whether a primary document arrived intact (default: yes)."""
         msg = xa.parse(payload)
-        log.info("simulated archive %s answers xdomea %s of process %s", self.archive.id,
-                 msg.TYPE, msg.kopf.prozess_id)
+        log.info(
+            "simulated archive %s answers xdomea %s of process %s",
+            self.archive.id,
+            msg.TYPE,
+            msg.kopf.prozess_id,
+        )
         if isinstance(msg, xa.Anbietung):
-            return [xa.build(xa.AnbietungEmpfangen(kopf=self._kopf(msg), version=msg.version)),
-                    xa.build(xa.Bewertungsverzeichnis(kopf=self._kopf(msg), version=msg.version,
-                                                      bewertungen=self.appraise(msg)))]
+            return [
+                xa.build(xa.AnbietungEmpfangen(kopf=self._kopf(msg), version=msg.version)),
+                xa.build(
+                    xa.Bewertungsverzeichnis(
+                        kopf=self._kopf(msg), version=msg.version, bewertungen=self.appraise(msg)
+                    )
+                ),
+            ]
         if isinstance(msg, xa.Aussonderung):
-            return [xa.build(xa.AussonderungEmpfangen(kopf=self._kopf(msg), version=msg.version)),
-                    xa.build(xa.ImportBestaetigung(kopf=self._kopf(msg), version=msg.version,
-                                                   ergebnisse=self.imports(msg, file_ok)))]
+            return [
+                xa.build(xa.AussonderungEmpfangen(kopf=self._kopf(msg), version=msg.version)),
+                xa.build(
+                    xa.ImportBestaetigung(
+                        kopf=self._kopf(msg),
+                        version=msg.version,
+                        ergebnisse=self.imports(msg, file_ok),
+                    )
+                ),
+            ]
         return []
 
     @staticmethod
@@ -87,24 +110,40 @@ class ArchiveStub:
                 out.append(xa.Bewertung(id=r.id, aussonderungsart=Aussonderungsart.ARCHIVWUERDIG))
         return tuple(out)
 
-    def imports(self, msg: xa.Aussonderung,
-                file_ok: Callable[[str], bool] | None) -> tuple[xa.AusgesondertesObjekt, ...]:
+    def imports(
+        self, msg: xa.Aussonderung, file_ok: Callable[[str], bool] | None
+    ) -> tuple[xa.AusgesondertesObjekt, ...]:
         out = []
         for top in msg.schriftgutobjekte:
-            broken = [f.dateiname for r in iter_records((top,)) if isinstance(r, Dokument)
-                      for v in r.versionen for f in v.formate
-                      if file_ok is not None and not file_ok(f.dateiname)]
+            broken = [
+                f.dateiname
+                for r in iter_records((top,))
+                if isinstance(r, Dokument)
+                for v in r.versionen
+                for f in v.formate
+                if file_ok is not None and not file_ok(f.dateiname)
+            ]
             for r in iter_records((top,)):
                 if not isinstance(r, Akte | Vorgang):
                     continue
                 if broken:
-                    out.append(xa.AusgesondertesObjekt(
-                        id=r.id, erfolgreich=False,
-                        fehlermeldungen=(f"Primärdatei fehlt oder ist beschädigt: {broken[0]}",)))
+                    out.append(
+                        xa.AusgesondertesObjekt(
+                            id=r.id,
+                            erfolgreich=False,
+                            fehlermeldungen=(
+                                f"Primärdatei fehlt oder ist beschädigt: {broken[0]}",
+                            ),
+                        )
+                    )
                 else:
-                    out.append(xa.AusgesondertesObjekt(
-                        id=r.id, erfolgreich=True,
-                        archivkennung=self.signature.format(n=_number(r))))
+                    out.append(
+                        xa.AusgesondertesObjekt(
+                            id=r.id,
+                            erfolgreich=True,
+                            archivkennung=self.signature.format(n=_number(r)),
+                        )
+                    )
         return tuple(out)
 
 
@@ -115,8 +154,15 @@ def _number(r: Record) -> str:
 _ANSWERED = (xa.Anbietung.ROOT, xa.Aussonderung.ROOT)
 
 
-def archive_stub_hook(directory: Directory, archive: Agency, city: Agency, journal: Journal, *,
-                      delay: float = 0.2, attempts: int = 20) -> Callable[..., None]:
+def archive_stub_hook(
+    directory: Directory,
+    archive: Agency,
+    city: Agency,
+    journal: Journal,
+    *,
+    delay: float = 0.2,
+    attempts: int = 20,
+) -> Callable[..., None]:
     """The archive's inbox hook: answer every 0501/0503 it accepts, to the city's inbox."""
     stub = ArchiveStub(archive, city)
 
@@ -147,7 +193,9 @@ def archive_stub_hook(directory: Directory, archive: Agency, city: Agency, journ
                 message = OutgoingMessage(
                     payload=data,
                     nachrichten_uuid=xdomea_message_key(reply.kopf.prozess_id, reply.TYPE),
-                    recipient=city.id, sender=archive.id)
+                    recipient=city.id,
+                    sender=archive.id,
+                )
                 for attempt in range(attempts):
                     try:
                         sender.send(message)
@@ -158,14 +206,14 @@ def archive_stub_hook(directory: Directory, archive: Agency, city: Agency, journ
 
     def on_accepted(record: Any, info: Any, created: bool) -> None:
         if created and record.standard == "xdomea" and record.message_type in _ANSWERED:
-            threading.Thread(target=run, args=(record.nachrichten_uuid,), daemon=True,
-                             name="simulated-archive").start()
+            threading.Thread(
+                target=run, args=(record.nachrichten_uuid,), daemon=True, name="simulated-archive"
+            ).start()
 
     return on_accepted
 
 
-def transfer_stub(root: Path | str, archive: Agency, city: Agency, *,
-                  min_age: float = 0.0) -> Any:
+def transfer_stub(root: Path | str, archive: Agency, city: Agency, *, min_age: float = 0.0) -> Any:
     """The simulated archive on its transfer area (the folder itself, or the folder a WebDAV
     server shares): reads what amtsbote wrote into the root (0501, 0503, 0505) and writes its
     answers as containers into a folder per type (x-man's ``Path0502`` … layout). Returns a
@@ -190,6 +238,5 @@ def transfer_stub(root: Path | str, archive: Agency, city: Agency, *,
                 if not target.exists():
                     os.link(built, target)  # atomic, never replaces
 
-    layout = TransferLayout(receive_types=frozenset({"0501", "0503", "0505"}),
-                            done=".archive-done")
+    layout = TransferLayout(receive_types=frozenset({"0501", "0503", "0505"}), done=".archive-done")
     return TransferDirPoller(area, accept, layout=layout, min_age=min_age)

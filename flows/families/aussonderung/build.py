@@ -62,9 +62,24 @@ __all__ = [
 
 AGS_LIST_URI = "urn:de:bund:destatis:bevoelkerungsstatistik:schluessel:ags"
 FORMAT_BY_EXTENSION = {
-    "pdf": "018", "docx": "035", "doc": "003", "odt": "015", "ods": "014", "xlsx": "036",
-    "xls": "028", "xml": "030", "txt": "045", "tif": "024", "tiff": "024", "jpg": "011",
-    "jpeg": "010", "png": "019", "eml": "006", "msg": "012", "csv": "002", "rtf": "022",
+    "pdf": "018",
+    "docx": "035",
+    "doc": "003",
+    "odt": "015",
+    "ods": "014",
+    "xlsx": "036",
+    "xls": "028",
+    "xml": "030",
+    "txt": "045",
+    "tif": "024",
+    "tiff": "024",
+    "jpg": "011",
+    "jpeg": "010",
+    "png": "019",
+    "eml": "006",
+    "msg": "012",
+    "csv": "002",
+    "rtf": "022",
 }
 """File name extension → xdomea Dateiformat code (list 1.0); anything else is ``100``
 (Sonstiges). PDF/A (``044``) cannot be told by the extension: the manifest says ``format``."""
@@ -79,17 +94,27 @@ def kontakt(agency: Agency) -> Kontakt:
     """The xdomea Kontakt of a directory agency: its Behördenkennung (the AGS list for MELDID)
     and its name."""
     praefix, kennung = agency.praefix, agency.kennung
-    schluessel = (Code(kennung, list_uri=AGS_LIST_URI, list_version_id="2018-01-31")
-                  if praefix == "MELDID" else Code(kennung))
-    return Kontakt(behoerdenschluessel=schluessel, praefix=Code(praefix),
-                   institution=agency.name[:80])
+    schluessel = (
+        Code(kennung, list_uri=AGS_LIST_URI, list_version_id="2018-01-31")
+        if praefix == "MELDID"
+        else Code(kennung)
+    )
+    return Kontakt(
+        behoerdenschluessel=schluessel, praefix=Code(praefix), institution=agency.name[:80]
+    )
 
 
-def kopf(prozess_id: str, *, absender: Agency, empfaenger: Agency,
-         hinweis: str | None = None) -> Kopf:
-    return Kopf(prozess_id=prozess_id, erstellungszeitpunkt=datetime.now(UTC).replace(
-        microsecond=0), absender=kontakt(absender), empfaenger=kontakt(empfaenger),
-        sendendes_system=_PRODUCT, hinweis=hinweis)
+def kopf(
+    prozess_id: str, *, absender: Agency, empfaenger: Agency, hinweis: str | None = None
+) -> Kopf:
+    return Kopf(
+        prozess_id=prozess_id,
+        erstellungszeitpunkt=datetime.now(UTC).replace(microsecond=0),
+        absender=kontakt(absender),
+        empfaenger=kontakt(empfaenger),
+        sendendes_system=_PRODUCT,
+        hinweis=hinweis,
+    )
 
 
 def dateiname(doc: ex.Dokument) -> str:
@@ -102,31 +127,56 @@ def _format(doc: ex.Dokument) -> Code:
 
 
 def _doc(doc: ex.Dokument, *, with_files: bool) -> Dokument:
-    versionen = (Version(nummer="1", formate=(Format(
-        dateiname=dateiname(doc), name=_format(doc), version="1.0",
-        dateiname_original=PurePosixPath(doc.datei).name),)),) if with_files else ()
+    versionen = (
+        (
+            Version(
+                nummer="1",
+                formate=(
+                    Format(
+                        dateiname=dateiname(doc),
+                        name=_format(doc),
+                        version="1.0",
+                        dateiname_original=PurePosixPath(doc.datei).name,
+                    ),
+                ),
+            ),
+        )
+        if with_files
+        else ()
+    )
     return Dokument(id=doc.id, titel=doc.titel, datum=doc.datum, versionen=versionen)
 
 
 def _archiv(dauer: int | None, vorschlag: str | None) -> Archivmetadaten | None:
     if dauer is None and vorschlag is None:
         return None
-    return Archivmetadaten(aufbewahrungsdauer=dauer, bewertungsvorschlag=(
-        Aussonderungsart(vorschlag) if vorschlag else None))
+    return Archivmetadaten(
+        aufbewahrungsdauer=dauer,
+        bewertungsvorschlag=(Aussonderungsart(vorschlag) if vorschlag else None),
+    )
 
 
 def _akte(a: ex.Akte, *, with_files: bool) -> Akte:
     vorgaenge = tuple(
-        Vorgang(id=v.id, titel=v.titel, aktenzeichen=v.aktenzeichen,
-                archiv=_archiv(None, v.bewertungsvorschlag),
-                laufzeit=Laufzeit(beginn=v.beginn, ende=v.ende) if v.beginn or v.ende else None,
-                dokumente=tuple(_doc(d, with_files=with_files) for d in v.dokumente))
-        for v in a.vorgaenge)
-    return Akte(id=a.id, titel=a.titel, aktenzeichen=a.aktenzeichen,
-                archiv=_archiv(a.aufbewahrungsdauer, a.bewertungsvorschlag),
-                laufzeit=Laufzeit(beginn=a.beginn, ende=a.ende),
-                dokumente=tuple(_doc(d, with_files=with_files) for d in a.dokumente),
-                vorgaenge=vorgaenge)
+        Vorgang(
+            id=v.id,
+            titel=v.titel,
+            aktenzeichen=v.aktenzeichen,
+            archiv=_archiv(None, v.bewertungsvorschlag),
+            laufzeit=Laufzeit(beginn=v.beginn, ende=v.ende) if v.beginn or v.ende else None,
+            dokumente=tuple(_doc(d, with_files=with_files) for d in v.dokumente),
+        )
+        for v in a.vorgaenge
+    )
+    return Akte(
+        id=a.id,
+        titel=a.titel,
+        aktenzeichen=a.aktenzeichen,
+        archiv=_archiv(a.aufbewahrungsdauer, a.bewertungsvorschlag),
+        laufzeit=Laufzeit(beginn=a.beginn, ende=a.ende),
+        dokumente=tuple(_doc(d, with_files=with_files) for d in a.dokumente),
+        vorgaenge=vorgaenge,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,21 +193,27 @@ def from_export(export: ex.Export, *, absender: Agency, empfaenger: Agency) -> F
     m = export.manifest
     head = kopf(m.prozess_id, absender=absender, empfaenger=empfaenger)
     files = {dateiname(d): export.files[d.datei] for a in m.akten for d in a.all_dokumente()}
-    full = Aussonderung(kopf=head, version=m.xdomea,
-                        schriftgutobjekte=tuple(_akte(a, with_files=True) for a in m.akten))
+    full = Aussonderung(
+        kopf=head,
+        version=m.xdomea,
+        schriftgutobjekte=tuple(_akte(a, with_files=True) for a in m.akten),
+    )
     if m.verfahren == "zweistufig":
         return FromExport(full, None, files)
-    offer = Anbietung(kopf=head, version=m.xdomea,
-                      schriftgutobjekte=tuple(_akte(a, with_files=False) for a in m.akten))
+    offer = Anbietung(
+        kopf=head,
+        version=m.xdomea,
+        schriftgutobjekte=tuple(_akte(a, with_files=False) for a in m.akten),
+    )
     return FromExport(offer, full, files)
 
 
-def readdress(msg: AussonderungsNachricht, *, absender: Agency,
-              empfaenger: Agency) -> AussonderungsNachricht:
+def readdress(
+    msg: AussonderungsNachricht, *, absender: Agency, empfaenger: Agency
+) -> AussonderungsNachricht:
     """``msg`` with the city as Absender and the route's archive as Empfänger (ProzessID, time
     of creation and content kept)."""
-    head = dataclasses.replace(msg.kopf, absender=kontakt(absender),
-                               empfaenger=kontakt(empfaenger))
+    head = dataclasses.replace(msg.kopf, absender=kontakt(absender), empfaenger=kontakt(empfaenger))
     return dataclasses.replace(msg, kopf=head)
 
 
@@ -186,16 +242,26 @@ def select(offered: Iterable[Record], appraisal: Bewertungsverzeichnis) -> Selec
 
     def visit(r: Record, inherited: Aussonderungsart | None) -> Record | None:
         art = arts.get(r.id, inherited)
-        (keep if art is Aussonderungsart.ARCHIVWUERDIG else
-         drop if art is Aussonderungsart.VERNICHTEN else hold).append(r.id)
+        (
+            keep
+            if art is Aussonderungsart.ARCHIVWUERDIG
+            else drop
+            if art is Aussonderungsart.VERNICHTEN
+            else hold
+        ).append(r.id)
         if isinstance(r, Dokument):
             return r if art is Aussonderungsart.ARCHIVWUERDIG else None
+
         def children(xs: tuple[Any, ...]) -> tuple[Any, ...]:
             return tuple(c for c in (visit(x, art) for x in xs) if c is not None)
 
-        mark = (dataclasses.replace(r.archiv or Archivmetadaten(),
-                                    aussonderungsart=Aussonderungsart.ARCHIVWUERDIG)
-                if art is Aussonderungsart.ARCHIVWUERDIG else r.archiv)
+        mark = (
+            dataclasses.replace(
+                r.archiv or Archivmetadaten(), aussonderungsart=Aussonderungsart.ARCHIVWUERDIG
+            )
+            if art is Aussonderungsart.ARCHIVWUERDIG
+            else r.archiv
+        )
         if isinstance(r, Vorgang):
             docs, subs = children(r.dokumente), children(r.teilvorgaenge)
             if art is Aussonderungsart.ARCHIVWUERDIG or docs or subs:
@@ -203,8 +269,9 @@ def select(offered: Iterable[Record], appraisal: Bewertungsverzeichnis) -> Selec
             return None
         docs, vgs, subs = children(r.dokumente), children(r.vorgaenge), children(r.teilakten)
         if art is Aussonderungsart.ARCHIVWUERDIG or docs or vgs or subs:
-            return dataclasses.replace(r, archiv=mark, dokumente=docs, vorgaenge=vgs,
-                                       teilakten=subs)
+            return dataclasses.replace(
+                r, archiv=mark, dokumente=docs, vorgaenge=vgs, teilakten=subs
+            )
         return None
 
     kept = tuple(x for x in (visit(r, None) for r in offered) if x is not None)
@@ -215,5 +282,8 @@ def missing_files(records: Iterable[Record]) -> list[str]:
     """IDs of the Dokumente among ``records`` (depth first) that carry no primary file."""
     from xoev.xdomea.records import iter_records
 
-    return [r.id for r in iter_records(tuple(records))
-            if isinstance(r, Dokument) and not any(v.formate for v in r.versionen)]
+    return [
+        r.id
+        for r in iter_records(tuple(records))
+        if isinstance(r, Dokument) and not any(v.formate for v in r.versionen)
+    ]

@@ -27,13 +27,16 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    cmd = subparsers.add_parser("aussonderung", help="hand over closed e-files to the archive; "
-                                                     "evidence of an Aussonderung",
-                                description=__doc__.split("::")[0].strip())
+    cmd = subparsers.add_parser(
+        "aussonderung",
+        help="hand over closed e-files to the archive; evidence of an Aussonderung",
+        description=__doc__.split("::")[0].strip(),
+    )
     sub = cmd.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
-    hand = sub.add_parser("hand-over", help="the DMS hands over an export folder, 0501/0503 or "
-                                            "container")
+    hand = sub.add_parser(
+        "hand-over", help="the DMS hands over an export folder, 0501/0503 or container"
+    )
     hand.add_argument("path", type=Path, help="export folder, .xml or .zip")
     hand.add_argument("--by", default="dms-paderborn", help="the DMS agency (role DMS)")
     hand.add_argument("--run", action="store_true", help="run the procedure in this process")
@@ -56,12 +59,16 @@ def run_hand_over(args: argparse.Namespace) -> int:
         print(f"amtsbote aussonderung: {exc}", file=sys.stderr)
         return 2
     if not done.created:
-        print(f"ProzessID {done.process_id} was handed over before "
-              f"(message {done.message_uuid}{', case ' + done.case_id if done.case_id else ''});"
-              " nothing stored again")
+        print(
+            f"ProzessID {done.process_id} was handed over before "
+            f"(message {done.message_uuid}{', case ' + done.case_id if done.case_id else ''});"
+            " nothing stored again"
+        )
         return 0
-    print(f"handed over: xdomea {done.message_type}, ProzessID {done.process_id}, "
-          f"{done.files} primary documents; procedure {done.procedure}")
+    print(
+        f"handed over: xdomea {done.message_type}, ProzessID {done.process_id}, "
+        f"{done.files} primary documents; procedure {done.procedure}"
+    )
     if not args.run:
         emit_accepted_event(done.message_uuid, done.procedure)
         print("started by the deployment trigger (amtsbote serve / workers)")
@@ -85,8 +92,10 @@ def run_evidence(args: argparse.Namespace) -> int:
     try:
         doc = evidence(rt, args.case_id)
     except JournalNotFoundError:
-        print(f"amtsbote aussonderung evidence: no case {args.case_id!r} in the journal",
-              file=sys.stderr)
+        print(
+            f"amtsbote aussonderung evidence: no case {args.case_id!r} in the journal",
+            file=sys.stderr,
+        )
         return 2
     text = json.dumps(doc, ensure_ascii=False, indent=2)
     if args.out:

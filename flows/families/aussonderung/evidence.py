@@ -33,8 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = ["EVENTS", "appraised", "evidence", "imported", "transferred"]
 
-EVENTS = ("aussonderung.handed-over", "aussonderung.appraised", "aussonderung.transferred",
-          "aussonderung.imported", "aussonderung.released")
+EVENTS = (
+    "aussonderung.handed-over",
+    "aussonderung.appraised",
+    "aussonderung.transferred",
+    "aussonderung.imported",
+    "aussonderung.released",
+)
 
 
 def appraised(rt: Runtime, case_id: str, process_id: str) -> dict[str, Any]:
@@ -43,11 +48,15 @@ def appraised(rt: Runtime, case_id: str, process_id: str) -> dict[str, Any]:
     own takes its parent's): ``archivwuerdig``, ``kassabel``, ``offen``."""
     msg = appraisal_of(rt, process_id)
     detail: dict[str, Any] = {art.name.lower(): list(msg.ids(art)) for art in Aussonderungsart}
-    offered = xa.parse(rt.journal.payload(xdomea_message_key(process_id, "0501"),
-                                          direction=Direction.INBOUND))
+    offered = xa.parse(
+        rt.journal.payload(xdomea_message_key(process_id, "0501"), direction=Direction.INBOUND)
+    )
     sel = select(getattr(offered, "schriftgutobjekte", ()), msg)
-    detail["effective"] = {"archivwuerdig": list(sel.archivwuerdig),
-                           "kassabel": list(sel.kassabel), "offen": list(sel.offen)}
+    detail["effective"] = {
+        "archivwuerdig": list(sel.archivwuerdig),
+        "kassabel": list(sel.kassabel),
+        "offen": list(sel.offen),
+    }
     _once(rt, case_id, "aussonderung.appraised", detail)
     return detail
 
@@ -63,18 +72,25 @@ def transferred(rt: Runtime, case_id: str, process_id: str) -> dict[str, Any]:
     return detail
 
 
-def imported(rt: Runtime, case_id: str, process_id: str, *,
-             kassabel: list[str]) -> dict[str, Any]:
+def imported(rt: Runtime, case_id: str, process_id: str, *, kassabel: list[str]) -> dict[str, Any]:
     """Record the 0506 and release for deletion what the archive took over (with its
     descendants) and what was appraised kassabel. Returns the release."""
-    msg = xa.parse(rt.journal.payload(xdomea_message_key(process_id, "0506"),
-                                      direction=Direction.INBOUND))
+    msg = xa.parse(
+        rt.journal.payload(xdomea_message_key(process_id, "0506"), direction=Direction.INBOUND)
+    )
     assert isinstance(msg, xa.ImportBestaetigung)
-    results = {e.id: {"ok": e.erfolgreich, "archivkennung": e.archivkennung,
-                      "fehler": list(e.fehlermeldungen)} for e in msg.ergebnisse}
+    results = {
+        e.id: {
+            "ok": e.erfolgreich,
+            "archivkennung": e.archivkennung,
+            "fehler": list(e.fehlermeldungen),
+        }
+        for e in msg.ergebnisse
+    }
     _once(rt, case_id, "aussonderung.imported", {"objects": results})
-    sent = xa.parse(rt.journal.payload(xdomea_message_key(process_id, "0503"),
-                                       direction=Direction.OUTBOUND))
+    sent = xa.parse(
+        rt.journal.payload(xdomea_message_key(process_id, "0503"), direction=Direction.OUTBOUND)
+    )
     ok = {i for i, r in results.items() if r["ok"]}
     archived: list[str] = []
     for top in getattr(sent, "schriftgutobjekte", ()):
@@ -107,21 +123,29 @@ def evidence(rt: Runtime, case_id: str) -> dict[str, Any]:
     ref = case.summary.get("ref", {})
     key = None
     if ref.get("process_id"):
-        key = xdomea_message_key(ref["process_id"], "0501" if case.procedure == "aussonderung"
-                                 else "0503")
-    handed = [e for e in rt.journal.events(nachrichten_uuid=key) if e.kind == EVENTS[0]] \
-        if key else []
-    messages = [{"type": m.message_type, "direction": m.direction.value,
-                 "key": m.nachrichten_uuid, "sha512": m.payload_sha512,
-                 "recorded_at": m.recorded_at.isoformat()}
-                for m in rt.journal.messages(case_id=case_id)]
+        key = xdomea_message_key(
+            ref["process_id"], "0501" if case.procedure == "aussonderung" else "0503"
+        )
+    handed = (
+        [e for e in rt.journal.events(nachrichten_uuid=key) if e.kind == EVENTS[0]] if key else []
+    )
+    messages = [
+        {
+            "type": m.message_type,
+            "direction": m.direction.value,
+            "key": m.nachrichten_uuid,
+            "sha512": m.payload_sha512,
+            "recorded_at": m.recorded_at.isoformat(),
+        }
+        for m in rt.journal.messages(case_id=case_id)
+    ]
     return {
         "case_id": case.case_id,
         "procedure": case.procedure,
         "status": case.status.value,
         "process_id": ref.get("process_id"),
         "messages": messages,
-        "events": [{"kind": e.kind, "at": e.at.isoformat(),
-                    "detail": e.detail} for e in [*handed, *events]],
+        "events": [
+            {"kind": e.kind, "at": e.at.isoformat(), "detail": e.detail} for e in [*handed, *events]
+        ],
     }
-

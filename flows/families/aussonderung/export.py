@@ -156,8 +156,9 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             nxt = next((v for k, v in node.value if k.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(
-                node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             nxt = node.value[part]
         else:
             nxt = None
@@ -212,7 +213,8 @@ def read_export(folder: str | Path) -> Export:
     ids: set[str] = set()
     for i, akte in enumerate(manifest.akten):
         objects = [(f"akten.{i}", akte.id)] + [
-            (f"akten.{i}.vorgaenge.{j}", v.id) for j, v in enumerate(akte.vorgaenge)]
+            (f"akten.{i}.vorgaenge.{j}", v.id) for j, v in enumerate(akte.vorgaenge)
+        ]
         objects += [(f"akten.{i}.dokument", d.id) for d in akte.all_dokumente()]
         for where, oid in objects:
             if oid in ids:
@@ -222,13 +224,16 @@ def read_export(folder: str | Path) -> Export:
             rel = Path(doc.datei)
             path = (folder / rel).resolve()
             if rel.is_absolute() or ".." in rel.parts or not path.is_relative_to(base):
-                problems.append(f"{source}: {akte.aktenzeichen}: datei {doc.datei!r} is not "
-                                "inside the export folder")
+                problems.append(
+                    f"{source}: {akte.aktenzeichen}: datei {doc.datei!r} is not "
+                    "inside the export folder"
+                )
             elif not path.is_file():
                 problems.append(f"{source}: {akte.aktenzeichen}: datei {doc.datei!r} is missing")
             elif doc.datei in files:
-                problems.append(f"{source}: {akte.aktenzeichen}: datei {doc.datei!r} is named "
-                                "twice")
+                problems.append(
+                    f"{source}: {akte.aktenzeichen}: datei {doc.datei!r} is named twice"
+                )
             else:
                 size, digest = _digest(path)
                 files[doc.datei] = ExportFile(doc.datei, path, size, digest)

@@ -30,5 +30,9 @@ class AussonderungFacts(Facts):
     records: int = 0
 
     def summary(self) -> dict[str, Any]:
-        return {"verfahren": self.verfahren, "version": self.version,
-                "process_id": self.process_id, "records": self.records}
+        return {
+            "verfahren": self.verfahren,
+            "version": self.version,
+            "process_id": self.process_id,
+            "records": self.records,
+        }

@@ -28,8 +28,14 @@ if TYPE_CHECKING:
     from ...routing import Route
     from ...runtime import Runtime
 
-__all__ = ["CANDIDATE", "FAMILY", "PROCEDURE_START", "AussonderungFamily", "appraisal_of",
-           "type_code"]
+__all__ = [
+    "CANDIDATE",
+    "FAMILY",
+    "PROCEDURE_START",
+    "AussonderungFamily",
+    "appraisal_of",
+    "type_code",
+]
 
 _PROCEDURES = "flows.families.aussonderung.procedures"
 #: Procedure → the message type (code) that starts it.
@@ -53,14 +59,16 @@ def _code(key: str) -> str:
     for code, root in _CODES.items():
         if key == root:
             return code
-    raise LookupError(f"unknown xdomea Aussonderung message type {key!r} "
-                      f"(known: {', '.join(sorted(_CODES))})")
+    raise LookupError(
+        f"unknown xdomea Aussonderung message type {key!r} (known: {', '.join(sorted(_CODES))})"
+    )
 
 
 def appraisal_of(rt: Runtime, process_id: str) -> xa.Bewertungsverzeichnis:
     """The archive's 0502 of the process, as received."""
-    payload = rt.journal.payload(xdomea_message_key(process_id, "0502"),
-                                 direction=Direction.INBOUND)
+    payload = rt.journal.payload(
+        xdomea_message_key(process_id, "0502"), direction=Direction.INBOUND
+    )
     msg = xa.parse(payload)
     assert isinstance(msg, xa.Bewertungsverzeichnis)
     return msg
@@ -70,11 +78,17 @@ class AussonderungFamily(Family):
     name: ClassVar[str] = "aussonderung"
     standards: ClassVar[tuple[tuple[str, str], ...]] = (("xdomea", "3.0.0"), ("xdomea", "3.1.0"))
     procedures: ClassVar[tuple[Procedure, ...]] = (
-        Procedure("aussonderung", f"{_PROCEDURES}:aussonderung",
-                  "Aussonderung, four-stage: offer (0501), appraisal (0502), confirmation (0505), "
-                  "approval, handover (0503), import confirmed (0506), release for deletion"),
-        Procedure("aussonderung-zweistufig", f"{_PROCEDURES}:aussonderung_zweistufig",
-                  "Aussonderung, two-stage: handover (0503) directly, import confirmed (0506)"),
+        Procedure(
+            "aussonderung",
+            f"{_PROCEDURES}:aussonderung",
+            "Aussonderung, four-stage: offer (0501), appraisal (0502), confirmation (0505), "
+            "approval, handover (0503), import confirmed (0506), release for deletion",
+        ),
+        Procedure(
+            "aussonderung-zweistufig",
+            f"{_PROCEDURES}:aussonderung_zweistufig",
+            "Aussonderung, two-stage: handover (0503) directly, import confirmed (0506)",
+        ),
     )
     starts: ClassVar[tuple[StartRule, ...]] = tuple(
         StartRule(proc, frozenset({"DMS"}), frozenset({_CODES[code]}))
@@ -84,8 +98,9 @@ class AussonderungFamily(Family):
     routing_file: ClassVar[str] = "routing-aussonderung.yaml"
     routing_env: ClassVar[str] = "AMTSBOTE_ROUTING_AUSSONDERUNG"
 
-    def open_check(self, payload: bytes, procedure: str) -> tuple[AussonderungFacts,
-                                                                  dict[str, Any]]:
+    def open_check(
+        self, payload: bytes, procedure: str
+    ) -> tuple[AussonderungFacts, dict[str, Any]]:
         msg = xa.parse(payload)
         want = PROCEDURE_START[procedure]
         if want != msg.TYPE:
@@ -115,12 +130,16 @@ class AussonderungFamily(Family):
         files: dict[str, str] = {}
         msg: xa.AussonderungsNachricht
         if code == "0505":
-            msg = xa.BewertungEmpfangen(kopf=b.kopf(facts.process_id, absender=home,
-                                                    empfaenger=archive), version=facts.version)
+            msg = xa.BewertungEmpfangen(
+                kopf=b.kopf(facts.process_id, absender=home, empfaenger=archive),
+                version=facts.version,
+            )
         elif code == "0501" or (code == "0503" and start.TYPE == "0503"):
             if code != start.TYPE:
-                raise ValueError(f"case {case.case_id}: an {code} is built from an {code}, "
-                                 f"the case started with {start.TYPE}")
+                raise ValueError(
+                    f"case {case.case_id}: an {code} is built from an {code}, "
+                    f"the case started with {start.TYPE}"
+                )
             msg = b.readdress(start, absender=home, empfaenger=archive)
             files = self._files(rt, case.message_uuid, xa.dateinamen(msg))
         elif code == "0503":
@@ -136,12 +155,14 @@ class AussonderungFamily(Family):
         held = {f.name: f.digest for f in rt.journal.blobs.files_of(key)}
         missing = [n for n in names if n not in held]
         if missing:
-            raise b.CandidateError(f"primary documents not held for message {key}: "
-                                   f"{', '.join(missing[:5])}")
+            raise b.CandidateError(
+                f"primary documents not held for message {key}: {', '.join(missing[:5])}"
+            )
         return {n: held[n] for n in names}
 
-    def _handover(self, rt: Runtime, case: Any, start: xa.AussonderungsNachricht,
-                  archive: Any) -> tuple[xa.Aussonderung, dict[str, str]]:
+    def _handover(
+        self, rt: Runtime, case: Any, start: xa.AussonderungsNachricht, archive: Any
+    ) -> tuple[xa.Aussonderung, dict[str, str]]:
         """The 0503 of a four-stage case: the candidate (or the 0501's records) cut to what the
         0502 appraised archivwürdig."""
         facts: AussonderungFacts = case.facts
@@ -158,10 +179,13 @@ class AussonderungFamily(Family):
         if missing:
             raise b.CandidateError(
                 f"case {case.case_id}: documents appraised archivwürdig have no primary file "
-                f"(hand over the DMS export, not only its 0501): {', '.join(missing[:5])}")
-        msg = xa.Aussonderung(kopf=b.kopf(facts.process_id, absender=rt.home,
-                                          empfaenger=archive),
-                              version=facts.version, schriftgutobjekte=selection.records)
+                f"(hand over the DMS export, not only its 0501): {', '.join(missing[:5])}"
+            )
+        msg = xa.Aussonderung(
+            kopf=b.kopf(facts.process_id, absender=rt.home, empfaenger=archive),
+            version=facts.version,
+            schriftgutobjekte=selection.records,
+        )
         return msg, self._files(rt, case.message_uuid, xa.dateinamen(msg))
 
     def read_reply(self, payload: bytes) -> ReplyOutcome:
@@ -173,9 +197,11 @@ class AussonderungFamily(Family):
             return ReplyOutcome("bewertet", True, counts)
         if isinstance(msg, xa.ImportBestaetigung):
             failed = [e.id for e in msg.ergebnisse if not e.erfolgreich]
-            return ReplyOutcome("importiert" if not failed else "import-fehler", not failed,
-                                {"imported": len(msg.ergebnisse) - len(failed),
-                                 "failed": len(failed)})
+            return ReplyOutcome(
+                "importiert" if not failed else "import-fehler",
+                not failed,
+                {"imported": len(msg.ergebnisse) - len(failed), "failed": len(failed)},
+            )
         if isinstance(msg, xa.AnbietungEmpfangen | xa.AussonderungEmpfangen):
             return ReplyOutcome("empfangen", True, {"type": msg.TYPE})
         raise ValueError(f"xdomea {msg.TYPE} is no reply of an Aussonderung")

@@ -73,13 +73,21 @@ def _archive(rt: Runtime) -> str:
     routing = rt.routing_for("aussonderung")
     recipients = {r.recipient for r in routing.rules}
     if len(recipients) != 1:
-        raise HandOverError(routing.source, "the Aussonderung routing must name exactly one "
-                                            f"archive, names {sorted(recipients) or 'none'}")
+        raise HandOverError(
+            routing.source,
+            "the Aussonderung routing must name exactly one "
+            f"archive, names {sorted(recipients) or 'none'}",
+        )
     return recipients.pop()
 
 
-def hand_over(rt: Runtime, source: str | Path, *, by: str = "dms-paderborn",
-              limits: ContainerLimits | None = None) -> HandOver:
+def hand_over(
+    rt: Runtime,
+    source: str | Path,
+    *,
+    by: str = "dms-paderborn",
+    limits: ContainerLimits | None = None,
+) -> HandOver:
     """Check, store and decide the start of what the DMS ``by`` hands over (module docstring).
     Raises :class:`HandOverError` naming the problem; nothing is stored then."""
     src = Path(source)
@@ -93,8 +101,9 @@ def hand_over(rt: Runtime, source: str | Path, *, by: str = "dms-paderborn",
                 export = read_export(src)
             except ExportError as exc:
                 raise HandOverError(src, "; ".join(exc.problems)) from None
-            built = b.from_export(export, absender=rt.home,
-                                  empfaenger=rt.directory.get(_archive(rt)))
+            built = b.from_export(
+                export, absender=rt.home, empfaenger=rt.directory.get(_archive(rt))
+            )
             payload = xa.build(built.start)
             if built.candidate is not None:
                 candidate = xa.build(built.candidate)
@@ -116,21 +125,30 @@ def hand_over(rt: Runtime, source: str | Path, *, by: str = "dms-paderborn",
             except UnusableInputError as exc:
                 raise HandOverError(src, str(exc)) from None
         else:
-            raise HandOverError(src, "neither an export folder, an .xml file nor a .zip "
-                                     "container")
+            raise HandOverError(src, "neither an export folder, an .xml file nor a .zip container")
         return _record(rt, src, payload, files, candidate, by=by)
 
 
-def _record(rt: Runtime, src: Path, payload: bytes, files: dict[str, tuple[Path | None, object]],
-            candidate: bytes | None, *, by: str) -> HandOver:
+def _record(
+    rt: Runtime,
+    src: Path,
+    payload: bytes,
+    files: dict[str, tuple[Path | None, object]],
+    candidate: bytes | None,
+    *,
+    by: str,
+) -> HandOver:
     report = xoev.validate(payload, source=str(src))
     if not report.ok:
-        raise HandOverError(src, "the message has findings: "
-                            + "; ".join(str(f) for f in report.findings[:10]))
+        raise HandOverError(
+            src, "the message has findings: " + "; ".join(str(f) for f in report.findings[:10])
+        )
     info = inspect_message(parse_xml(payload))
     if info.standard != "xdomea" or info.message_type not in ("0501", "0503"):
-        raise HandOverError(src, f"{info.standard} {info.message_type} is no Aussonderung start "
-                                 "(xdomea 0501 or 0503)")
+        raise HandOverError(
+            src,
+            f"{info.standard} {info.message_type} is no Aussonderung start (xdomea 0501 or 0503)",
+        )
     key, process_id = info.nachrichten_uuid, info.process_id
     assert key is not None and process_id is not None  # xdomea with a ProzessID (validated)
     journal = rt.journal
@@ -139,13 +157,27 @@ def _record(rt: Runtime, src: Path, payload: bytes, files: dict[str, tuple[Path 
     except JournalNotFoundError:
         existing = None
     if existing is not None:
-        return HandOver(key, process_id, info.message_type, _procedure_of(info.message_type),
-                        False, len(journal.blobs.files_of(key)), existing.case_id)
+        return HandOver(
+            key,
+            process_id,
+            info.message_type,
+            _procedure_of(info.message_type),
+            False,
+            len(journal.blobs.files_of(key)),
+            existing.case_id,
+        )
     started = _decide(rt, info, payload, by)
     if started.procedure is None:
-        journal.log_event("case.refused", actor="hand-over", nachrichten_uuid=key,
-                          detail={"reason": started.reason or "refused", "sender": by,
-                                  "message_type": info.message_type})
+        journal.log_event(
+            "case.refused",
+            actor="hand-over",
+            nachrichten_uuid=key,
+            detail={
+                "reason": started.reason or "refused",
+                "sender": by,
+                "message_type": info.message_type,
+            },
+        )
         raise HandOverError(src, f"starts no procedure: {started.reason}")
     # primary files first: a recorded message never names files that are not there
     for name, (path, _) in files.items():
@@ -155,11 +187,24 @@ def _record(rt: Runtime, src: Path, payload: bytes, files: dict[str, tuple[Path 
     if candidate is not None:
         journal.blobs.attach(key, CANDIDATE, journal.blobs.put_bytes(candidate).digest)
     _, created = journal.record_inbound(
-        payload, MessageMeta.from_info(info), sender_agency=by, recipient=rt.home.id,
-        initial_state=None, actor=f"hand-over:{by}")
-    journal.log_event("aussonderung.handed-over", actor=f"hand-over:{by}", nachrichten_uuid=key,
-                      detail={"process_id": process_id, "message_type": info.message_type,
-                              "files": len(files), "procedure": started.procedure})
+        payload,
+        MessageMeta.from_info(info),
+        sender_agency=by,
+        recipient=rt.home.id,
+        initial_state=None,
+        actor=f"hand-over:{by}",
+    )
+    journal.log_event(
+        "aussonderung.handed-over",
+        actor=f"hand-over:{by}",
+        nachrichten_uuid=key,
+        detail={
+            "process_id": process_id,
+            "message_type": info.message_type,
+            "files": len(files),
+            "procedure": started.procedure,
+        },
+    )
     return HandOver(key, process_id, info.message_type, started.procedure, created, len(files))
 
 
@@ -168,9 +213,13 @@ def _decide(rt: Runtime, info: Any, payload: bytes, by: str) -> Any:
     from ...families import all_families
     from ..base import Started
 
-    record = SimpleNamespace(message_type=info.root, standard=info.standard,
-                             version=info.version, sender_agency=by,
-                             nachrichten_uuid=info.nachrichten_uuid)
+    record = SimpleNamespace(
+        message_type=info.root,
+        standard=info.standard,
+        version=info.version,
+        sender_agency=by,
+        nachrichten_uuid=info.nachrichten_uuid,
+    )
     sender = rt.directory.get(by)
     reasons = []
     for family in reversed([f for f in all_families() if f.speaks(info.standard, info.version)]):

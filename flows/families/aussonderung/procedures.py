@@ -52,8 +52,10 @@ async def appraised(case: CaseRef) -> dict[str, int]:
     effective = ids["effective"]
     rows = [{"id": i, "appraisal": art} for art, xs in effective.items() for i in xs]
     await acreate_table_artifact(
-        key=f"appraisal-{case.case_id.lower()}", table=rows,
-        description=f"Appraisal of {case.case_id} by the archive (0502): record IDs only")
+        key=f"appraisal-{case.case_id.lower()}",
+        table=rows,
+        description=f"Appraisal of {case.case_id} by the archive (0502): record IDs only",
+    )
     return {art: len(xs) for art, xs in effective.items()}
 
 
@@ -71,11 +73,18 @@ async def imported(case: CaseRef) -> dict[str, int]:
     release = await asyncio.to_thread(evidence.imported, rt, case.case_id, pid, kassabel=kassabel)
     if release["not_imported"]:
         await asyncio.to_thread(
-            rt.journal.update_case, case.case_id, status=CaseStatus.FAILED, actor="imported",
-            detail={"reason": "the archive did not import every record",
-                    "not_imported": release["not_imported"]})
-        raise CaseError(case.case_id, f"the archive did not import {release['not_imported']}",
-                        step="imported")
+            rt.journal.update_case,
+            case.case_id,
+            status=CaseStatus.FAILED,
+            actor="imported",
+            detail={
+                "reason": "the archive did not import every record",
+                "not_imported": release["not_imported"],
+            },
+        )
+        raise CaseError(
+            case.case_id, f"the archive did not import {release['not_imported']}", step="imported"
+        )
     return {k: len(v) for k, v in release.items()}
 
 
@@ -89,8 +98,9 @@ def _route(case: CaseRef, routes: tuple[Route, ...], code: str) -> Route:
     for r in routes:
         if type_code(r.message_type) == code:
             return r
-    raise CaseError(case.case_id, f"the Aussonderung routing has no rule for xdomea {code}",
-                    step="check")
+    raise CaseError(
+        case.case_id, f"the Aussonderung routing has no rule for xdomea {code}", step="check"
+    )
 
 
 async def run_aussonderung(message_uuid: str, procedure: str) -> dict[str, Any]:
@@ -102,12 +112,14 @@ async def run_aussonderung(message_uuid: str, procedure: str) -> dict[str, Any]:
         counts = await appraised(case)
         confirmed = await distribute(case, [_route(case, routes, "0505")])
         if any(o.state == "dead" for o in confirmed):
-            raise CaseError(case.case_id, "the confirmation (0505) could not be delivered",
-                            step="distribute")
+            raise CaseError(
+                case.case_id, "the confirmation (0505) could not be delivered", step="distribute"
+            )
         if not counts.get("archivwuerdig"):
             rt = get_runtime()
-            kassabel = (await asyncio.to_thread(evidence.appraised, rt, case.case_id,
-                                                _pid(case)))["effective"]["kassabel"]
+            kassabel = (await asyncio.to_thread(evidence.appraised, rt, case.case_id, _pid(case)))[
+                "effective"
+            ]["kassabel"]
             await asyncio.to_thread(evidence.released_kassabel, rt, case.case_id, kassabel)
             await await_receipts(case)
             return await close(case, outcome="nothing-archivwuerdig")
@@ -129,8 +141,11 @@ async def aussonderung(message_uuid: str) -> dict[str, Any]:
     return await run_aussonderung(message_uuid, "aussonderung")
 
 
-@flow(name="aussonderung-zweistufig", flow_run_name="aussonderung-zweistufig-{message_uuid}",
-      **FLOW_OPTIONS)
+@flow(
+    name="aussonderung-zweistufig",
+    flow_run_name="aussonderung-zweistufig-{message_uuid}",
+    **FLOW_OPTIONS,
+)
 async def aussonderung_zweistufig(message_uuid: str) -> dict[str, Any]:
     """Two-stage Aussonderung: handover (0503) directly, receipt and import (0507, 0506)."""
     return await run_aussonderung(message_uuid, "aussonderung-zweistufig")

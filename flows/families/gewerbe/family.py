@@ -75,12 +75,21 @@ class GewerbeFamily(Family):
     name: ClassVar[str] = "gewerbe"
     standards: ClassVar[tuple[tuple[str, str], ...]] = (("XGewerbeanzeige", "2.2"),)
     procedures: ClassVar[tuple[Procedure, ...]] = (
-        Procedure("gewerbeanmeldung", f"{_PROCEDURES}:gewerbeanmeldung",
-                  "Gewerbeanmeldung (§ 14 GewO): consult, approve, distribute"),
-        Procedure("gewerbeummeldung", f"{_PROCEDURES}:gewerbeummeldung",
-                  "Gewerbeummeldung: change of address or activity, distributed"),
-        Procedure("gewerbeabmeldung", f"{_PROCEDURES}:gewerbeabmeldung",
-                  "Gewerbeabmeldung: the business is given up; every recipient is told"),
+        Procedure(
+            "gewerbeanmeldung",
+            f"{_PROCEDURES}:gewerbeanmeldung",
+            "Gewerbeanmeldung (§ 14 GewO): consult, approve, distribute",
+        ),
+        Procedure(
+            "gewerbeummeldung",
+            f"{_PROCEDURES}:gewerbeummeldung",
+            "Gewerbeummeldung: change of address or activity, distributed",
+        ),
+        Procedure(
+            "gewerbeabmeldung",
+            f"{_PROCEDURES}:gewerbeabmeldung",
+            "Gewerbeabmeldung: the business is given up; every recipient is told",
+        ),
     )
     #: Gewerbeanzeigen reach the Gewerbeamt from the portal (Wirtschafts-Service-Portal.NRW)
     starts: ClassVar[tuple[StartRule, ...]] = tuple(
@@ -134,8 +143,9 @@ class GewerbeFamily(Family):
         """A Rückmeldung: ``ergebnis`` 01 (keine Bedenken) is positive, anything else asks a
         clerk."""
         reply = rueckmeldung.parse(payload)
-        return ReplyOutcome(reply.ergebnis.code, reply.ergebnis.code == "01",
-                            {"ergebnis": reply.ergebnis.code})
+        return ReplyOutcome(
+            reply.ergebnis.code, reply.ergebnis.code == "01", {"ergebnis": reply.ergebnis.code}
+        )
 
 
 FAMILY = GewerbeFamily()
