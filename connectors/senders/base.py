@@ -370,3 +370,34 @@ class RateLimiter:
             delay = max(0.0, tat - (self.burst - 1) * self._interval - now)
             self._tat = tat + self._interval
             return delay
+
+
+class LocalSender:
+    """What senders that write to a local file system share: nothing to release, context
+    managers, and ``asend`` = ``send`` in a worker thread."""
+
+    def send(self, message: OutgoingMessage) -> Receipt:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def asend(self, message: OutgoingMessage) -> Receipt:
+        import asyncio
+
+        return await asyncio.to_thread(self.send, message)

@@ -15,7 +15,6 @@ Idempotent: if ``<uuid>.xml`` already holds the same bytes, the same receipt com
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import hashlib
@@ -23,10 +22,10 @@ import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from ..directory import Agency, Directory
-from .base import OutgoingMessage, Receipt, SenderConfig
+from .base import LocalSender, OutgoingMessage, Receipt, SenderConfig
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
 
 __all__ = ["STATE_DELIVERED", "FileDropSender"]
@@ -51,7 +50,7 @@ _TRANSIENT_ERRNOS = frozenset(
 _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK})
 
 
-class FileDropSender:
+class FileDropSender(LocalSender):
     """Writes messages for ``recipient`` into its ``drop_dir`` (or ``drop_dir`` given here)."""
 
     def __init__(
@@ -76,27 +75,6 @@ class FileDropSender:
 
     def __repr__(self) -> str:
         return f"FileDropSender({self._recipient.id} into {self.drop_dir})"
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def asend(self, message: OutgoingMessage) -> Receipt:
-        return await asyncio.to_thread(self.send, message)
 
     def path_for(self, message: OutgoingMessage) -> Path:
         return self.drop_dir / f"{message.nachrichten_uuid}.xml"

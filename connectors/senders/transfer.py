@@ -19,7 +19,6 @@ EIO, … transient; EACCES, … permanent).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import hashlib
@@ -30,7 +29,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from xoev.container import CHUNK, write_container
 from xoev.exceptions import (
@@ -42,7 +41,7 @@ from xoev.exceptions import (
 
 from ..directory import Agency, Directory
 from ..transfer.layout import TransferError, TransferLayout, check_file_name
-from .base import OutgoingMessage, Receipt, SenderConfig
+from .base import LocalSender, OutgoingMessage, Receipt, SenderConfig
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
 from .filedrop import _NO_LINKS, _TRANSIENT_ERRNOS, STATE_DELIVERED
 
@@ -111,7 +110,7 @@ def make_receipt(
     return Receipt(message.nachrichten_uuid, received_at, sha512, STATE_DELIVERED, data)
 
 
-class TransferDirSender:
+class TransferDirSender(LocalSender):
     """Writes messages for ``recipient`` into its ``transfer_dir`` (or ``root`` given here)."""
 
     def __init__(
@@ -138,27 +137,6 @@ class TransferDirSender:
 
     def __repr__(self) -> str:
         return f"TransferDirSender({self._recipient.id} into {self.folder})"
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def asend(self, message: OutgoingMessage) -> Receipt:
-        return await asyncio.to_thread(self.send, message)
 
     def send(self, message: OutgoingMessage) -> Receipt:
         check_addressing(self, message, url=str(self.folder))
