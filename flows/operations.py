@@ -104,6 +104,7 @@ __all__ = [
     "AGENCY_LIMIT_PREFIX",
     "AUTOMATION_PREFIX",
     "ESCALATE_DEPLOYMENT",
+    "with_family_routings",
     "RECOVER_DEPLOYMENT",
     "WORK_POOL",
     "AutomationChange",
@@ -692,6 +693,29 @@ SIGNS_OF_LIFE = (
 
 def _tag_related() -> dict[str, str | list[str]]:
     return {"prefect.resource.id": f"prefect.tag.{WATCHED_TAG}", "prefect.resource.role": "tag"}
+
+
+def with_family_routings(routing: Routing) -> Routing:
+    """``routing`` with the consultation rules of every other registered family's routing
+    added (each family's default file or environment variable), so that one
+    ``amtsbote-missing-reply-<rule>`` automation exists per consultation rule of every family —
+    e.g. the Aussonderung's ``anbietung`` and ``aussonderung`` beside Gewerbe's."""
+    import dataclasses
+
+    from .families import all_families
+    from .routing import Routing
+
+    rules = list(routing.rules)
+    names = {r.rule for r in rules}
+    for family in all_families():
+        if family.name == routing.family:
+            continue
+        other = Routing.default(family=family.name)
+        for r in other.rules:
+            if r.consult and r.rule not in names:
+                rules.append(r)
+                names.add(r.rule)
+    return dataclasses.replace(routing, rules=tuple(rules))
 
 
 def desired_automations(

@@ -110,3 +110,25 @@ def test_the_portal_starts_the_procedure_of_the_meldungsart(env: Any) -> None:  
     uuid = env.submit("notification-ummeldung")
     assert env.notified == [(uuid, "gewerbeummeldung")]
     assert env.journal.events(kind="case.refused") == []
+
+
+def test_escalation_automations_cover_every_family_s_consultations() -> None:
+    """One missing-reply automation per consultation rule of every family: the Aussonderung's
+    offer (0501 → 0504, 0502) and handover (0503 → 0507, 0506) escalate like Gewerbe's."""
+    from uuid import uuid4
+
+    from flows.operations import AutomationSettings, desired_automations, with_family_routings
+    from flows.routing import Routing
+
+    routing = with_family_routings(Routing.default())
+    names = {
+        a.name
+        for a in desired_automations(
+            routing, AutomationSettings(), recover_id=uuid4(), escalate_id=uuid4()
+        )
+    }
+    assert {
+        "amtsbote-missing-reply-auslaenderbehoerde",
+        "amtsbote-missing-reply-anbietung",
+        "amtsbote-missing-reply-aussonderung",
+    } <= names

@@ -131,7 +131,9 @@ def _sync(args: argparse.Namespace) -> int:
 
     try:
         settings = _settings(args)
-        routing = Routing.default()
+        from ..operations import with_family_routings
+
+        routing = with_family_routings(Routing.default())
     except (ValueError, AmtsboteFlowError) as exc:
         return _fail(exc)
     unknown = set(settings.reply_within) - {r.rule for r in routing.rules if r.consult}

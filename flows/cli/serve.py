@@ -434,7 +434,13 @@ def _bring_up(
                     f"{log_dir / 'deploy.log'}); serving the other deployments"
                 )
             limits = asyncio.run(sync_limits(directory))
-            autos = asyncio.run(sync_automations(routing, AutomationSettings.from_env(), home=home))
+            from ..operations import with_family_routings
+
+            autos = asyncio.run(
+                sync_automations(
+                    with_family_routings(routing), AutomationSettings.from_env(), home=home
+                )
+            )
         except Exception as exc:
             _say(f"deploying failed: {type(exc).__name__}: {exc}")
             return EXIT_UNUSABLE
