@@ -104,7 +104,6 @@ __all__ = [
     "AGENCY_LIMIT_PREFIX",
     "AUTOMATION_PREFIX",
     "ESCALATE_DEPLOYMENT",
-    "with_family_routings",
     "RECOVER_DEPLOYMENT",
     "WORK_POOL",
     "AutomationChange",
@@ -126,6 +125,7 @@ __all__ = [
     "retire_deployment",
     "sync_automations",
     "sync_limits",
+    "with_family_routings",
 ]
 
 log = logging.getLogger("amtsbote.operations")
