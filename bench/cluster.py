@@ -367,7 +367,10 @@ class Cluster:
                 max_crashes=self.opts.max_crashes,
                 reply_within={k: parse_duration(v) for k, v in self.opts.reply_within.items()},
             )
-            asyncio.run(sync_automations(self.routing, settings, home=ROOT))
+            from flows.operations import with_family_routings
+
+            routing = with_family_routings(self.routing)
+            asyncio.run(sync_automations(routing, settings, home=ROOT))
 
     def start_worker(self, i: int) -> subprocess.Popen[bytes]:
         self._generation += 1

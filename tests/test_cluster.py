@@ -161,6 +161,9 @@ def test_sync_commands_are_idempotent_and_dry_runs_change_nothing(
         "amtsbote-zombie-runs",
         "amtsbote-recover-crashed",
         "amtsbote-missing-reply-auslaenderbehoerde",
+        # the Aussonderung family's consultations (0501, 0503) escalate too
+        "amtsbote-missing-reply-anbietung",
+        "amtsbote-missing-reply-aussonderung",
     }
     assert all(ln.startswith("unchanged") for ln in auto_lines), out
 
