@@ -143,26 +143,10 @@ class FileDropSender(LocalSender):
         return receipt
 
     def _publish(self, tmp: Path, target: Path) -> bool:
-        """Give ``tmp`` the name ``target`` atomically; False if ``target`` already exists."""
-        try:
-            os.link(tmp, target)
-            return True
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in _NO_LINKS:
-                raise
-        if target.exists():
-            return False
-        os.rename(tmp, target)
-        return True
+        return publish(tmp, target)
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.drop_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.drop_dir)
 
     def _existing(self, message: OutgoingMessage, target: Path) -> Receipt | None:
         """The receipt for an already dropped identical message; None if there is none; a
@@ -217,3 +201,30 @@ class FileDropSender(LocalSender):
         name = errno.errorcode.get(exc.errno or 0, "OSError")
         where = f" ({Path(exc.filename).name})" if exc.filename else ""
         return self._error(cls, message, f"{name}: {exc.strerror or exc}{where}")
+
+
+def publish(tmp: Path, target: Path) -> bool:
+    """Give ``tmp`` the name ``target`` atomically, never replacing a file (``os.link``; where
+    the file system has no hard links, ``os.rename`` after an existence check); False if
+    ``target`` already exists."""
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+    if target.exists():
+        return False
+    os.rename(tmp, target)
+    return True
+
+
+def fsync_dir(path: Path) -> None:
+    """``fsync`` a directory, so that a new entry in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -43,7 +43,7 @@ from ..directory import Agency, Directory
 from ..transfer.layout import TransferError, TransferLayout, check_file_name
 from .base import LocalSender, OutgoingMessage, Receipt, SenderConfig
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
-from .filedrop import _NO_LINKS, _TRANSIENT_ERRNOS, STATE_DELIVERED
+from .filedrop import _TRANSIENT_ERRNOS, STATE_DELIVERED, fsync_dir, publish
 
 __all__ = ["TransferDirSender", "file_sha512", "prepare"]
 
@@ -180,7 +180,7 @@ class TransferDirSender(LocalSender):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            published = self._link(tmp, target)
+            published = publish(tmp, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -188,29 +188,10 @@ class TransferDirSender(LocalSender):
             existing = self._existing(message, target, sha512)
             if existing is not None:
                 return existing
-        dir_fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(self.folder)
         return mtime_receipt(
             message, sha512, target.stat().st_mtime_ns, path=str(target), name=name
         )
-
-    @staticmethod
-    def _link(tmp: Path, target: Path) -> bool:
-        try:
-            os.link(tmp, target)
-            return True
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in _NO_LINKS:
-                raise
-        if target.exists():
-            return False
-        os.rename(tmp, target)
-        return True
 
     def _existing(self, message: OutgoingMessage, target: Path, sha512: str) -> Receipt | None:
         try:
