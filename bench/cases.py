@@ -84,6 +84,15 @@ inst.stop()
 """
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (default: this one) so far."""
+    if pid is None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def create_pg_database(prefix: str) -> tuple[str, str]:
     import psycopg
 
@@ -198,13 +207,19 @@ async def with_flows(
         )
     gate = asyncio.Semaphore(concurrency)
 
+    finished: list[float] = []
+
     async def one(msg_uuid: str) -> dict[str, object]:
         async with gate:
-            return await gewerbeummeldung(message_uuid=msg_uuid)
+            result = await gewerbeummeldung(message_uuid=msg_uuid)
+            finished.append(time.perf_counter() - started)
+            return result
 
     started = time.perf_counter()
     results = await asyncio.gather(*(one(u) for u, _ in payloads))
     elapsed = time.perf_counter() - started
+    if os.environ.get("BENCH_TRACE"):
+        print("finished at", " ".join(f"{t:.1f}" for t in sorted(finished)))
     closed = sum(1 for r in results if r["status"] == "closed")
     assert closed == len(payloads), f"only {closed} of {len(payloads)} cases closed"
     rt.close()
@@ -279,8 +294,12 @@ def main() -> int:
         payloads = notification_payloads(args.n)
         t_base = baseline(payloads)
         payloads = notification_payloads(args.n)  # new UUIDs: the inboxes would deduplicate
+        server_pid = server.pid
+        cpu0 = (cpu_seconds(), cpu_seconds(server_pid), cpu_seconds(partners.pid))
         t_flow = asyncio.run(with_flows(payloads, journal_url, args.concurrency))
+        cpu1 = (cpu_seconds(), cpu_seconds(server_pid), cpu_seconds(partners.pid))
         t_empty = asyncio.run(empty_flow_runs(args.n, args.concurrency))
+        cpu2 = (cpu_seconds(), cpu_seconds(server_pid), cpu_seconds(partners.pid))
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         base_rate, flow_rate = args.n / t_base, args.n / t_flow
         print(
@@ -304,6 +323,13 @@ def main() -> int:
         print(
             f"amtsbote cases/s against empty flow runs/s, same run: "
             f"{flow_rate / (args.n / t_empty):.2f}x (target >= 0.5x)"
+        )
+        flow_cpu = [(b - a) * 1000 / args.n for a, b in zip(cpu0, cpu1, strict=True)]
+        empty_cpu = [(b - a) * 1000 / args.n for a, b in zip(cpu1, cpu2, strict=True)]
+        print(
+            "CPU ms per case (this process / Prefect server / partner inboxes): "
+            f"amtsbote {flow_cpu[0]:.0f} / {flow_cpu[1]:.0f} / {flow_cpu[2]:.0f}, "
+            f"empty flow run {empty_cpu[0]:.0f} / {empty_cpu[1]:.0f} / {empty_cpu[2]:.0f}"
         )
         print(
             f"peak RSS of this process: {rss_mb:.0f} MiB; load average at the end: "

@@ -26,6 +26,7 @@ rooted at ``ValueError`` so callers treating bad configuration as bad values kee
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -267,8 +268,17 @@ class Agency:
 
 def dev_tokens_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """``AMTSBOTE_DEV_TOKENS`` (a flag; anything but on/off is a :class:`ConfigError`)."""
+    env = os.environ if environ is None else environ
+    return _dev_tokens_flag(env.get("AMTSBOTE_DEV_TOKENS"))
+
+
+@functools.lru_cache(maxsize=8)
+def _dev_tokens_flag(value: str | None) -> bool:
+    # Read through the settings (one parser for flags), once per distinct value: every token
+    # lookup asks, and an inbox looks up every agency's token per request.
     from .settings import AmtsboteSettings
 
+    environ = {} if value is None else {"AMTSBOTE_DEV_TOKENS": value}
     return AmtsboteSettings.from_environ(environ, only=("dev_tokens",)).dev_tokens
 
 

@@ -69,6 +69,11 @@ class PrefectServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (benchmarks read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

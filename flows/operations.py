@@ -312,10 +312,29 @@ class LimitSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LimitSettings:
-        from connectors.settings import AmtsboteSettings
+        """The limit settings of ``environ`` (default ``os.environ``) — read once per distinct
+        value of their two variables (every send asks)."""
+        from connectors.settings import env_name
 
-        read = AmtsboteSettings.from_environ(environ, only=("agency_limits", "limit_wait"))
-        return cls(enabled=read.agency_limits, wait=read.limit_wait)
+        env = os.environ if environ is None else environ
+        key = tuple(env.get(env_name(f)) for f in ("agency_limits", "limit_wait"))
+        with _state_lock:
+            cached = _limit_settings.get(key)
+        if cached is None:
+            cached = _read_limit_settings(env)
+            with _state_lock:
+                _limit_settings[key] = cached
+        return cached
+
+
+def _read_limit_settings(environ: Mapping[str, str]) -> LimitSettings:
+    from connectors.settings import AmtsboteSettings
+
+    read = AmtsboteSettings.from_environ(environ, only=("agency_limits", "limit_wait"))
+    return LimitSettings(enabled=read.agency_limits, wait=read.limit_wait)
+
+
+_limit_settings: dict[tuple[str | None, ...], LimitSettings] = {}
 
 
 _missing_until: dict[str, float] = {}

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from connectors.journal import CaseStatus, DeliveryRecord, DeliveryState, Direction
@@ -96,7 +96,7 @@ def delivery_rows(rt: Runtime, case_id: str) -> list[dict[str, Any]]:
 
 def timeline_markdown(rt: Runtime, case_id: str) -> str:
     lines = [
-        f"# Case {case_id}",
+        f"### Timeline of case {case_id}",
         "",
         "| time (UTC) | actor | event | details |",
         "|---|---|---|---|",
@@ -131,9 +131,10 @@ def finish_case(
     return {"case_id": case_id, "status": status.value, **summary}
 
 
-@task(name="close", cache_policy=NO_CACHE, persist_result=False)
 async def close(case: CaseRef, *, outcome: str | None = None) -> dict[str, Any]:
-    """Final status, a table artifact (recipient, type, state, attempts) and a timeline."""
+    """Final status, a table artifact (recipient, type, state, attempts) and a timeline — on
+    the flow run itself (not a task: the run's final state is the case's; a task run would
+    only cost the server its writes)."""
     rt = get_runtime()
     summary = await asyncio.to_thread(finish_case, rt, case.case_id, outcome=outcome, actor="close")
     await publish_case_artifacts(rt, case.case_id)
@@ -141,7 +142,9 @@ async def close(case: CaseRef, *, outcome: str | None = None) -> dict[str, Any]:
 
 
 async def publish_case_artifacts(rt: Runtime, case_id: str) -> None:
-    """A table (recipient, type, state, attempts) and a markdown timeline for operators."""
+    """One table artifact for operators: a row per delivery (recipient, type, state, attempts),
+    the case's timeline from the journal as its description (one artifact, not two: each costs
+    the Prefect server a write and an event per case)."""
     key = "case-" + "".join(c if c.isalnum() else "-" for c in case_id.lower())
     rows, timeline = await asyncio.to_thread(
         lambda: (delivery_rows(rt, case_id), timeline_markdown(rt, case_id))
@@ -150,8 +153,5 @@ async def publish_case_artifacts(rt: Runtime, case_id: str) -> None:
     await acreate_table_artifact(
         key=key,
         table=table or [{"recipient": "-", "state": "none"}],
-        description=f"Deliveries of case {case_id}",
-    )
-    await acreate_markdown_artifact(
-        key=f"{key}-timeline", markdown=timeline, description=f"Timeline of case {case_id}"
+        description=f"Deliveries of case {case_id}\n\n{timeline}",
     )

@@ -6,8 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 import xoev
 from connectors.journal import Direction
@@ -21,7 +20,6 @@ from .common import CaseRef, flow_run_id, run_is_active
 __all__ = ["intake"]
 
 
-@task(name="intake", cache_policy=NO_CACHE, persist_result=False)
 async def intake(message_uuid: str, procedure: str) -> CaseRef:
     """Parse and validate the start message (kept in the journal by the inbox), check with the
     procedure's family that it fits the procedure, and open its case — or find the case a

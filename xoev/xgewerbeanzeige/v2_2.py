@@ -428,11 +428,15 @@ class Produktangaben:
 
     @classmethod
     def default(cls) -> Produktangaben:
-        try:
-            version: str | None = metadata.version("amtsbote")
-        except metadata.PackageNotFoundError:
-            version = None
-        return cls(produktversion=version)
+        return cls(produktversion=_product_version())
+
+
+@cache
+def _product_version() -> str | None:
+    try:
+        return metadata.version("amtsbote")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 # =========================================================================== reading

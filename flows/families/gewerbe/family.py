@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+import weakref
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors.journal import Direction, MessageMeta
@@ -120,7 +123,7 @@ class GewerbeFamily(Family):
     def build(self, rt: Runtime, case: Any, route: Route, *, message_uuid: str) -> BuiltMessage:
         """The route's message type filled from the notification: only the data groups the type
         carries (data minimisation by type), validated against XSD and rules on build."""
-        inbound = v2_2.parse(rt.journal.payload(case.message_uuid, direction=Direction.INBOUND))
+        inbound = _notification(rt, case.message_uuid)
         kopf = Nachrichtenkopf.neu(
             nachrichtentyp=route.message_type.rsplit(".", 1)[-1],
             leser=_behoerde(rt, route.recipient),
@@ -149,3 +152,27 @@ class GewerbeFamily(Family):
 
 
 FAMILY = GewerbeFamily()
+
+
+# The notification a case started from, parsed once for all its routes (a case sends up to
+# seven messages built from it). Journal payloads never change and the model is immutable, so a
+# small LRU per journal object (weakly held) is safe.
+_PARSED: weakref.WeakKeyDictionary[Any, OrderedDict[str, v2_2.Gewerbemeldung]] = (
+    weakref.WeakKeyDictionary()
+)
+_PARSED_MAX = 64
+_parsed_lock = threading.Lock()
+
+
+def _notification(rt: Runtime, message_uuid: str) -> v2_2.Gewerbemeldung:
+    with _parsed_lock:
+        parsed = _PARSED.setdefault(rt.journal, OrderedDict())
+        if (model := parsed.get(message_uuid)) is not None:
+            parsed.move_to_end(message_uuid)
+            return model
+    model = v2_2.parse(rt.journal.payload(message_uuid, direction=Direction.INBOUND))
+    with _parsed_lock:
+        parsed[message_uuid] = model
+        while len(parsed) > _PARSED_MAX:
+            parsed.popitem(last=False)
+    return model
