@@ -21,7 +21,9 @@ not closed by the sender). Requests are spaced by the recipient's ``rate_limit``
 TLS: the recipient's ``tls_ca`` verifies its inbox and ``tls_client_cert``/``tls_client_key`` are
 presented to it (mutual TLS, ``docs/mtls.md``); where the directory sets none, the
 ``SenderConfig``'s ``ca_bundle``/``client_cert``/``client_key`` apply (for a mailbox agency:
-those of its mailbox host, whose inbox the connection goes to).
+those of its mailbox host, whose inbox the connection goes to). With a client certificate, a
+sending agency without a token (its ``token_env`` unset) sends no ``Authorization`` header: the
+certificate identifies it; with a token both are sent and must name the same agency.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any, Self
 
 import httpx
 
-from ..directory import Agency, Directory, DirectoryError
+from ..directory import Agency, Directory, DirectoryError, MissingTokenError
 from .base import MESSAGES_PATH, OutgoingMessage, RateLimiter, Receipt, SenderConfig
 from .base import parse_retry_after as _parse_retry_after
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
@@ -83,6 +85,11 @@ class HttpSender:
             limiter = RateLimiter(recipient.rate_limit)
         self.limiter = limiter
         self._verify: Any = True
+        #: Whether owned clients present a client certificate (then a sender without a token
+        #: sends no Authorization header: the certificate identifies it).
+        self.presents_certificate = (
+            self.tls_peer.tls_client_cert is not None or self.config.client_cert is not None
+        )
         if client is None or async_client is None:
             self._verify = self._ssl_context()
 
@@ -243,15 +250,21 @@ class HttpSender:
                 f"message is addressed to {message.recipient!r}; this sender delivers to "
                 f"{self._recipient.id!r}",
             )
+        token: str | None = None
         try:
             token = self._directory.token_for(message.sender)
+        except MissingTokenError as exc:
+            if not self.presents_certificate:
+                raise self._error(
+                    PermanentSendError, message, f"sender {message.sender!r}: {exc}"
+                ) from exc
         except DirectoryError as exc:
             raise self._error(
                 PermanentSendError, message, f"sender {message.sender!r}: {exc}"
             ) from exc
         headers = {
             "Content-Type": message.content_type,
-            "Authorization": f"Bearer {token}",
+            **({"Authorization": f"Bearer {token}"} if token is not None else {}),
             UUID_HEADER: message.nachrichten_uuid,
             RECIPIENT_HEADER: self._recipient.id,
             "Accept": "application/json",
