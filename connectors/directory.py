@@ -8,6 +8,12 @@ names the file, the line and the field::
 
 All problems of a file are reported at once (:attr:`InvalidDirectoryError.problems`).
 
+Certificates: an agency may also be known by the certificate it presents to an inbox
+(``client_cert_sha256``, the SHA-256 of its DER certificate;
+:meth:`Directory.authenticate_certificate`) and may name the certificate, key and CA this
+installation uses toward it over HTTPS (``tls_client_cert``, ``tls_client_key``, ``tls_ca``;
+http agencies only) — see ``docs/mtls.md``.
+
 Tokens: an agency's bearer token is read from the environment variable named by its ``token_env``.
 When it is unset, :meth:`Directory.token_for` raises :class:`MissingTokenError` naming the variable,
 unless ``AMTSBOTE_DEV_TOKENS=1`` switches on deterministic development tokens (:func:`dev_token`).
@@ -42,6 +48,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from . import yamlfile
+from .certificates import check_fingerprint, normalise_fingerprint
 from .exceptions import ConnectorError
 from .settings import data_file
 from .yamlfile import YamlProblem
@@ -214,6 +221,16 @@ class Agency:
     """webdav: environment variable holding the basic-auth password (never in the YAML)."""
     webdav_ca: Path | None = None
     """webdav (optional): PEM CA bundle verifying the server instead of the system store."""
+    client_cert_sha256: str | None = None
+    """SHA-256 fingerprint (64 lower-case hex digits) of the certificate this agency presents
+    to an inbox (mutual TLS): it identifies the agency like its bearer token."""
+    tls_client_cert: Path | None = None
+    """http (optional): PEM certificate (chain) this installation presents to the agency's
+    inbox (mutual TLS); the key is in ``tls_client_key`` or in the same file."""
+    tls_client_key: Path | None = None
+    """http (optional): PEM private key of ``tls_client_cert``."""
+    tls_ca: Path | None = None
+    """http (optional): PEM CA bundle verifying the agency's inbox instead of the system store."""
     rate_limit: float = DEFAULT_RATE_LIMIT
     """Messages per second sent to this agency."""
     concurrency: int = DEFAULT_CONCURRENCY
@@ -226,9 +243,12 @@ class Agency:
             object.__setattr__(self, "endpoint", self.endpoint.rstrip("/"))
         if self.webdav_url is not None:
             object.__setattr__(self, "webdav_url", self.webdav_url.rstrip("/"))
-        for name in ("drop_dir", "transfer_dir", "webdav_ca"):
+        for name in _PATH_FIELDS:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
+        fingerprint = self.client_cert_sha256
+        if isinstance(fingerprint, str) and check_fingerprint(fingerprint) is None:
+            object.__setattr__(self, "client_cert_sha256", normalise_fingerprint(fingerprint))
         problems = _value_problems(_agency_values(self), _Where(None, f"agency {self.id!r}"))
         if problems:
             raise InvalidDirectoryError(problems)
@@ -261,9 +281,17 @@ class Agency:
             "webdav_password_env": self.webdav_password_env,
             "webdav_ca": str(self.webdav_ca) if self.webdav_ca is not None else None,
             "token_env": self.token_env,
+            "client_cert_sha256": self.client_cert_sha256,
+            "tls_client_cert": _str_or_none(self.tls_client_cert),
+            "tls_client_key": _str_or_none(self.tls_client_key),
+            "tls_ca": _str_or_none(self.tls_ca),
             "rate_limit": self.rate_limit,
             "concurrency": self.concurrency,
         }
+
+
+def _str_or_none(value: object) -> str | None:
+    return str(value) if value is not None else None
 
 
 def dev_tokens_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -378,6 +406,10 @@ _FIELDS: dict[str, tuple[str, bool, Any]] = {
     "webdav_user_env": (_STR, False, _check_env_name),
     "webdav_password_env": (_STR, False, _check_env_name),
     "webdav_ca": (_STR, False, _check_text),
+    "client_cert_sha256": (_STR, False, check_fingerprint),
+    "tls_client_cert": (_STR, False, _check_text),
+    "tls_client_key": (_STR, False, _check_text),
+    "tls_ca": (_STR, False, _check_text),
     "rate_limit": (_NUMBER, False, _check_rate),
     "concurrency": (_INT, False, _check_concurrency),
 }
@@ -389,8 +421,11 @@ _CHANNEL_FIELDS: dict[Channel, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Channel.TRANSFER_DIR: (("transfer_dir",), ()),
     Channel.WEBDAV: (("webdav_url", "webdav_user_env", "webdav_password_env"), ("webdav_ca",)),
 }
+#: the TLS material used toward an agency, and the channels that connect over HTTPS with it
+_TLS_FIELDS = ("tls_client_cert", "tls_client_key", "tls_ca")
+_TLS_CHANNELS = frozenset({Channel.HTTP})
 #: fields whose relative paths are relative to the directory file
-_PATH_FIELDS = ("drop_dir", "transfer_dir", "webdav_ca")
+_PATH_FIELDS = ("drop_dir", "transfer_dir", "webdav_ca", *_TLS_FIELDS)
 
 
 @dataclass(slots=True)
@@ -445,6 +480,20 @@ def _value_problems(values: Mapping[str, Any], where: _Where) -> list[DirectoryP
                             f"(only for channel {other_channel.value})",
                         )
                     )
+        if channel not in _TLS_CHANNELS:
+            hint = "; set it on the mailbox host" if channel is Channel.MAILBOX else ""
+            for name in _TLS_FIELDS:
+                if values.get(name) is not None:
+                    allowed = ", ".join(sorted(c.value for c in _TLS_CHANNELS))
+                    problems.append(
+                        where.problem(
+                            name,
+                            f"not allowed for channel {channel.value} (only for channel "
+                            f"{allowed}){hint}",
+                        )
+                    )
+    if values.get("tls_client_key") is not None and values.get("tls_client_cert") is None:
+        problems.append(where.problem("tls_client_key", "needs tls_client_cert"))
     return problems
 
 
@@ -481,15 +530,19 @@ def _agency_values(agency: Agency) -> dict[str, Any]:
         "webdav_user_env": agency.webdav_user_env,
         "webdav_password_env": agency.webdav_password_env,
         "webdav_ca": str(agency.webdav_ca) if agency.webdav_ca is not None else None,
+        "client_cert_sha256": agency.client_cert_sha256,
+        "tls_client_cert": _str_or_none(agency.tls_client_cert),
+        "tls_client_key": _str_or_none(agency.tls_client_key),
+        "tls_ca": _str_or_none(agency.tls_ca),
         "rate_limit": agency.rate_limit,
         "concurrency": agency.concurrency,
     }
 
 
 def _cross_problems(entries: Sequence[tuple[Mapping[str, Any], _Where]]) -> list[DirectoryProblem]:
-    """Uniqueness of id, Behördenkennung, token_env, endpoint, drop_dir, transfer_dir, webdav_url;
-    mailbox hosts. Works on field values so that entries with defects elsewhere are still
-    compared."""
+    """Uniqueness of id, Behördenkennung, token_env, endpoint, drop_dir, transfer_dir, webdav_url,
+    client_cert_sha256; mailbox hosts. Works on field values so that entries with defects
+    elsewhere are still compared."""
     problems: list[DirectoryProblem] = []
     unique = (
         "id",
@@ -499,6 +552,7 @@ def _cross_problems(entries: Sequence[tuple[Mapping[str, Any], _Where]]) -> list
         "drop_dir",
         "transfer_dir",
         "webdav_url",
+        "client_cert_sha256",
     )
     seen: dict[str, dict[Any, tuple[Mapping[str, Any], _Where]]] = {k: {} for k in unique}
     for values, where in entries:
@@ -513,11 +567,20 @@ def _cross_problems(entries: Sequence[tuple[Mapping[str, Any], _Where]]) -> list
                 key = value.rstrip("/").lower()
             elif name in ("drop_dir", "transfer_dir"):
                 key = os.path.normpath(value)
+            elif name == "client_cert_sha256":
+                if check_fingerprint(value) is not None:
+                    continue
+                key = normalise_fingerprint(value)
             if key in seen[name]:
                 first, first_where = seen[name][key]
                 extra = ""
                 if name == "endpoint":
                     extra = "; to share an inbox, use channel mailbox with mailbox_host"
+                elif name == "client_cert_sha256":
+                    extra = (
+                        f": one certificate identifies one agency, {values.get('id')!r} and "
+                        f"{first.get('id')!r} would be indistinguishable"
+                    )
                 problems.append(
                     where.problem(
                         name,
@@ -745,6 +808,10 @@ class _Loader:
                 webdav_user_env=values.get("webdav_user_env"),
                 webdav_password_env=values.get("webdav_password_env"),
                 webdav_ca=Path(values["webdav_ca"]) if "webdav_ca" in values else None,
+                client_cert_sha256=values.get("client_cert_sha256"),
+                tls_client_cert=_path_or_none(values.get("tls_client_cert")),
+                tls_client_key=_path_or_none(values.get("tls_client_key")),
+                tls_ca=_path_or_none(values.get("tls_ca")),
                 rate_limit=float(values.get("rate_limit", DEFAULT_RATE_LIMIT)),
                 concurrency=int(values.get("concurrency", DEFAULT_CONCURRENCY)),
             )
@@ -759,6 +826,10 @@ def _var_rebase(file: Path, environ: Mapping[str, str] | None) -> tuple[Path, Pa
     if var is None:
         return None
     return var, AmtsboteSettings.from_environ(environ, only=("data_dir",)).data_dir
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value) if value is not None else None
 
 
 def _a(kind: str) -> str:
@@ -826,6 +897,9 @@ class Directory:
             raise InvalidDirectoryError(problems)
         self._by_id = {a.id: a for a in self._agencies}
         self._by_kennung = {_kennung_key(a.behoerdenkennung): a for a in self._agencies}
+        self._by_certificate = {
+            a.client_cert_sha256: a for a in self._agencies if a.client_cert_sha256 is not None
+        }
 
     # -- construction
 
@@ -968,6 +1042,16 @@ class Directory:
         if len(matches) > 1:
             raise AmbiguousTokenError(a.id for a in matches)
         return matches[0] if matches else None
+
+    # -- certificates
+
+    def authenticate_certificate(self, fingerprint: str | None) -> Agency | None:
+        """The agency whose ``client_cert_sha256`` is ``fingerprint`` (any accepted spelling,
+        see :func:`connectors.certificates.normalise_fingerprint`), or None. A malformed
+        fingerprint raises :class:`~connectors.certificates.CertificateError`."""
+        if not fingerprint:
+            return None
+        return self._by_certificate.get(normalise_fingerprint(fingerprint))
 
     # -- output
 

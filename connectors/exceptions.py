@@ -29,6 +29,8 @@ masked.
     │   └── TokenError                   bearer tokens
     │       ├── MissingTokenError        an agency's token variable is not set
     │       └── AmbiguousTokenError      one token configured for several agencies
+    ├── CertificateError                 (connectors.certificates) malformed fingerprint, unusable
+    │                                    certificate/key/CA file (names it; also a ValueError)
     ├── SendError                        (connectors.senders.exceptions) a delivery failed
     │   ├── TransientSendError           timeout, refused/reset, 408/425/429, 5xx: retry
     │   └── PermanentSendError           other 4xx, bad receipt, TLS failure: do not retry

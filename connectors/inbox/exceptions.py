@@ -4,8 +4,9 @@
 
     ConnectorError                       (connectors.exceptions)
     └── InboxError                       anything the inbox service refuses or cannot do
-        ├── InboxConfigError             bad InboxConfig value, or an agency that cannot run an
-        │                                inbox (unknown, not channel http); also a ValueError
+        ├── InboxConfigError             bad InboxConfig value, an agency that cannot run an
+        │                                inbox (unknown, not channel http), or an unusable TLS
+        │                                file (setting ``tls``, names the file); also a ValueError
         ├── InboxServerError             the server did not start or stop in time (host, port)
         └── ApiError                     one request refused: HTTP status, error code, detail
                                          and extra JSON fields; rendered as

@@ -8,8 +8,9 @@ messages    ``POST /v1/messages``, ``GET /v1/messages/{uuid}/status``
 mailbox     ``GET /v1/mailbox``, ``GET /v1/mailbox/{uuid}``, ``POST /v1/mailbox/{uuid}/ack``
 ==========  ================================================================================
 
-Only HTTP happens here: authentication by bearer token, the content type, reading the body
-within the size limit on the event loop, and handing over to :class:`.service.InboxService`
+Only HTTP happens here: authentication (client certificate and/or bearer token, one rule in
+:mod:`.identity`), the content type, reading the body within the size limit on the event loop,
+and handing over to :class:`.service.InboxService`
 (one thread hop per message, at most ``InboxConfig.workers`` at a time).
 """
 
@@ -59,9 +60,11 @@ async def _caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Agency:
-    """The authenticated calling agency (401 otherwise)."""
+    """The calling agency, identified by its client certificate (mutual TLS, read from the
+    request's scope) and/or its bearer token (:meth:`InboxService.identify`; 401 otherwise).
+    The dependency of every route group: ``Annotated[Agency, Depends(_caller)]``."""
     service: InboxService = request.app.state.inbox
-    return service.authenticate(credentials.credentials if credentials else None)
+    return service.identify(request.scope, credentials.credentials if credentials else None)
 
 
 Caller = Annotated[Agency, Depends(_caller)]

@@ -9,6 +9,12 @@
       with InboxServer(app, port=0) as server:
           httpx.post(server.url + "/v1/messages", ...)
 
+HTTPS: ``tls=TlsConfig(cert_file=…, key_file=…, client_ca=…)`` (:mod:`.tls`); with a client CA
+the server asks for client certificates and puts the fingerprint of the one presented into each
+request's scope (``scope["extensions"]["tls"]``), where :meth:`.service.InboxService.identify`
+finds it. A bad certificate/key/CA file raises :class:`InboxConfigError` naming the file, before
+the address is bound.
+
 One worker process, HTTP/1.1. uvicorn picks ``httptools`` and ``uvloop`` when they are installed
 (``loop="auto"``, ``http="auto"``), else h11 and asyncio. No access log by default (it would
 show paths with nachrichtenUUIDs, which is fine, but it costs time on the hot path).
@@ -27,6 +33,7 @@ from typing import Any, Self
 import uvicorn
 
 from .exceptions import InboxServerError
+from .tls import TlsConfig, uvicorn_tls_options
 
 __all__ = ["InboxServer", "serve", "uvicorn_config"]
 
@@ -38,9 +45,11 @@ def uvicorn_config(
     port: int = 0,
     log_level: str = "warning",
     access_log: bool = False,
+    tls: TlsConfig | None = None,
     **options: Any,
 ) -> uvicorn.Config:
-    """The uvicorn configuration used for inboxes; ``options`` override (uvicorn.Config)."""
+    """The uvicorn configuration used for inboxes; ``options`` override (uvicorn.Config).
+    ``tls``: serve HTTPS (and read client certificates, :func:`.tls.uvicorn_tls_options`)."""
     settings: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -55,6 +64,8 @@ def uvicorn_config(
         "backlog": 2048,
     }
     settings.update(options)
+    if tls is not None:
+        settings.update(uvicorn_tls_options(tls, http=settings["http"]))
     return uvicorn.Config(app, **settings)
 
 
@@ -84,16 +95,17 @@ def serve(
     port: int,
     log_level: str = "info",
     access_log: bool = False,
+    tls: TlsConfig | None = None,
     **options: Any,
 ) -> None:
     """Run ``app`` until SIGINT/SIGTERM (blocking), then return after the requests in flight are
-    answered. Raises :class:`InboxServerError` when the address cannot be bound."""
-    sock = _bind(host, port)
-    server = _Server(
-        uvicorn_config(
-            app, host=host, port=port, log_level=log_level, access_log=access_log, **options
-        )
+    answered. Raises :class:`InboxServerError` when the address cannot be bound,
+    :class:`InboxConfigError` for unusable ``tls`` files."""
+    config = uvicorn_config(
+        app, host=host, port=port, log_level=log_level, access_log=access_log, tls=tls, **options
     )
+    sock = _bind(host, port)
+    server = _Server(config)
     try:
         server.run(sockets=[sock])
     finally:
@@ -131,9 +143,11 @@ class InboxServer:
         log_level: str = "warning",
         start_timeout: float = 15.0,
         stop_timeout: float = 15.0,
+        tls: TlsConfig | None = None,
         **options: Any,
     ) -> None:
         self.app = app
+        self.tls = tls
         self.host = host
         self.port = port
         self.log_level = log_level
@@ -146,9 +160,10 @@ class InboxServer:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8701``."""
+        """Base URL, e.g. ``http://127.0.0.1:8701`` (``https://`` with ``tls``)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -159,9 +174,18 @@ class InboxServer:
             raise InboxServerError("already running", host=self.host, port=self.port)
         sock = _bind(self.host, self.port)
         self.port = int(sock.getsockname()[1])
-        config = uvicorn_config(
-            self.app, host=self.host, port=self.port, log_level=self.log_level, **self.options
-        )
+        try:
+            config = uvicorn_config(
+                self.app,
+                host=self.host,
+                port=self.port,
+                log_level=self.log_level,
+                tls=self.tls,
+                **self.options,
+            )
+        except BaseException:
+            sock.close()
+            raise
         server = uvicorn.Server(config)
         self._server = server
         self._failure = None

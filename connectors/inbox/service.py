@@ -15,7 +15,7 @@ description is served at ``/openapi.json``, its viewer at ``/docs``)::
 
 ``POST /v1/messages``, in this order (the first failing step answers):
 
-1. bearer token → sending agency (``Directory.authenticate``), else 401;
+1. client certificate and/or bearer token → sending agency (:mod:`.identity`), else 401;
 2. ``Content-Type`` an XML type (``application/xml``, ``text/xml``, ``application/*+xml``),
    else 415 — or ``application/zip``: an xdomea container, spooled to disk within
    ``InboxConfig.max_container_bytes`` and checked by :mod:`.containers` before its XML goes
@@ -69,7 +69,7 @@ from xoev.message import MessageInfo
 from xoev.parsing import ParserConfig
 from xoev.registry import SchemaRegistry, default_registry
 
-from ..directory import Agency, AmbiguousTokenError, Channel, Directory, UnknownAgencyError
+from ..directory import Agency, Channel, Directory, UnknownAgencyError
 from ..exceptions import (
     JournalError,
     JournalNotFoundError,
@@ -82,6 +82,7 @@ from .checks import RECIPIENT_HEADER, UUID_HEADER, Checked, MessageChecks, shown
 from .config import InboxConfig
 from .errors import journal_unavailable
 from .exceptions import ApiError, InboxConfigError
+from .identity import identify
 from .mailbox import Mailboxes, iso
 
 __all__ = [
@@ -102,7 +103,6 @@ AcceptedHook = Callable[[MessageRecord, MessageInfo, bool], object]
 ACCEPTED_STATE = DeliveryState.DELIVERED.value
 SHA512_HEADER = "X-Content-SHA512"
 _BODY_SOURCE = "message body"
-_REALM = 'Bearer realm="amtsbote inbox"'
 
 
 def _conflict(key: str) -> ApiError:
@@ -175,27 +175,15 @@ class InboxService(MessageChecks):
 
     # -- authentication
 
+    def identify(self, source: Mapping[str, Any] | str | None, token: str | None) -> Agency:
+        """The calling agency by client certificate and/or bearer token — the one rule of
+        :mod:`.identity` for every route group; :class:`ApiError` 401 otherwise. ``source``: the
+        request's ASGI scope (or a certificate fingerprint, or None)."""
+        return identify(self.directory, source, token, inbox=self.agency.id).agency
+
     def authenticate(self, token: str | None) -> Agency:
-        if not token:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "no bearer token: send 'Authorization: Bearer <token of your agency>'",
-                headers={"WWW-Authenticate": _REALM},
-            )
-        try:
-            agency = self.directory.authenticate(token)
-        except AmbiguousTokenError as exc:
-            log.error("inbox %s: directory problem: %s", self.agency.id, exc)
-            agency = None
-        if agency is None:
-            raise ApiError(
-                401,
-                "invalid_token",
-                "the bearer token belongs to no agency of the directory",
-                headers={"WWW-Authenticate": _REALM + ', error="invalid_token"'},
-            )
-        return agency
+        """The calling agency by bearer token alone (:meth:`identify` without a certificate)."""
+        return self.identify(None, token)
 
     # -- POST /v1/messages
 

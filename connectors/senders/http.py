@@ -17,11 +17,19 @@ One sender per recipient, reused: it owns a pooled ``httpx.Client`` (and, for :m
 ``httpx.AsyncClient`` bound to the event loop that first used it) sized by the recipient's
 ``concurrency``, unless clients are injected (tests swap transports that way; injected clients are
 not closed by the sender). Requests are spaced by the recipient's ``rate_limit``.
+
+TLS: the recipient's ``tls_ca`` verifies its inbox and ``tls_client_cert``/``tls_client_key`` are
+presented to it (mutual TLS, ``docs/mtls.md``); where the directory sets none, the
+``SenderConfig``'s ``ca_bundle``/``client_cert``/``client_key`` apply (for a mailbox agency:
+those of its mailbox host, whose inbox the connection goes to). With a client certificate, a
+sending agency without a token (its ``token_env`` unset) sends no ``Authorization`` header: the
+certificate identifies it; with a token both are sent and must name the same agency.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import time
@@ -29,7 +37,7 @@ from typing import Any, Self
 
 import httpx
 
-from ..directory import Agency, Directory, DirectoryError
+from ..directory import Agency, Directory, DirectoryError, MissingTokenError
 from .base import MESSAGES_PATH, OutgoingMessage, RateLimiter, Receipt, SenderConfig
 from .base import parse_retry_after as _parse_retry_after
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
@@ -77,6 +85,11 @@ class HttpSender:
             limiter = RateLimiter(recipient.rate_limit)
         self.limiter = limiter
         self._verify: Any = True
+        #: Whether owned clients present a client certificate (then a sender without a token
+        #: sends no Authorization header: the certificate identifies it).
+        self.presents_certificate = (
+            self.tls_peer.tls_client_cert is not None or self.config.client_cert is not None
+        )
         if client is None or async_client is None:
             self._verify = self._ssl_context()
 
@@ -89,15 +102,37 @@ class HttpSender:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._recipient.id} via {self.url})"
 
+    @property
+    def tls_peer(self) -> Agency:
+        """The agency whose inbox the connection goes to (its ``tls_*`` fields apply)."""
+        return self._recipient
+
     def _ssl_context(self) -> Any:
-        cfg = self.config
-        if cfg.client_cert is None and cfg.ca_bundle is None:
+        """Verification and client certificate: the ``tls_ca``/``tls_client_cert``/
+        ``tls_client_key`` of :attr:`tls_peer` where set, else the ``SenderConfig``'s."""
+        cfg, peer = self.config, self.tls_peer
+        settings: list[str] = []
+        if peer.tls_client_cert is not None:
+            cfg = dataclasses.replace(
+                cfg, client_cert=peer.tls_client_cert, client_key=peer.tls_client_key
+            )
+            settings.append(f"tls_client_cert/tls_client_key of {peer.id}")
+        elif cfg.client_cert is not None:
+            settings.append("client_cert/client_key")
+        if peer.tls_ca is not None:
+            cfg = dataclasses.replace(cfg, ca_bundle=peer.tls_ca)
+            settings.append(f"tls_ca of {peer.id}")
+        elif cfg.ca_bundle is not None:
+            settings.append("ca_bundle")
+        if not settings:
             return True
         try:
             return cfg.ssl_context()
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            setting = "ca_bundle" if cfg.client_cert is None else "client_cert/client_key"
-            raise SenderConfigError(self._recipient.id, setting, str(exc)) from exc
+            files = [str(p) for p in (cfg.client_cert, cfg.client_key, cfg.ca_bundle) if p]
+            raise SenderConfigError(
+                self._recipient.id, " + ".join(settings), f"{exc} (files: {', '.join(files)})"
+            ) from exc
 
     def _client_options(self) -> dict[str, Any]:
         n = self._recipient.concurrency
@@ -215,15 +250,21 @@ class HttpSender:
                 f"message is addressed to {message.recipient!r}; this sender delivers to "
                 f"{self._recipient.id!r}",
             )
+        token: str | None = None
         try:
             token = self._directory.token_for(message.sender)
+        except MissingTokenError as exc:
+            if not self.presents_certificate:
+                raise self._error(
+                    PermanentSendError, message, f"sender {message.sender!r}: {exc}"
+                ) from exc
         except DirectoryError as exc:
             raise self._error(
                 PermanentSendError, message, f"sender {message.sender!r}: {exc}"
             ) from exc
         headers = {
             "Content-Type": message.content_type,
-            "Authorization": f"Bearer {token}",
+            **({"Authorization": f"Bearer {token}"} if token is not None else {}),
             UUID_HEADER: message.nachrichten_uuid,
             RECIPIENT_HEADER: self._recipient.id,
             "Accept": "application/json",

@@ -36,5 +36,10 @@ class MailboxSender(HttpSender):
         self.host = host
         super().__init__(recipient, directory, endpoint=host.endpoint, **options)
 
+    @property
+    def tls_peer(self) -> Agency:
+        """The mailbox host: the TLS connection goes to its inbox."""
+        return self.host
+
     def __repr__(self) -> str:
         return f"MailboxSender({self.recipient.id} in mailbox on {self.host.id} via {self.url})"

@@ -3,12 +3,19 @@
 ::
 
     amtsbote agencies [--file PATH] [--format table|json] [--role ROLE]
+    amtsbote agencies fingerprint CERT...
 
 Without ``--file`` the directory named by ``AMTSBOTE_AGENCIES`` or the shipped OWL directory is
 read. The TOKEN column tells whether each agency's token variable is set (``env``), replaced by a
 development token (``dev``, with ``AMTSBOTE_DEV_TOKENS=1``) or ``missing``; tokens are never shown.
 Exit 0; 2 when the file is unusable (every problem as ``file:line:column: field: message`` on
 stderr) or the role is unknown.
+
+``fingerprint`` prints the SHA-256 fingerprint of each certificate file (PEM or DER) as the
+directory's ``client_cert_sha256`` takes it — 64 lower-case hex digits, the same as
+``openssl x509 -in CERT -outform DER | sha256sum`` — followed by the file name and, when an agency
+of the directory (``--file``) has it, that agency's id. Exit 2 when a file is unreadable or holds
+no certificate.
 """
 
 from __future__ import annotations
@@ -35,6 +42,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--role", help="only agencies holding this role")
     parser.set_defaults(handler=run)
+    actions = parser.add_subparsers(dest="agencies_command", metavar="ACTION")
+    fingerprint = actions.add_parser(
+        "fingerprint",
+        help="print the SHA-256 fingerprint of certificates (client_cert_sha256)",
+        description="Print the SHA-256 fingerprint of each certificate (PEM or DER) as the "
+        "directory's client_cert_sha256 takes it.",
+    )
+    fingerprint.add_argument("certificates", nargs="+", metavar="CERT", help="certificate file")
+    fingerprint.add_argument(
+        "--file",
+        metavar="PATH",
+        help="directory file to look the fingerprints up in (default: $AMTSBOTE_AGENCIES or the "
+        "shipped one)",
+    )
+    fingerprint.set_defaults(handler=run_fingerprint)
+
+
+def run_fingerprint(args: argparse.Namespace) -> int:
+    from connectors.certificates import CertificateError, fingerprint_of_file
+    from connectors.directory import Directory, DirectoryError
+
+    from . import EXIT_OK, EXIT_UNUSABLE
+
+    try:
+        directory: Directory | None = (
+            Directory.load(args.file) if args.file else Directory.default()
+        )
+    except DirectoryError as exc:
+        if args.file:
+            print(f"amtsbote agencies: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
+        directory = None  # the lookup is a courtesy; the fingerprint is what was asked for
+    code = EXIT_OK
+    for name in args.certificates:
+        try:
+            value = fingerprint_of_file(name)
+        except CertificateError as exc:
+            print(f"amtsbote agencies: {exc}", file=sys.stderr)
+            code = EXIT_UNUSABLE
+            continue
+        agency = directory.authenticate_certificate(value) if directory is not None else None
+        suffix = f"  (agency {agency.id})" if agency is not None else ""
+        print(f"{value}  {name}{suffix}")
+    return code
 
 
 def _target(agency: Any) -> str:

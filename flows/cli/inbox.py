@@ -5,6 +5,8 @@
     amtsbote inbox serve --agency ID [--host 127.0.0.1] [--port N] [--database-url URL]
                          [--agencies FILE] [--max-body-bytes N] [--workers N]
                          [--schema-path DIR]...
+                         [--tls-cert FILE --tls-key FILE [--client-ca FILE
+                          [--require-client-cert]]]
                          [--log-level LEVEL] [--no-migrate]
 
 Serves ``POST /v1/messages``, the mailboxes of the agencies it hosts and the status reports
@@ -19,8 +21,14 @@ journal.sqlite``) and every other agency ``<data dir>/inbox/<agency>.sqlite`` (s
 ``--no-migrate``. Tokens come from the directory's ``token_env`` variables
 (``AMTSBOTE_DEV_TOKENS=1`` for development tokens).
 
-Exit 0 after a clean shutdown; 2 when the directory, the agency, the journal or the address is
-unusable.
+HTTPS: ``--tls-cert``/``--tls-key`` (PEM) serve HTTPS; ``--client-ca`` (PEM) asks clients for a
+certificate signed by that CA (mutual TLS): a client presenting one is identified by its
+fingerprint (``client_cert_sha256`` in the directory), a client without one still connects and
+authenticates by bearer token — unless ``--require-client-cert``, which refuses the handshake
+without a certificate (``docs/mtls.md``).
+
+Exit 0 after a clean shutdown; 2 when the directory, the agency, the journal, a certificate/key/CA
+file (named) or the address is unusable.
 """
 
 from __future__ import annotations
@@ -81,6 +89,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="DIR",
         help="directory with further XSD bundles/codelists (repeatable)",
     )
+    tls = serve.add_argument_group("HTTPS and client certificates (docs/mtls.md)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="server certificate (chain), PEM: HTTPS")
+    tls.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert, PEM")
+    tls.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="CA (PEM) of the client certificates: ask clients for one (mutual TLS); clients "
+        "without a certificate may still authenticate by bearer token",
+    )
+    tls.add_argument(
+        "--require-client-cert",
+        action="store_true",
+        help="with --client-ca: refuse connections without a client certificate",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
@@ -109,6 +131,31 @@ def _default_port(endpoint: str | None) -> int | None:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def _tls_config(args: argparse.Namespace) -> Any:
+    """The :class:`TlsConfig` of the flags (None: plain HTTP); ValueError for bad combinations,
+    InboxConfigError naming an unusable file."""
+    from pathlib import Path
+
+    from connectors.inbox.tls import TlsConfig
+
+    if args.tls_cert is None and args.tls_key is None:
+        if args.client_ca is not None or args.require_client_cert:
+            raise ValueError("--client-ca and --require-client-cert need --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.require_client_cert and args.client_ca is None:
+        raise ValueError("--require-client-cert needs --client-ca")
+    tls = TlsConfig(
+        cert_file=Path(args.tls_cert),
+        key_file=Path(args.tls_key),
+        client_ca=Path(args.client_ca) if args.client_ca else None,
+        require_client_cert=args.require_client_cert,
+    )
+    tls.ssl_context()  # every file checked now, before the journal is opened
+    return tls
+
+
 def _serve(args: argparse.Namespace) -> int:
     from connectors.config import Settings
     from connectors.directory import Directory, DirectoryError
@@ -124,6 +171,10 @@ def _serve(args: argparse.Namespace) -> int:
         directory = Directory.load(args.agencies) if args.agencies else Directory.default()
         agency = directory.get(args.agency)
     except DirectoryError as exc:
+        return _fail(exc)
+    try:
+        tls = _tls_config(args)
+    except ValueError as exc:  # InboxConfigError is a ValueError
         return _fail(exc)
     port = args.port if args.port is not None else _default_port(agency.endpoint)
     if port is None:
@@ -175,14 +226,20 @@ def _serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+        scheme = "https" if tls is not None else "http"
+        if tls is not None and tls.mutual:
+            mode = "required" if tls.require_client_cert else "optional"
+            scheme_note = f"; client certificates {mode}"
+        else:
+            scheme_note = ""
         print(
-            f"amtsbote inbox: {agency.id} on http://{args.host}:{port} "
+            f"amtsbote inbox: {agency.id} on {scheme}://{args.host}:{port}{scheme_note} "
             f"(journal {journal.url}; mailboxes hosted: {hosted})",
             file=sys.stderr,
             flush=True,
         )
         try:
-            serve(app, host=args.host, port=port, log_level=args.log_level)
+            serve(app, host=args.host, port=port, log_level=args.log_level, tls=tls)
         except ConnectorError as exc:
             return _fail(exc)
         finally:
