@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from connectors import directory as directory_module
+from connectors.directory import core as directory_core
 from connectors.directory import (
     DEFAULT_PATH,
     Agency,
@@ -471,7 +471,7 @@ def test_authenticate_compares_every_token_in_constant_time(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(directory_module.hmac, "compare_digest", recording)
+    monkeypatch.setattr(directory_core.hmac, "compare_digest", recording)
     assert d.authenticate("token-STADT_PADERBORN") == d.get("stadt-paderborn")
     # no early exit: all three configured tokens were compared, the first one matched
     assert [b for _, b in calls] == [b"token-STADT_PADERBORN", b"token-IT_NRW", b"token-DGUV"]

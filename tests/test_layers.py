@@ -279,7 +279,7 @@ def test_exception_check_sees_the_package_trees() -> None:
     found = {qualified for qualified, _, _ in _exception_classes()}
     assert {
         "connectors.senders.exceptions.SenderConfigError",
-        "connectors.directory.UnknownAgencyError",
+        "connectors.directory.errors.UnknownAgencyError",
         "connectors.inbox.exceptions.ApiError",
         "xoev.rueckmeldung.v1_0.RueckmeldungError",
         "xoev.exceptions.NotXMLError",
