@@ -167,9 +167,7 @@ class MultipartParser:
         self._received += len(data)
         if self._received > self._limit:
             self.discard()
-            raise MtomError(
-                f"the body exceeds the limit of {self._limit} bytes", too_large=True
-            )
+            raise MtomError(f"the body exceeds the limit of {self._limit} bytes", too_large=True)
         self._buffer += data
         try:
             self._run()
@@ -365,9 +363,7 @@ class OutgoingPart:
     path: Path | None = None
 
 
-def build_mtom(
-    envelope: bytes, attachments: Sequence[OutgoingPart]
-) -> tuple[str, Iterator[bytes]]:
+def build_mtom(envelope: bytes, attachments: Sequence[OutgoingPart]) -> tuple[str, Iterator[bytes]]:
     """``(Content-Type header, body chunks)`` of an MTOM message: the envelope as root part,
     then each attachment (files are read in 1 MiB chunks while sending)."""
     boundary = f"uuid:{uuid.uuid4()}"
