@@ -11,7 +11,6 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,8 +23,8 @@ from xta_support import (
     WSA,
     XTA,
     A,
-    M,
     Answer,
+    M,
     author_header,
     call,
     container_body,
@@ -88,7 +87,10 @@ class Xta:
         head = metadata_header(
             author=self.kennung(author), reader=self.kennung(reader), nachrichten_uuid=uid
         )
-        include = '<xop:Include xmlns:xop="http://www.w3.org/2004/08/xop/include" href="cid:payload%40test"/>'
+        include = (
+            '<xop:Include xmlns:xop="http://www.w3.org/2004/08/xop/include" '
+            'href="cid:payload%40test"/>'
+        )
         root = envelope(A + "SendMessage", container_body(include), headers=head)
         content_type, body = mtom_body(root, {"payload@test": payload})
         return self.call("SendXtaPort", body, author, content_type=content_type)
@@ -428,7 +430,8 @@ def test_next_message_and_next_status_list(xta: Xta) -> None:
             "MsgBoxPort",
             envelope(
                 M + "MsgBoxGetNextMsgRequest",
-                f'<osci:MsgBoxGetNextRequest MsgBoxRequestID="urn:uuid:{uuid.uuid4()}">{last}</osci:MsgBoxGetNextRequest>',
+                f'<osci:MsgBoxGetNextRequest MsgBoxRequestID="urn:uuid:{uuid.uuid4()}">'
+                f"{last}</osci:MsgBoxGetNextRequest>",
             ),
             HOME,
         )

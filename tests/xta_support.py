@@ -55,7 +55,10 @@ def envelope(
 
 
 def author_header(kennung: str) -> str:
-    return f'<oscimeta:Author><oscimeta:Identifier type="xoev">{kennung}</oscimeta:Identifier></oscimeta:Author>'
+    return (
+        f'<oscimeta:Author><oscimeta:Identifier type="xoev">{kennung}</oscimeta:Identifier>'
+        "</oscimeta:Author>"
+    )
 
 
 def metadata_header(
