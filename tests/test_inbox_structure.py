@@ -168,7 +168,9 @@ def test_app_module_is_wiring_only() -> None:
     assert not any(isinstance(node, ast.ClassDef) for node in ast.walk(tree))
 
 
-@pytest.mark.parametrize("module", ["service", "mailbox", "xta_operations", "xta_send", "xta_state"])
+@pytest.mark.parametrize(
+    "module", ["service", "mailbox", "xta_operations", "xta_send", "xta_state"]
+)
 def test_service_and_mailbox_know_no_http_framework(module: str) -> None:
     assert not _imported(_tree(module)) & {"fastapi", "starlette", "uvicorn", "anyio"}
 
