@@ -22,6 +22,7 @@ from test_inbox_support import auth, make_directory
 
 import connectors.inbox.app
 from connectors.inbox import create_app, schemas
+from connectors.inbox.xta import PORTS, XTA_PREFIX
 from connectors.journal import Journal
 
 INBOX = Path(connectors.inbox.app.__file__).parent
@@ -55,9 +56,30 @@ def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
 
 
 def _routes(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
+    """The JSON routes (the XTA 2 SOAP ports are checked apart: :func:`_xta_routes`)."""
     return {
-        (method, route.path): route for route in _api_routes(app.routes) for method in route.methods
+        (method, route.path): route
+        for route in _api_routes(app.routes)
+        for method in route.methods
+        if not route.path.startswith(XTA_PREFIX)
     }
+
+
+def _xta_routes(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
+    return {
+        (method, route.path): route
+        for route in _api_routes(app.routes)
+        for method in route.methods
+        if route.path.startswith(XTA_PREFIX)
+    }
+
+
+def test_xta_ports_are_soap_routes_of_their_own_module(app: FastAPI) -> None:
+    routes = _xta_routes(app)
+    assert set(routes) == {("POST", f"{XTA_PREFIX}/{port}") for port in PORTS}
+    for key, route in routes.items():
+        assert route.endpoint.__module__ == "connectors.inbox.xta", key
+        assert route.response_model is None and not route.include_in_schema, key
 
 
 def test_every_json_route_declares_a_response_model_from_schemas(app: FastAPI) -> None:
@@ -146,7 +168,9 @@ def test_app_module_is_wiring_only() -> None:
     assert not any(isinstance(node, ast.ClassDef) for node in ast.walk(tree))
 
 
-@pytest.mark.parametrize("module", ["service", "mailbox"])
+@pytest.mark.parametrize(
+    "module", ["service", "mailbox", "xta_operations", "xta_send", "xta_state"]
+)
 def test_service_and_mailbox_know_no_http_framework(module: str) -> None:
     assert not _imported(_tree(module)) & {"fastapi", "starlette", "uvicorn", "anyio"}
 

@@ -23,6 +23,7 @@ from .config import InboxConfig
 from .errors import install_error_handlers
 from .routes import mailbox_routes, message_routes, service_routes
 from .service import ACCEPTED_STATE, AcceptedHook, InboxService
+from .xta import xta_routes
 
 __all__ = [
     "ACCEPTED_STATE",
@@ -80,4 +81,5 @@ def create_app(
     app.include_router(service_routes(service))
     app.include_router(message_routes(service))
     app.include_router(mailbox_routes(service))
+    app.include_router(xta_routes(service))  # XTA 2 SOAP ports (connectors/inbox/xta.py)
     return app
