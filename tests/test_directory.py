@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from connectors.directory import core as directory_core
 from connectors.directory import (
     DEFAULT_PATH,
     Agency,
@@ -24,6 +23,7 @@ from connectors.directory import (
     UnknownRoleError,
     dev_token,
 )
+from connectors.directory import core as directory_core
 from flows.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
