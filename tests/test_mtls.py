@@ -492,3 +492,58 @@ def test_directory_refuses_bad_certificate_fields(mtls: Mtls, tmp_path: Path) ->
         "agencies[1].tls_ca: not allowed for channel mailbox" in p and "mailbox host" in p
         for p in problems
     )
+
+
+# ------------------------------------------------------------------------------- XTA over mTLS
+
+
+def _xta(mtls: Mtls, client: Issued, port: str, data: bytes) -> Any:
+    from xta_support import read_answer
+
+    response = httpx.post(
+        f"{mtls.url}/services/XTAService/{port}",
+        content=data,
+        headers={"Content-Type": "application/soap+xml; charset=utf-8"},
+        verify=mtls.context(client),
+        timeout=30,
+    )
+    return read_answer(response)
+
+
+def test_xta_caller_is_the_certificates_agency(mtls: Mtls) -> None:
+    """The XTA ports take the caller from the client certificate (no token): the Author must be
+    that agency's Behördenkennung (PermissionDenied otherwise, nothing stored)."""
+    from xta_support import A as ACTION
+    from xta_support import author_header, container_body, envelope, inline, metadata_header
+
+    kennung = {x: mtls.directory.get(x).behoerdenkennung for x in (A, B, HOME)}
+    active = _xta(
+        mtls,
+        mtls.a,
+        "ManagementPort",
+        envelope(ACTION + "CheckAccountActive", headers=author_header(kennung[A])),
+    )
+    assert active.fault is None, active.root
+    # B's certificate is of the same CA but unknown to the directory: refused before SOAP
+    response = httpx.post(
+        f"{mtls.url}/services/XTAService/ManagementPort",
+        content=envelope(ACTION + "CheckAccountActive", headers=author_header(kennung[B])),
+        headers={"Content-Type": "application/soap+xml; charset=utf-8"},
+        verify=mtls.context(mtls.b),
+        timeout=30,
+    )
+    assert response.status_code == 401
+
+    def send(author: str) -> Any:
+        uid, body = mtls.messages.new()
+        head = metadata_header(author=kennung[author], reader=kennung[HOME], nachrichten_uuid=uid)
+        data = envelope(ACTION + "SendMessage", container_body(inline(body)), headers=head)
+        return uid, _xta(mtls, mtls.a, "SendXtaPort", data)
+
+    uid, answer = send(A)
+    assert answer.fault is None, answer.root
+    assert mtls.sender_of(uid) == A
+    before = len(mtls.journal.messages(direction=Direction.INBOUND))
+    uid, answer = send(B)  # A's certificate, B's Author
+    assert answer.fault_detail() == ("PermissionDeniedException", "9014")
+    assert len(mtls.journal.messages(direction=Direction.INBOUND)) == before

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "ACTIONS",
-    "AMTSBOTE_XTA",
+    "FINDINGS_NS",
     "NSMAP",
     "OSCI",
     "OSCIMETA",
@@ -37,7 +37,7 @@ OSCIMETA = "http://www.osci.eu/ws/2014/10/transport"
 """OSCI MessageMetaData 2.02 (Author, Reader, MessageMetaData)."""
 OSCI = "http://www.osci.eu/ws/2008/05/transport"
 """OSCI Transport 2.02 (MsgBox requests, MsgStatusList, MsgBoxResponse)."""
-AMTSBOTE_XTA = "urn:amtsbote:xta:1"
+FINDINGS_NS = "urn:amtsbote:xta:1"
 """Our own elements in fault details (the XÖV findings of a MessageSchemaViolation)."""
 XTA_ERROR_CODE_LIST = "urn:de:xta:webservice:codeliste:fehlernummer"
 """listURI of ``Code.Fehlernummer`` (fixed in XTA-Webservice-Datentypen.xsd, version 1.0)."""

@@ -21,7 +21,7 @@ from xoev.exceptions import InputTooLargeError, UnusableInputError
 from xoev.parsing import ParserConfig, parse_xml
 
 from .exceptions import SoapError, XtaFault
-from .namespaces import AMTSBOTE_XTA, SOAP12, WSA, XTA, XTA_ERROR_CODE_LIST, q
+from .namespaces import FINDINGS_NS, SOAP12, WSA, XTA, XTA_ERROR_CODE_LIST, q
 
 __all__ = [
     "ERROR_CODES",
@@ -183,9 +183,9 @@ def fault_element(kind: str, code: str) -> etree._Element:
 
 
 def _findings_element(findings: Sequence[Mapping[str, Any]]) -> etree._Element:
-    element = etree.Element(q(AMTSBOTE_XTA, "Findings"), nsmap={"amtsbote": AMTSBOTE_XTA})
+    element = etree.Element(q(FINDINGS_NS, "Findings"), nsmap={"amtsbote": FINDINGS_NS})
     for finding in findings:
-        item = etree.SubElement(element, q(AMTSBOTE_XTA, "Finding"))
+        item = etree.SubElement(element, q(FINDINGS_NS, "Finding"))
         for key in ("severity", "rule", "line", "xpath"):
             value = finding.get(key)
             if value is not None:
