@@ -93,7 +93,7 @@ class Agency:
     tls_client_key: Path | None = None
     """http (optional): PEM private key of ``tls_client_cert``."""
     tls_ca: Path | None = None
-    """http/xta (optional): PEM CA bundle verifying the agency's server instead of the system store."""
+    """http/xta (optional): PEM CA bundle verifying the agency's server (not the system store)."""
     rate_limit: float = DEFAULT_RATE_LIMIT
     """Messages per second sent to this agency."""
     concurrency: int = DEFAULT_CONCURRENCY
