@@ -8,6 +8,7 @@ side's directory has no tokens: the certificate alone identifies the caller."""
 from __future__ import annotations
 
 import dataclasses
+import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +57,11 @@ class Channel_:
     hosted: Issued
     journal: Journal
     server_directory: Directory
+
+    def context(self, client: Issued) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki.ca))
+        context.load_cert_chain(str(client.cert), str(client.key))
+        return context
 
     def sender_directory(self, cert: Issued) -> Directory:
         """Our side: HOME reached by XTA with ``cert``; no tokens (environ empty)."""
@@ -177,9 +183,7 @@ def test_msgbox_client_fetches_and_closes_a_message_put_for_us(chan: Channel_) -
         timeout=10,
     )
     assert put.status_code in (200, 202), put.text
-    with httpx.Client(
-        verify=str(chan.pki.ca), cert=(str(chan.hosted.cert), str(chan.hosted.key)), timeout=10
-    ) as http:
+    with httpx.Client(verify=chan.context(chan.hosted), timeout=10) as http:
         client = XtaClient(
             chan.url + "/services/XTAService",
             author=d.get(HOSTED).behoerdenkennung,
@@ -210,9 +214,7 @@ def test_poll_hands_each_message_over_then_closes_it(chan: Channel_) -> None:
         assert response.status_code in (200, 202)
         sent.append(uid)
     seen: list[FetchedMessage] = []
-    with httpx.Client(
-        verify=str(chan.pki.ca), cert=(str(chan.hosted.cert), str(chan.hosted.key)), timeout=10
-    ) as http:
+    with httpx.Client(verify=chan.context(chan.hosted), timeout=10) as http:
         client = XtaClient(
             chan.url + "/services/XTAService", author=d.get(HOSTED).behoerdenkennung, client=http
         )
