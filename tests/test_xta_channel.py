@@ -9,24 +9,43 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
+import textwrap
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import free_port
 from pki import Issued, Pki
-from test_inbox_support import DEV_ENV, Messages, auth, make_directory, readdress, sample
+from test_inbox_support import (
+    AGENCIES_FILE,
+    DEV_ENV,
+    Messages,
+    auth,
+    make_directory,
+    readdress,
+    sample,
+)
 
-from connectors.directory import Channel, Directory
+from connectors.directory import Channel, Directory, InvalidDirectoryError
 from connectors.inbox import InboxServer, create_app
 from connectors.inbox.tls import TlsConfig
 from connectors.journal import Direction, Journal
-from connectors.senders import OutgoingMessage, PermanentSendError, XtaSender, sender_for
+from connectors.senders import (
+    OutgoingMessage,
+    PermanentSendError,
+    TransientSendError,
+    XtaSender,
+    is_transient,
+    sender_for,
+)
 from connectors.xta.client import FetchedMessage, XtaClient, poll_xta_msgbox
+from connectors.xta.exceptions import XtaFault
 from connectors.xta.metadata import message_id_for
+from connectors.xta.soap import build_fault, serialize
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +241,72 @@ def test_poll_hands_each_message_over_then_closes_it(chan: Channel_) -> None:
         assert {message_id_for(u) for u in sent} <= set(closed)
         assert {m.nachrichten_uuid for m in seen} >= set(sent)
         assert client.get_status_list() == []
+
+
+# ------------------------------------------------------------- failures without a server
+
+
+def _sender_with(chan: Channel_, handler: Any) -> XtaSender:
+    directory = chan.sender_directory(chan.a)
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return XtaSender(directory.get(HOME), directory, client=client)
+
+
+def test_a_technical_problem_fault_is_transient(chan: Channel_) -> None:
+    fault = XtaFault("XTAWSTechnicalProblemException", "9030", "db down", sender_fault=False)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = serialize(build_fault(fault))
+        return httpx.Response(500, content=body, headers={"Content-Type": "application/soap+xml"})
+
+    with pytest.raises(TransientSendError) as caught:
+        _sender_with(chan, handler).send(chan.messages().outgoing())
+    assert caught.value.detail["code"] == "9030" and is_transient(caught.value)
+    assert isinstance(caught.value.__cause__, XtaFault)
+
+
+def test_a_non_soap_503_and_a_refused_connection_are_transient(chan: Channel_) -> None:
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, text="maintenance")
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    for handler in (unavailable, refused):
+        with pytest.raises(TransientSendError):
+            _sender_with(chan, handler).send(chan.messages().outgoing())
+
+
+def test_an_unauthenticated_answer_is_permanent(chan: Channel_) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": "unauthorized"})
+
+    with pytest.raises(PermanentSendError) as caught:
+        _sender_with(chan, handler).send(chan.messages().outgoing())
+    assert caught.value.status_code == 401
+
+
+def test_directory_checks_of_the_xta_channel(tmp_path: Path) -> None:
+    text = AGENCIES_FILE.read_text(encoding="utf-8")
+    file = tmp_path / "agencies.yaml"
+    entry = textwrap.indent(
+        textwrap.dedent(
+            """\
+            - id: xta-partner
+              name: XTA partner
+              behoerdenkennung: "XTA:0001"
+              roles: [Gewerbeamt]
+              channel: xta
+              token_env: XTA_PARTNER_TOKEN
+              endpoint: https://nope.example
+            """
+        ),
+        "  ",
+    )
+    file.write_text(text.replace("agencies:\n", "agencies:\n" + entry, 1), encoding="utf-8")
+    with pytest.raises(InvalidDirectoryError) as caught:
+        Directory.load(file, environ=DEV_ENV)
+    message = str(caught.value)
+    assert "channel xta needs the field xta_url" in message
+    assert "endpoint" in message and "not allowed for channel xta" in message
+    assert f"{file}:" in message

@@ -30,12 +30,13 @@ from xoev.exceptions import UnusableInputError
 from xoev.message import inspect_message
 
 from ..directory import Agency, Directory, DirectoryError, MissingTokenError
-from ..xta.client import TransportReport, XtaClient
+from ..xta.client import TransportReport, XtaClient, XtaHttpError
 from ..xta.exceptions import MtomError, SoapError, XtaError, XtaFault
 from ..xta.metadata import build_metadata, message_id_for
 from .base import OutgoingMessage, Receipt, SenderConfig
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
 from .exceptions import classify_httpx as _classify_httpx
+from .http import TRANSIENT_STATUSES
 
 __all__ = ["REPORT_STATES", "XtaSender"]
 
@@ -185,6 +186,11 @@ class XtaSender:
             reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
             cls = TransientSendError if _classify_httpx(exc) else PermanentSendError
             raise self._error(cls, message, reason) from exc
+        except XtaHttpError as exc:
+            status = exc.status_code
+            transient = status >= 500 or status in TRANSIENT_STATUSES
+            cls = TransientSendError if transient else PermanentSendError
+            raise self._error(cls, message, str(exc), status_code=status) from exc
         except (SoapError, MtomError, XtaError) as exc:
             raise self._error(PermanentSendError, message, f"unusable XTA answer: {exc}") from exc
         return self._receipt(message, report)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from lxml import etree
 
-from .exceptions import SoapError, XtaFault
+from .exceptions import SoapError, XtaError, XtaFault
 from .metadata import MessageMetadata, message_id_for, party, read_metadata, uuid_of_message_id
 from .mtom import MultipartParser, OutgoingPart, Part, build_mtom, resolve_content, xop_include
 from .namespaces import ACTIONS, AMTSBOTE_XTA, OSCI, OSCIMETA, SOAP12, WSA, XTA, q
@@ -31,6 +31,7 @@ __all__ = [
     "TransportReport",
     "XtaAnswer",
     "XtaClient",
+    "XtaHttpError",
     "poll_xta_msgbox",
 ]
 
@@ -67,6 +68,18 @@ class FetchedMessage:
     payload: bytes
     content_type: str
     metadata: MessageMetadata | None
+
+
+class XtaHttpError(XtaError):
+    """An HTTP answer that is no SOAP (e.g. 401 JSON before SOAP, a proxy's 502 page)."""
+
+    def __init__(self, status_code: int, problem: str) -> None:
+        super().__init__(status_code, problem)
+        self.status_code = status_code
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status_code}: {self.problem}"
 
 
 def _fault_of(env: Envelope, status: int) -> XtaFault:
@@ -131,7 +144,7 @@ class XtaClient:
         if answer.envelope.body is not None and answer.envelope.body.tag == q(SOAP12, "Fault"):
             raise _fault_of(answer.envelope, response.status_code)
         if response.status_code != 200:
-            raise SoapError(f"HTTP {response.status_code} from {self.url(port)} without a fault")
+            raise XtaHttpError(response.status_code, f"{self.url(port)} answered without a fault")
         return answer
 
     def _read(self, response: httpx.Response, spool: Path | None) -> XtaAnswer:
@@ -147,9 +160,9 @@ class XtaClient:
         elif "xml" in content_type.lower():
             data, parts = response.content, {}
         else:
-            raise SoapError(
-                f"HTTP {response.status_code}, Content-Type {content_type or '(none)'}: "
-                f"{response.text[:300]}"
+            raise XtaHttpError(
+                response.status_code,
+                f"Content-Type {content_type or '(none)'}: {response.text[:300]}",
             )
         return XtaAnswer(parse_envelope(data, max_bytes=_MAX_ENVELOPE), parts)
 
