@@ -7,6 +7,7 @@ side's directory has no tokens: the certificate alone identifies the caller."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ssl
 import textwrap
@@ -149,6 +150,18 @@ def test_send_is_journalled_with_the_sender_and_reported_delivered(chan: Channel
     assert receipt.raw["xta_message_id"] == message_id_for(message.nachrichten_uuid)
     record = chan.journal.get_message(message.nachrichten_uuid, direction=Direction.INBOUND)
     assert record.sender_agency == A
+    assert chan.journal.payload(message.nachrichten_uuid) == message.payload
+
+
+def test_asend_delivers_too(chan: Channel_) -> None:
+    directory = chan.sender_directory(chan.a)
+    message = chan.messages().outgoing()
+
+    async def run() -> str:
+        async with sender_for(HOME, directory) as sender:
+            return (await sender.asend(message)).state
+
+    assert asyncio.run(run()) == "delivered"
     assert chan.journal.payload(message.nachrichten_uuid) == message.payload
 
 

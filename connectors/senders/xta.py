@@ -147,9 +147,10 @@ class XtaSender:
             raise self._error(
                 PermanentSendError, message, f"sender {message.sender!r}: {exc}"
             ) from exc
-        if token is not None:
-            self._client.headers["Authorization"] = f"Bearer {token}"
-        return XtaClient(self.url, author=sender.behoerdenkennung, client=self._client)
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return XtaClient(
+            self.url, author=sender.behoerdenkennung, client=self._client, http_headers=headers
+        )
 
     def send(self, message: OutgoingMessage) -> Receipt:
         if message.recipient != self._recipient.id:

@@ -107,12 +107,21 @@ def _fault_of(env: Envelope, status: int) -> XtaFault:
 
 class XtaClient:
     """Calls the XTA server at ``base_url`` (``…/services/XTAService``) as ``author`` (our
-    Behördenkennung). ``client`` carries TLS and timeouts and is not closed here."""
+    Behördenkennung). ``client`` carries TLS and timeouts and is not closed here;
+    ``http_headers`` are added to every request (e.g. ``Authorization``)."""
 
-    def __init__(self, base_url: str, *, author: str, client: httpx.Client) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        author: str,
+        client: httpx.Client,
+        http_headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.author = author
         self.client = client
+        self.http_headers = dict(http_headers or {})
 
     def url(self, port: str) -> str:
         return f"{self.base_url}/{port}"
@@ -138,7 +147,9 @@ class XtaClient:
         else:
             content_type, content = SOAP_MEDIA, envelope
         response = self.client.post(
-            self.url(port), content=content, headers={"Content-Type": content_type}
+            self.url(port),
+            content=content,
+            headers={**self.http_headers, "Content-Type": content_type},
         )
         answer = self._read(response, spool)
         if answer.envelope.body is not None and answer.envelope.body.tag == q(SOAP12, "Fault"):
