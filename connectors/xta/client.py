@@ -161,9 +161,13 @@ class XtaClient:
     def _read(self, response: httpx.Response, spool: Path | None) -> XtaAnswer:
         content_type = response.headers.get("content-type", "")
         if content_type.lower().startswith("multipart/related"):
-            directory = spool or Path(tempfile.mkdtemp(prefix="xta-client-"))
+            # without a spool directory every part stays in memory (nothing left on disk)
             parser = MultipartParser(
-                content_type, directory=directory, limit=_MAX_BODY, root_limit=_MAX_ENVELOPE
+                content_type,
+                directory=spool or Path(tempfile.gettempdir()),
+                limit=_MAX_BODY,
+                root_limit=_MAX_ENVELOPE,
+                memory_threshold=(1 << 20) if spool is not None else _MAX_BODY,
             )
             parser.feed(response.content)
             root, parts = parser.close()
@@ -261,8 +265,8 @@ class XtaClient:
         ]
 
     def get_message(self, message_id: str, *, spool: Path | None = None) -> FetchedMessage:
-        """Fetch one message; attachments above 1 MiB are spooled to ``spool`` (a temp
-        directory by default) while reading."""
+        """Fetch one message; with ``spool`` (a directory) attachments above 1 MiB are written
+        there while reading instead of being held in memory."""
         request = etree.Element(q(OSCI, "MsgBoxFetchRequest"), nsmap={"osci": OSCI, "wsa": WSA})
         selector = etree.SubElement(request, q(OSCI, "MsgSelector"))
         etree.SubElement(selector, q(WSA, "MessageID")).text = message_id
