@@ -204,7 +204,9 @@ def test_a_certificate_not_matching_the_author_is_permission_denied(chan: Channe
         chan.journal.get_message(message.nachrichten_uuid, direction=Direction.INBOUND)
 
 
-def test_msgbox_client_fetches_and_closes_a_message_put_for_us(chan: Channel_) -> None:
+def test_msgbox_client_fetches_and_closes_a_message_put_for_us(
+    chan: Channel_, tmp_path: Path
+) -> None:
     d = chan.server_directory
     uid, body = Messages(d.get(A), d.get(HOSTED)).new()
     put = httpx.post(
@@ -226,6 +228,7 @@ def test_msgbox_client_fetches_and_closes_a_message_put_for_us(chan: Channel_) -
         fetched = client.get_message(message_id_for(uid))
         assert fetched.payload == body and fetched.nachrichten_uuid == uid
         assert fetched.metadata is not None and fetched.metadata.author == d.get(A).behoerdenkennung
+        assert client.get_message(message_id_for(uid), spool=tmp_path).payload == body
         client.close(message_id_for(uid))
         assert message_id_for(uid) not in client.get_status_list()
 
