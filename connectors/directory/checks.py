@@ -98,6 +98,7 @@ _FIELDS: dict[str, tuple[str, bool, Any]] = {
     "drop_dir": (_STR, False, _check_text),
     "transfer_dir": (_STR, False, _check_text),
     "webdav_url": (_STR, False, _check_url),
+    "xta_url": (_STR, False, _check_url),
     "webdav_user_env": (_STR, False, _check_env_name),
     "webdav_password_env": (_STR, False, _check_env_name),
     "webdav_ca": (_STR, False, _check_text),
@@ -114,11 +115,12 @@ _CHANNEL_FIELDS: dict[Channel, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Channel.MAILBOX: (("mailbox_host",), ()),
     Channel.FILE: (("drop_dir",), ()),
     Channel.TRANSFER_DIR: (("transfer_dir",), ()),
+    Channel.XTA: (("xta_url",), ()),
     Channel.WEBDAV: (("webdav_url", "webdav_user_env", "webdav_password_env"), ("webdav_ca",)),
 }
 #: the TLS material used toward an agency, and the channels that connect over HTTPS with it
 _TLS_FIELDS = ("tls_client_cert", "tls_client_key", "tls_ca")
-_TLS_CHANNELS = frozenset({Channel.HTTP})
+_TLS_CHANNELS = frozenset({Channel.HTTP, Channel.XTA})
 #: fields whose relative paths are relative to the directory file
 _PATH_FIELDS = ("drop_dir", "transfer_dir", "webdav_ca", *_TLS_FIELDS)
 
@@ -222,6 +224,7 @@ def _agency_values(agency: Agency) -> dict[str, Any]:
         "drop_dir": str(agency.drop_dir) if agency.drop_dir is not None else None,
         "transfer_dir": str(agency.transfer_dir) if agency.transfer_dir is not None else None,
         "webdav_url": agency.webdav_url,
+        "xta_url": agency.xta_url,
         "webdav_user_env": agency.webdav_user_env,
         "webdav_password_env": agency.webdav_password_env,
         "webdav_ca": str(agency.webdav_ca) if agency.webdav_ca is not None else None,
@@ -247,6 +250,7 @@ def _cross_problems(entries: Sequence[tuple[Mapping[str, Any], _Where]]) -> list
         "drop_dir",
         "transfer_dir",
         "webdav_url",
+        "xta_url",
         "client_cert_sha256",
     )
     seen: dict[str, dict[Any, tuple[Mapping[str, Any], _Where]]] = {k: {} for k in unique}
@@ -258,7 +262,7 @@ def _cross_problems(entries: Sequence[tuple[Mapping[str, Any], _Where]]) -> list
             key: Any = value
             if name == "behoerdenkennung":
                 key = _kennung_key(value)
-            elif name in ("endpoint", "webdav_url"):
+            elif name in ("endpoint", "webdav_url", "xta_url"):
                 key = value.rstrip("/").lower()
             elif name in ("drop_dir", "transfer_dir"):
                 key = os.path.normpath(value)

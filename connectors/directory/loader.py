@@ -216,6 +216,7 @@ class _Loader:
                 drop_dir=Path(values["drop_dir"]) if "drop_dir" in values else None,
                 transfer_dir=Path(values["transfer_dir"]) if "transfer_dir" in values else None,
                 webdav_url=values.get("webdav_url"),
+                xta_url=values.get("xta_url"),
                 webdav_user_env=values.get("webdav_user_env"),
                 webdav_password_env=values.get("webdav_password_env"),
                 webdav_ca=Path(values["webdav_ca"]) if "webdav_ca" in values else None,

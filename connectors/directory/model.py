@@ -49,6 +49,8 @@ class Channel(StrEnum):
     TRANSFER_DIR = "transfer-dir"
     """x-man transfer directory on the file system at ``transfer_dir`` (xdomea containers, both
     directions; see :mod:`connectors.transfer`)."""
+    XTA = "xta"
+    """XTA 2 webservice at ``xta_url`` (sendMessage; replies polled from our msgBox there)."""
     WEBDAV = "webdav"
     """x-man transfer directory on a WebDAV share at ``webdav_url`` (basic auth from
     ``webdav_user_env``/``webdav_password_env``, optional CA bundle ``webdav_ca``)."""
@@ -74,6 +76,7 @@ class Agency:
     transfer_dir: Path | None = None
     """transfer-dir: root of the transfer directory shared with the partner."""
     webdav_url: str | None = None
+    xta_url: str | None = None
     """webdav: URL of the transfer area's root collection (no trailing slash)."""
     webdav_user_env: str | None = None
     """webdav: environment variable holding the basic-auth user name."""
@@ -90,7 +93,7 @@ class Agency:
     tls_client_key: Path | None = None
     """http (optional): PEM private key of ``tls_client_cert``."""
     tls_ca: Path | None = None
-    """http (optional): PEM CA bundle verifying the agency's inbox instead of the system store."""
+    """http/xta (optional): PEM CA bundle verifying the agency's server (not the system store)."""
     rate_limit: float = DEFAULT_RATE_LIMIT
     """Messages per second sent to this agency."""
     concurrency: int = DEFAULT_CONCURRENCY
@@ -103,6 +106,8 @@ class Agency:
         object.__setattr__(self, "roles", tuple(self.roles))
         if self.endpoint is not None:
             object.__setattr__(self, "endpoint", self.endpoint.rstrip("/"))
+        if self.xta_url is not None:
+            object.__setattr__(self, "xta_url", self.xta_url.rstrip("/"))
         if self.webdav_url is not None:
             object.__setattr__(self, "webdav_url", self.webdav_url.rstrip("/"))
         for name in _PATH_FIELDS:
@@ -139,6 +144,7 @@ class Agency:
             "drop_dir": str(self.drop_dir) if self.drop_dir is not None else None,
             "transfer_dir": str(self.transfer_dir) if self.transfer_dir is not None else None,
             "webdav_url": self.webdav_url,
+            "xta_url": self.xta_url,
             "webdav_user_env": self.webdav_user_env,
             "webdav_password_env": self.webdav_password_env,
             "webdav_ca": str(self.webdav_ca) if self.webdav_ca is not None else None,

@@ -15,6 +15,7 @@ channel       sender                      delivery (x-man layout, :mod:`connecto
 ============  ==========================  ==================================================
 transfer-dir  :class:`TransferDirSender`  xdomea container into the root of ``transfer_dir``
 webdav        :class:`WebDavSender`       the same on a WebDAV share: PUT ``.part``, MOVE
+xta           :class:`XtaSender`          XTA 2 sendMessage + getTransportReport (``xta_url``)
 ============  ==========================  ==================================================
 
 Each has ``send(message) -> Receipt`` and ``async asend(message) -> Receipt`` and raises
@@ -50,6 +51,7 @@ from .http import RECIPIENT_HEADER, UUID_HEADER, HttpSender
 from .mailbox import MailboxSender
 from .transfer import TransferDirSender
 from .webdav import WebDavSender
+from .xta import XtaSender
 
 __all__ = [
     "MESSAGES_PATH",
@@ -69,6 +71,7 @@ __all__ = [
     "TransferDirSender",
     "TransientSendError",
     "WebDavSender",
+    "XtaSender",
     "is_transient",
     "parse_retry_after",
     "retry_condition",
@@ -98,6 +101,8 @@ def sender_for(
         )
     if recipient.channel == Channel.TRANSFER_DIR:
         return TransferDirSender(recipient, directory, config=config)
+    if recipient.channel == Channel.XTA:
+        return XtaSender(recipient, directory, client=client, config=config)
     if recipient.channel == Channel.WEBDAV:
         return WebDavSender(
             recipient,
