@@ -23,7 +23,7 @@ from lxml import etree
 from .exceptions import SoapError, XtaError, XtaFault
 from .metadata import MessageMetadata, message_id_for, party, read_metadata, uuid_of_message_id
 from .mtom import MultipartParser, OutgoingPart, Part, build_mtom, resolve_content, xop_include
-from .namespaces import ACTIONS, AMTSBOTE_XTA, OSCI, OSCIMETA, SOAP12, WSA, XTA, q
+from .namespaces import ACTIONS, FINDINGS_NS, OSCI, OSCIMETA, SOAP12, WSA, XTA, q
 from .soap import Envelope, build_envelope, parse_envelope, serialize
 
 __all__ = [
@@ -96,8 +96,8 @@ def _fault_of(env: Envelope, status: int) -> XtaFault:
             if name.namespace == XTA:
                 kind = name.localname
                 code = (child.findtext(f"{q(XTA, 'errorCode')}/code") or code).strip()
-            elif child.tag == q(AMTSBOTE_XTA, "Findings"):
-                for item in child.iter(q(AMTSBOTE_XTA, "Finding")):
+            elif child.tag == q(FINDINGS_NS, "Findings"):
+                for item in child.iter(q(FINDINGS_NS, "Finding")):
                     finding: dict[str, Any] = dict(item.attrib)
                     finding["message"] = item.text or ""
                     findings.append(finding)
