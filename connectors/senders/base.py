@@ -372,9 +372,10 @@ class RateLimiter:
             return delay
 
 
-class LocalSender:
-    """What senders that write to a local file system share: nothing to release, context
-    managers, and ``asend`` = ``send`` in a worker thread."""
+class BlockingSender:
+    """What senders whose work blocks share (the file drop, the transfer directory, XTA's
+    synchronous SOAP client): context managers, ``close``/``aclose`` (nothing to release unless
+    overridden), and ``asend`` = ``send`` in a worker thread."""
 
     def send(self, message: OutgoingMessage) -> Receipt:  # pragma: no cover - abstract
         raise NotImplementedError

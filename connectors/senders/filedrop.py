@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..directory import Agency, Directory
-from .base import LocalSender, OutgoingMessage, Receipt, SenderConfig
+from .base import BlockingSender, OutgoingMessage, Receipt, SenderConfig
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
 
 __all__ = ["STATE_DELIVERED", "FileDropSender"]
@@ -50,7 +50,7 @@ _TRANSIENT_ERRNOS = frozenset(
 _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK})
 
 
-class FileDropSender(LocalSender):
+class FileDropSender(BlockingSender):
     """Writes messages for ``recipient`` into its ``drop_dir`` (or ``drop_dir`` given here)."""
 
     def __init__(

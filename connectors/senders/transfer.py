@@ -41,7 +41,7 @@ from xoev.exceptions import (
 
 from ..directory import Agency, Directory
 from ..transfer.layout import TransferError, TransferLayout, check_file_name
-from .base import LocalSender, OutgoingMessage, Receipt, SenderConfig
+from .base import BlockingSender, OutgoingMessage, Receipt, SenderConfig
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
 from .filedrop import _TRANSIENT_ERRNOS, STATE_DELIVERED, fsync_dir, publish
 
@@ -110,7 +110,7 @@ def make_receipt(
     return Receipt(message.nachrichten_uuid, received_at, sha512, STATE_DELIVERED, data)
 
 
-class TransferDirSender(LocalSender):
+class TransferDirSender(BlockingSender):
     """Writes messages for ``recipient`` into its ``transfer_dir`` (or ``root`` given here)."""
 
     def __init__(

@@ -19,10 +19,9 @@ TLS: the recipient's ``tls_ca``/``tls_client_cert``/``tls_client_key`` (else the
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
@@ -33,7 +32,7 @@ from ..directory import Agency, Directory, DirectoryError, MissingTokenError
 from ..xta.client import TransportReport, XtaClient, XtaHttpError
 from ..xta.exceptions import MtomError, SoapError, XtaError, XtaFault
 from ..xta.metadata import build_metadata, message_id_for
-from .base import OutgoingMessage, Receipt, SenderConfig
+from .base import BlockingSender, OutgoingMessage, Receipt, SenderConfig
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
 from .exceptions import classify_httpx as _classify_httpx
 from .http import TRANSIENT_STATUSES
@@ -45,7 +44,7 @@ REPORT_STATES = {0: "delivered", 1: "fetched", 2: "delivered-with-warnings"}
 _TRANSIENT_FAULTS = frozenset({"XTAWSTechnicalProblemException"})
 
 
-class XtaSender:
+class XtaSender(BlockingSender):
     """Sends to ``recipient`` (channel ``xta``) via its XTA server at ``xta_url``."""
 
     def __init__(
@@ -106,21 +105,6 @@ class XtaSender:
 
     async def aclose(self) -> None:
         self.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def asend(self, message: OutgoingMessage) -> Receipt:
-        return await asyncio.to_thread(self.send, message)
 
     # -- sending
 

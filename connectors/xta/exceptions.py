@@ -39,28 +39,24 @@ class XtaError(ConnectorError):
     """Base of the XTA connector's errors."""
 
 
-class SoapError(XtaError):
+class _RequestError(XtaError):
+    """A request body that cannot be read; ``too_large``: refused by its size."""
+
+    def __init__(self, problem: str, *, too_large: bool = False) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.too_large = too_large
+
+    def __str__(self) -> str:
+        return self.problem
+
+
+class SoapError(_RequestError):
     """The request is no usable SOAP 1.2 envelope. ``too_large``: refused by its size."""
 
-    def __init__(self, problem: str, *, too_large: bool = False) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.too_large = too_large
 
-    def __str__(self) -> str:
-        return self.problem
-
-
-class MtomError(XtaError):
+class MtomError(_RequestError):
     """The multipart/related body cannot be read. ``too_large``: over the byte limit."""
-
-    def __init__(self, problem: str, *, too_large: bool = False) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.too_large = too_large
-
-    def __str__(self) -> str:
-        return self.problem
 
 
 class MetadataError(XtaError):
