@@ -152,7 +152,7 @@ def main(opts: DemoOptions) -> int:
 
 
 async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
-    from connectors.directory import Directory
+    from connectors.directory import Channel, Directory
     from connectors.journal import DeliveryState, Direction, Journal
     from connectors.senders import OutgoingMessage, sender_for
     from xoev.nachrichtenkopf import Nachrichtenkopf
@@ -201,6 +201,14 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
         file=out,
     )
     print(f"journal and inbox data: {run_dir}", file=out)
+    for agency in directory:
+        if agency.channel is Channel.XTA:
+            print(
+                f"{agency.id} is connected by XTA 2: its SIMULATED XTA server at {agency.xta_url} "
+                "and Fachverfahren (an XTA client); we send with sendMessage → "
+                "getTransportReport and fetch its replies from our msgBox there",
+                file=out,
+            )
     if opts.fail:
         print(f"failing on purpose: {', '.join(opts.fail)} (inbox not started)", file=out)
     installation = LocalInstallation(
@@ -209,6 +217,7 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
         home_journal=journal,
         failing=frozenset(opts.fail),
         on_notification=on_notification,
+        rejected_dir=run_dir / "xta-rejected",
     )
     installation.start()
     approver = loop.create_task(_auto_approver(rt, approve_case, out))

@@ -8,7 +8,9 @@ Used by ``amtsbote serve``, ``amtsbote demo`` and the end-to-end tests:
   agency's inbox writes to the main journal and correlates replies; the others each to their own
   journal, see :func:`connectors.inbox.config.journal_url_for`) and, with ``simulate_partners``,
   the partner agencies' behaviour: the Ausländerbehörde answers consultations with a Rückmeldung,
-  mailbox agencies fetch and acknowledge what waits for them.
+  mailbox agencies fetch and acknowledge what waits for them, an agency on XTA 2 gets a simulated
+  XTA server and Fachverfahren (:mod:`flows.simulated_xta`). The home inbox polls its msgBox on
+  every XTA server of the directory (:mod:`connectors.inbox.xta_poll`) and each transfer area.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class PrefectServer:
 
 
 class _Poller(threading.Thread):
-    def __init__(self, interval: float, fn: Callable[[], None], name: str) -> None:
+    def __init__(self, interval: float, fn: Callable[[], object], name: str) -> None:
         super().__init__(daemon=True, name=name)
         self.interval, self.fn = interval, fn
         self.stopped = threading.Event()
@@ -254,9 +256,13 @@ class LocalInstallation:
     transfer_roots: dict[str, Path] = field(default_factory=dict)
     """Simulated archives behind a WebDAV share: agency id → the folder the share serves (a
     transfer-dir agency's folder is its ``transfer_dir``)."""
+    rejected_dir: Path | None = None
+    """Where replies fetched over XTA that the home inbox refuses are kept (None: they stay in
+    the msgBox and are reported each round)."""
     servers: dict[str, InboxServer] = field(default_factory=dict)
     journals: dict[str, Journal] = field(default_factory=dict)
     _pollers: list[_Poller] = field(default_factory=list)
+    _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def journal_of(self, agency_id: str) -> Journal:
         if agency_id == self.home:
@@ -303,8 +309,48 @@ class LocalInstallation:
                     )
                     poller.start()
                     self._pollers.append(poller)
+        for agency in self.directory:
+            if agency.channel is Channel.XTA and agency.id not in self.failing:
+                self._start_xta_partner(agency, home)
         self._start_transfer(home)
+        self._start_xta_polling(home)
         return self
+
+    def _start_xta_partner(self, agency: Agency, home: Agency) -> None:
+        """For an XTA agency on loopback: its XTA server (an amtsbote inbox, like the local
+        agencies' inboxes) and, with ``simulate_partners``, its SIMULATED Fachverfahren."""
+        from .simulated_xta import is_local, start_xta_server, xta_fachverfahren
+
+        if not is_local(agency) or agency.id in self.servers:
+            return
+        self.servers[agency.id] = start_xta_server(
+            self.directory, agency, home, self.journal_of(agency.id)
+        )
+        if not self.simulate_partners:
+            return
+        answer = self.auto_reply and agency.has_role("Ausländerbehörde")
+        poller = _Poller(
+            self.mailbox_interval,
+            xta_fachverfahren(self.directory, agency, home, answer=answer),
+            name=f"simulated-xta-{agency.id}",
+        )
+        poller.start()
+        self._pollers.append(poller)
+
+    def _start_xta_polling(self, home: Agency) -> None:
+        """The home inbox fetches its msgBox on each XTA server (replies → correlation)."""
+        from connectors.inbox.xta_poll import xta_pollers
+
+        server = self.servers.get(self.home)
+        if server is None:
+            return
+        for poller in xta_pollers(
+            server.app.state.inbox, self.directory, home=home, rejected_dir=self.rejected_dir
+        ):
+            thread = _Poller(self.mailbox_interval, poller.poll_once, name=f"xta-{poller.url}")
+            thread.start()
+            self._pollers.append(thread)
+            self._closers.append(poller.close)
 
     def _start_transfer(self, home: Agency) -> None:
         """Partners on a transfer area: the home inbox polls each one; a simulated archive
@@ -344,6 +390,9 @@ class LocalInstallation:
         for p in self._pollers:
             p.join(timeout=5)
         self._pollers.clear()
+        for close in self._closers:
+            close()
+        self._closers.clear()
         for server in self.servers.values():
             server.stop()
         self.servers.clear()
@@ -361,6 +410,8 @@ class LocalInstallation:
             )
             port = int(str(agency.endpoint).rsplit(":", 1)[1].split("/")[0])
             self.servers[agency_id] = InboxServer(app, port=port).start()
+        elif agency.channel is Channel.XTA:
+            self._start_xta_partner(agency, self.directory.get(self.home))
 
     def received(self, agency_id: str) -> int:
         """How many messages the agency's inbox holds (inbound)."""

@@ -106,7 +106,11 @@ def test_shipped_channels_endpoints_and_tokens(owl: Directory) -> None:
         assert parts.hostname == "127.0.0.1"
         assert parts.port is not None and 8701 <= parts.port <= 8799
         ports.add(parts.port)
-    assert len(ports) == len(http) == 7
+    assert len(ports) == len(http) == 6
+    kreis = owl.get("kreis-paderborn")  # its Fachverfahren speak XTA 2
+    assert kreis.channel is Channel.XTA and kreis.endpoint is None
+    assert kreis.xta_url == "http://127.0.0.1:8702/services/XTAService"
+    assert urlsplit(kreis.xta_url).port not in ports
     envs = [a.token_env for a in owl]
     assert len(set(envs)) == len(OWL_IDS) and all(e.startswith("AMTSBOTE_TOKEN_") for e in envs)
     assert owl.get("kreis-paderborn").token_env == "AMTSBOTE_TOKEN_KREIS_PADERBORN"
@@ -504,6 +508,7 @@ def test_cli_prints_the_table(
     assert list(rows) == OWL_IDS
     assert "MELDID:05774032" in rows["stadt-paderborn"]
     assert "mailbox on stadt-paderborn" in rows["ihk-owl"]
+    assert "http://127.0.0.1:8702/services/XTAService" in rows["kreis-paderborn"]
     assert "AMTSBOTE_TOKEN_DGUV (env)" in rows["dguv"]
     assert "AMTSBOTE_TOKEN_IT_NRW (missing)" in rows["it-nrw"]
     assert "do-not-print-me" not in out
@@ -527,7 +532,8 @@ def test_cli_json_and_role_filter(capsys: pytest.CaptureFixture[str]) -> None:
     )
     data = json.loads(capsys.readouterr().out)
     assert [a["id"] for a in data["agencies"]] == ["kreis-paderborn"]
-    assert data["agencies"][0]["endpoint"] == "http://127.0.0.1:8702"
+    assert data["agencies"][0]["channel"] == "xta"
+    assert data["agencies"][0]["xta_url"] == "http://127.0.0.1:8702/services/XTAService"
     assert main(["agencies", "--role", "Nope"]) == 2
     assert "role 'Nope' is not declared" in capsys.readouterr().err
 

@@ -48,7 +48,7 @@ from connectors.senders import (
 pytestmark = pytest.mark.integration
 
 SENDER = "stadt-paderborn"
-RECIPIENT = "kreis-paderborn"
+RECIPIENT = "bezreg-detmold"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

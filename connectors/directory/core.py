@@ -162,6 +162,11 @@ class Directory:
 
     # -- tokens
 
+    @property
+    def environ(self) -> Mapping[str, str] | None:
+        """The environment given at construction (None: ``os.environ`` at each call)."""
+        return self._environ
+
     def _env(self) -> Mapping[str, str]:
         return os.environ if self._environ is None else self._environ
 

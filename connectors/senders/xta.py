@@ -37,11 +37,40 @@ from .exceptions import PermanentSendError, SenderConfigError, SendError, Transi
 from .exceptions import classify_httpx as _classify_httpx
 from .http import TRANSIENT_STATUSES
 
-__all__ = ["REPORT_STATES", "XtaSender"]
+__all__ = ["REPORT_STATES", "XtaSender", "xta_http_client"]
 
 #: TransportReport MessageStatus/Status → Receipt state (3, red, is a permanent failure).
 REPORT_STATES = {0: "delivered", 1: "fetched", 2: "delivered-with-warnings"}
 _TRANSIENT_FAULTS = frozenset({"XTAWSTechnicalProblemException"})
+
+
+def xta_http_client(peer: Agency, config: SenderConfig | None = None) -> httpx.Client:
+    """An httpx client for ``peer``'s XTA server: its ``tls_client_cert``/``tls_client_key``
+    (mutual TLS) and ``tls_ca`` (else ``config``'s), the config's timeouts, no proxies from the
+    environment. Bad TLS files raise :class:`SenderConfigError` naming them."""
+    cfg = config or SenderConfig()
+    if peer.tls_client_cert is not None:
+        cfg = dataclasses.replace(
+            cfg, client_cert=peer.tls_client_cert, client_key=peer.tls_client_key
+        )
+    if peer.tls_ca is not None:
+        cfg = dataclasses.replace(cfg, ca_bundle=peer.tls_ca)
+    verify: Any = True
+    if cfg.client_cert is not None or cfg.ca_bundle is not None:
+        try:
+            verify = cfg.ssl_context()
+        except (OSError, ValueError) as exc:
+            files = [str(p) for p in (cfg.client_cert, cfg.client_key, cfg.ca_bundle) if p]
+            raise SenderConfigError(
+                peer.id, "tls_client_cert/tls_client_key/tls_ca", f"{exc} ({', '.join(files)})"
+            ) from exc
+    return httpx.Client(
+        timeout=cfg.timeout(),
+        verify=verify,
+        follow_redirects=False,
+        trust_env=cfg.trust_env,
+        headers={"User-Agent": cfg.user_agent},
+    )
 
 
 class XtaSender(BlockingSender):
@@ -75,29 +104,7 @@ class XtaSender(BlockingSender):
         return f"{type(self).__name__}({self._recipient.id} via {self.url})"
 
     def _make_client(self) -> httpx.Client:
-        cfg, peer = self.config, self._recipient
-        if peer.tls_client_cert is not None:
-            cfg = dataclasses.replace(
-                cfg, client_cert=peer.tls_client_cert, client_key=peer.tls_client_key
-            )
-        if peer.tls_ca is not None:
-            cfg = dataclasses.replace(cfg, ca_bundle=peer.tls_ca)
-        verify: Any = True
-        if cfg.client_cert is not None or cfg.ca_bundle is not None:
-            try:
-                verify = cfg.ssl_context()
-            except (OSError, ValueError) as exc:
-                files = [str(p) for p in (cfg.client_cert, cfg.client_key, cfg.ca_bundle) if p]
-                raise SenderConfigError(
-                    peer.id, "tls_client_cert/tls_client_key/tls_ca", f"{exc} ({', '.join(files)})"
-                ) from exc
-        return httpx.Client(
-            timeout=cfg.timeout(),
-            verify=verify,
-            follow_redirects=False,
-            trust_env=cfg.trust_env,
-            headers={"User-Agent": cfg.user_agent},
-        )
+        return xta_http_client(self._recipient, self.config)
 
     def close(self) -> None:
         if self._owns_client:

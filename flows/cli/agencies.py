@@ -93,7 +93,11 @@ def _target(agency: Any) -> str:
         return str(agency.endpoint)
     if agency.mailbox_host:
         return f"mailbox on {agency.mailbox_host}"
-    return str(agency.drop_dir)
+    for name in ("xta_url", "webdav_url", "transfer_dir", "drop_dir"):
+        value = getattr(agency, name, None)
+        if value is not None:
+            return str(value)
+    return "-"
 
 
 def _table(rows: list[list[str]]) -> str:

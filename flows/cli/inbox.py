@@ -214,14 +214,26 @@ def _serve(args: argparse.Namespace) -> int:
         pollers = None
         if agency.id == home_agency():
             # partners on a transfer directory or WebDAV share (x-man): poll them into this inbox
+            # and its msgBox on every partner's XTA server (their replies)
             from connectors.inbox.transfer import PollerThread, transfer_pollers
+            from connectors.inbox.xta_poll import xta_pollers
 
-            found = transfer_pollers(app.state.inbox, directory)
+            try:
+                found = [
+                    *transfer_pollers(app.state.inbox, directory),
+                    *xta_pollers(
+                        app.state.inbox,
+                        directory,
+                        rejected_dir=settings.data_dir / "xta-rejected",
+                    ),
+                ]
+            except ConnectorError as exc:
+                return _fail(exc)
             if found:
                 pollers = PollerThread(found, interval=5.0)
                 pollers.start()
                 print(
-                    f"amtsbote inbox: polling {len(found)} transfer area(s): "
+                    f"amtsbote inbox: polling {len(found)} transfer area(s)/XTA msgBox(es): "
                     + ", ".join(repr(p) for p in found),
                     file=sys.stderr,
                     flush=True,

@@ -402,6 +402,7 @@ def _bring_up(
         failing=remote,
         simulate_partners=args.simulate_partners,
         on_notification=emit_accepted_event,
+        rejected_dir=settings.data_dir / "xta-rejected",
     )
     try:
         installation.start()
