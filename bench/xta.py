@@ -44,7 +44,6 @@ import hashlib
 import os
 import re
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,6 +61,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.inbox import Server, running  # noqa: E402
+from bench.inbox import _free_port as free_port  # noqa: E402
 from connectors.directory import Channel, Directory, dev_token  # noqa: E402
 from connectors.senders import OutgoingMessage, XtaSender, sender_for  # noqa: E402
 from connectors.senders.base import CONTAINER_TYPE  # noqa: E402
@@ -86,14 +87,6 @@ DEV_ENV = {"AMTSBOTE_DEV_TOKENS": "1"}
 # ------------------------------------------------------------------------------ setup
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_agencies(target: Path, fingerprints: dict[str, str]) -> Path:
     """The shipped directory with the fingerprints entered, the Landesarchiv a mailbox of the
     city and no rate limits that would measure the limiter."""
@@ -112,39 +105,17 @@ def write_agencies(target: Path, fingerprints: dict[str, str]) -> Path:
     return target
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-
-    def _proc(self, name: str) -> str:
-        return Path(f"/proc/{self.process.pid}/{name}").read_text()
-
-    def cpu_seconds(self) -> float:
-        fields = self._proc("stat").rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mib(self) -> float:
-        return _vm(self._proc("status"), "VmHWM")
-
-
-def _vm(status: str, key: str) -> float:
-    for line in status.splitlines():
-        if line.startswith(key + ":"):
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """``VmHWM`` (peak resident set so far) of a process, MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
 @contextlib.contextmanager
 def serve(tmp: Path, pki: Pki, agencies: Path, database_url: str | None) -> Iterator[Server]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMTSBOTE_TOKEN_")}
-    env.update(
-        AMTSBOTE_DEV_TOKENS="1",
-        AMTSBOTE_DATA_DIR=str(tmp / "data"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-    )
+    port = free_port()
     command = [
         sys.executable,
         "-c",
@@ -155,29 +126,9 @@ def serve(tmp: Path, pki: Pki, agencies: Path, database_url: str | None) -> Iter
         *("--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key)),
         *("--client-ca", str(pki.ca)),
     ]
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(process, f"https://127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"inbox exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(server.url + "/healthz", verify=str(pki.ca), timeout=1).is_success:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"inbox not ready: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+    env = {"AMTSBOTE_DATA_DIR": str(tmp / "data")}
+    with running("inbox", command, port, tmp / "server.log", ca=pki.ca, env=env) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 @dataclass
@@ -465,7 +416,7 @@ def large_case(setup: Setup, tmp: Path, mib: int) -> None:
         file=container,
     )
     size = message.size / MIB  # hashes the file once (before the clock)
-    rss0, server0 = _vm(Path("/proc/self/status").read_text(), "VmHWM"), setup.server.peak_rss_mib()
+    rss0, server0 = peak_rss_mib(), peak_rss_mib(setup.server.process.pid)
     sender = XtaSender(directory.get(ARCHIV), directory)
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -476,7 +427,7 @@ def large_case(setup: Setup, tmp: Path, mib: int) -> None:
     finally:
         tracemalloc.stop()
         sender.close()
-    rss1, server1 = _vm(Path("/proc/self/status").read_text(), "VmHWM"), setup.server.peak_rss_mib()
+    rss1, server1 = peak_rss_mib(), peak_rss_mib(setup.server.process.pid)
     spool = folder / "spool"
     http = httpx.Client(verify=setup.context(ARCHIV), timeout=300)
     client = XtaClient(setup.xta_url, author=directory.get(ARCHIV).behoerdenkennung, client=http)
@@ -490,7 +441,7 @@ def large_case(setup: Setup, tmp: Path, mib: int) -> None:
         tracemalloc.stop()
     client.close(message_id_for(info.nachrichten_uuid))
     http.close()
-    rss2, server2 = _vm(Path("/proc/self/status").read_text(), "VmHWM"), setup.server.peak_rss_mib()
+    rss2, server2 = peak_rss_mib(), peak_rss_mib(setup.server.process.pid)
     assert fetched.path is not None, "the container was not spooled"
     got = hashlib.sha256()
     with zipfile.ZipFile(fetched.path) as zf, zf.open(member) as stream:
