@@ -1,6 +1,8 @@
 """MTOM/XOP (``multipart/related; type="application/xop+xml"``): reading a request whose parts
 are streamed to memory or temporary files within byte limits, resolving ``xop:Include`` to the
-part it names, and building an MTOM answer with the payload as attachment.
+part it names, and building an MTOM message (answer or request) with the payload as attachment:
+:func:`mtom_body` gives its length beforehand and its body as a generator, reading a file
+attachment in 1 MiB chunks while it is sent.
 
 Reading is incremental and synchronous (:class:`MultipartParser`: ``feed`` chunks, then
 ``close``), so the HTTP layer decides where it runs. A part stays in memory up to
