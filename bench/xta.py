@@ -3,14 +3,15 @@
 ::
 
     .venv/bin/python bench/xta.py [--n 300] [--concurrency 4] [--large-mb 0]
-                                  [--database-url URL] [--max-seconds 120]
+                                  [--database-url URL | --pg-admin URL] [--max-seconds 120]
 
 One inbox (``amtsbote inbox serve --agency stadt-paderborn``) runs in a subprocess on 127.0.0.1
 with HTTPS and client certificates (``--tls-cert --tls-key --client-ca``; a throw-away CA from
 :mod:`connectors.throwaway_pki`), a fresh SQLite journal in a temporary directory (or
-``--database-url``, e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/test``; the bench
-leaves its rows there) and the shipped OWL directory, in which the agencies' certificate
-fingerprints are entered and the Landesarchiv is a mailbox of the city (as ihk-owl is). Four
+``--database-url``, whose journal tables the bench then fills, or ``--pg-admin`` for a fresh
+PostgreSQL database created and dropped around the run) and the shipped OWL directory, in which
+the agencies' certificate fingerprints are entered and the Landesarchiv is a mailbox of the city
+(as ihk-owl is). Four
 phases of ``--n`` messages each (the bundled XGewerbeanzeige 0500, stadt-paderborn → ihk-owl's
 mailbox, a fresh nachrichtenUUID each), by ``--concurrency`` threads with one keep-alive
 connection each:
@@ -61,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.inbox import Server, running  # noqa: E402
+from bench.inbox import Server, pg_database, running  # noqa: E402
 from bench.inbox import _free_port as free_port  # noqa: E402
 from connectors.directory import Channel, Directory, dev_token  # noqa: E402
 from connectors.senders import OutgoingMessage, XtaSender, sender_for  # noqa: E402
@@ -308,10 +309,13 @@ def in_threads(
     return done[0]
 
 
-def send_phase(setup: Setup, directory: Directory, n: int, args: argparse.Namespace) -> int:
+def batch_of(directory: Directory, n: int) -> list[OutgoingMessage]:
+    """``n`` messages for the mailbox, made before a phase's clock starts."""
     messages = Messages(directory.get(MAILBOX).behoerdenkennung)
-    batch = [messages.outgoing(MAILBOX) for _ in range(n)]
+    return [messages.outgoing(MAILBOX) for _ in range(n)]
 
+
+def send_phase(directory: Directory, batch: list[OutgoingMessage], args: argparse.Namespace) -> int:
     def work(sender: Any, message: OutgoingMessage) -> None:
         receipt = sender.send(message)
         if receipt.nachrichten_uuid != message.nachrichten_uuid:
@@ -486,6 +490,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--database-url", metavar="URL", help="journal (default: SQLite in a temp dir)"
     )
+    parser.add_argument(
+        "--pg-admin",
+        metavar="URL",
+        help="instead: a fresh PostgreSQL database made (and dropped) through this admin URL, "
+        "e.g. postgresql://postgres@127.0.0.1:5432/postgres",
+    )
     parser.add_argument("--max-seconds", type=float, default=120, help="per phase (default 120)")
     args = parser.parse_args(argv)
     if (
@@ -494,28 +504,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         or not 0 <= args.large_mb <= 4096
     ):
         parser.error("--n 1..20000, --concurrency 1..64, --large-mb 0..4096")
-    with tempfile.TemporaryDirectory(prefix="amtsbote-bench-xta-") as name:
+    database: Any = (
+        pg_database(args.pg_admin) if args.pg_admin else contextlib.nullcontext(args.database_url)
+    )
+    with tempfile.TemporaryDirectory(prefix="amtsbote-bench-xta-") as name, database as db_url:
         tmp = Path(name)
         pki = Pki.create(tmp / "pki", name="amtsbote bench CA")
         certs = {a: pki.client(a) for a in (HOME, MAILBOX, ARCHIV)}
         agencies = write_agencies(
             tmp / "agencies.yaml", {a: c.fingerprint for a, c in certs.items()}
         )
-        with serve(tmp, pki, agencies, args.database_url) as server:
+        with serve(tmp, pki, agencies, db_url) as server:
             http_dir = http_directory(agencies, server.url, pki)
             xta_url = server.url + "/services/XTAService"
             xta_dir = xta_directory(http_dir, MAILBOX, xta_url, pki, certs[HOME])
             setup = Setup(server, pki, certs, http_dir, xta_dir)
             print(
                 f"inbox {HOME} on {server.url} (pid {server.process.pid}), journal "
-                f"{'SQLite' if not args.database_url else args.database_url.split('@')[-1]}, "
+                f"{'SQLite' if not db_url else db_url.split('@')[-1]}, "
                 f"--n {args.n}, --concurrency {args.concurrency}"
             )
             if args.large_mb:
                 large_case(setup, tmp, args.large_mb)
+            http_batch, xta_batch = batch_of(http_dir, args.n), batch_of(http_dir, args.n)
             phases = [
-                measure(setup, "HTTP send", lambda: send_phase(setup, http_dir, args.n, args)),
-                measure(setup, "XTA send", lambda: send_phase(setup, xta_dir, args.n, args)),
+                measure(setup, "HTTP send", lambda: send_phase(http_dir, http_batch, args)),
+                measure(setup, "XTA send", lambda: send_phase(xta_dir, xta_batch, args)),
                 measure(setup, "HTTP fetch", lambda: http_fetch_phase(setup, args.n, args)),
                 measure(setup, "XTA fetch", lambda: xta_fetch_phase(setup, args.n, args)),
             ]
