@@ -26,6 +26,7 @@ from typing import IO
 import httpx
 import pytest
 from conftest import free_port
+from lxml import etree
 from test_inbox_containers import ARCHIV, HOME, _directory, _xml
 from test_inbox_support import DEV_ENV, auth
 from xta_support import M, author_header, envelope
@@ -36,7 +37,7 @@ from connectors.journal import Journal
 from connectors.journal.blobs import BlobStore
 from connectors.senders import OutgoingMessage, XtaSender
 from connectors.senders.base import CONTAINER_TYPE
-from connectors.xta.client import XtaClient
+from connectors.xta.client import FetchedMessage, XtaClient
 from connectors.xta.metadata import message_id_for
 from connectors.xta.mtom import OutgoingPart, mtom_body
 from tests.xdomea_examples import PRIMARY_SOURCES
@@ -214,3 +215,27 @@ def test_the_server_takes_a_chunked_mtom_request(city: City) -> None:
         assert "content-length" not in response.request.headers
     assert response.status_code == 200, response.text
     assert b"MsgBoxResponse" in response.content
+
+
+def test_payload_or_file_and_the_fetched_message_shapes(tmp_path: Path) -> None:
+    client = XtaClient(
+        "http://127.0.0.1:9/services/XTAService",
+        author="MELDID:1",
+        client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500))),
+    )
+    file = tmp_path / "c.zip"
+    file.write_bytes(b"PK")
+    metadata = etree.Element("m")
+    for payload, kw in ((None, {}), (b"<x/>", {"file": file})):
+        with pytest.raises(ValueError, match="either payload bytes or a file"):
+            client.send_message(payload, metadata, **kw)
+    small = FetchedMessage("urn:uuid:1", None, b"<x/>", "application/xml", None)
+    assert small.payload == b"<x/>" and small.path is None and small.size == 4
+    spooled = FetchedMessage("urn:uuid:1", None, content_type=CONTAINER_TYPE, path=file)
+    assert spooled.payload == b"PK" and spooled.size == 2 and str(file) in repr(spooled)
+    assert spooled != small
+    with pytest.raises(ValueError, match="either payload bytes or a spooled path"):
+        FetchedMessage("urn:uuid:1", None)
+    part = OutgoingPart("a@b", CONTAINER_TYPE, path=file)
+    body = mtom_body(b"<e/>", [part])
+    assert len(b"".join(body.chunks)) == body.length
