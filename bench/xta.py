@@ -155,8 +155,8 @@ def http_directory(agencies: Path, url: str, pki: Pki) -> Directory:
     """The sending side's directory: the city's inbox at ``url`` (HTTPS, our CA), the mailboxes
     without rate limits."""
     base = Directory.load(agencies, environ=DEV_ENV)
-    fast = {"rate_limit": 1_000_000.0, "concurrency": 64}
-    home = {"endpoint": url, "tls_ca": pki.ca}
+    fast: dict[str, Any] = {"rate_limit": 1_000_000.0, "concurrency": 64}
+    home: dict[str, Any] = {"endpoint": url, "tls_ca": pki.ca}
     changed = [
         dataclasses.replace(a, **(home if a.id == HOME else fast if a.mailbox_host else {}))
         for a in base
@@ -170,7 +170,7 @@ def xta_directory(
     """``http`` with ``recipient`` reached over XTA with ``cert`` and no tokens at all (the
     certificate alone identifies the sender); one recipient at a time, since an ``xta_url``
     names one agency."""
-    changes = {
+    changes: dict[str, Any] = {
         "channel": Channel.XTA,
         "mailbox_host": None,
         "xta_url": xta_url,
@@ -267,11 +267,18 @@ class Phase:
         return 1000 * cpu / self.n if self.n else float("nan")
 
 
+def server_cpu(server: Server) -> float:
+    seconds = server.cpu_seconds()
+    if seconds is None:
+        raise SystemExit(f"no CPU time of the server process {server.process.pid} (/proc)")
+    return seconds
+
+
 def measure(setup: Setup, name: str, body: Callable[[], int]) -> Phase:
-    cpu0, server0, t0 = time.process_time(), setup.server.cpu_seconds(), time.perf_counter()
+    cpu0, server0, t0 = time.process_time(), server_cpu(setup.server), time.perf_counter()
     n = body()
     seconds = time.perf_counter() - t0
-    return Phase(name, n, seconds, time.process_time() - cpu0, setup.server.cpu_seconds() - server0)
+    return Phase(name, n, seconds, time.process_time() - cpu0, server_cpu(setup.server) - server0)
 
 
 def in_threads(
