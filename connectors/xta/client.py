@@ -5,6 +5,11 @@ the msgBox side (``getStatusList``, ``getMessage``, ``close``) used to poll our 
 replies (:func:`poll_xta_msgbox`). A fault answer raises :class:`XtaFault` (kind, code, reason,
 findings); an answer that is no usable SOAP raises :class:`SoapError`/:class:`MtomError`;
 ``httpx.HTTPError`` passes through (the sender classifies it).
+
+Streaming: a request with an attachment is sent as a generator (``Content-Length`` known
+beforehand; a file attachment is read in 1 MiB chunks while sending), every answer is read with
+``client.stream`` and parsed while it arrives; ``get_message(spool=DIR)`` leaves a large payload
+in a file (:attr:`FetchedMessage.path`) instead of memory.
 """
 
 from __future__ import annotations
