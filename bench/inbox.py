@@ -123,19 +123,31 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(name: str, command: list[str], port: int, log: Path) -> Iterator[Server]:
+def running(
+    name: str,
+    command: list[str],
+    port: int,
+    log: Path,
+    *,
+    ca: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """The server of ``command`` until the block ends, ready (``/healthz``) when it starts;
+    ``ca``: it serves HTTPS with a certificate of this CA; ``env``: added to its environment."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT
+            command, cwd=ROOT, env={**_env(), **(env or {})}, stdout=out, stderr=subprocess.STDOUT
         )
-    server = Server(name, process, f"http://127.0.0.1:{port}")
+    scheme = "https" if ca is not None else "http"
+    server = Server(name, process, f"{scheme}://127.0.0.1:{port}")
+    verify: str | bool = str(ca) if ca is not None else True
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} server exited: {log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(server.url + "/healthz", verify=verify, timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} server not ready: {log.read_text()[-2000:]}")

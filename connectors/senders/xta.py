@@ -5,7 +5,7 @@ The MessageID is ``urn:uuid:`` + the nachrichtenUUID (what the server accepts wi
 ``createMessageId``, and idempotent across retries). MessageMetaData comes from the
 Nachrichtenkopf (:func:`connectors.xta.metadata.build_metadata`): Author = the sending agency's
 Behördenkennung, Reader = the recipient's. The payload travels as MTOM attachment (an xdomea
-container as ``application/zip``).
+container as ``application/zip``, streamed from its file in 1 MiB chunks).
 
 Outcomes: the report's Status 0/1/2 → :class:`Receipt` with state ``delivered`` (0: held by the
 server for the reader), ``fetched`` (1) or ``delivered-with-warnings`` (2); Status 3 and the
@@ -32,7 +32,7 @@ from ..directory import Agency, Directory, DirectoryError, MissingTokenError
 from ..xta.client import TransportReport, XtaClient, XtaHttpError
 from ..xta.exceptions import MtomError, SoapError, XtaError, XtaFault
 from ..xta.metadata import build_metadata, message_id_for
-from .base import BlockingSender, OutgoingMessage, Receipt, SenderConfig
+from .base import CONTAINER_TYPE, BlockingSender, OutgoingMessage, Receipt, SenderConfig
 from .exceptions import PermanentSendError, SenderConfigError, SendError, TransientSendError
 from .exceptions import classify_httpx as _classify_httpx
 from .http import TRANSIENT_STATUSES
@@ -164,12 +164,17 @@ class XtaSender(BlockingSender):
             reader=self._recipient.behoerdenkennung,
             size=message.size,
         )
-        if message.file is not None:
-            data, media, name = message.file.read_bytes(), "application/zip", message.file.name
-        else:
-            data, media, name = message.payload, message.content_type, "message.xml"
         try:
-            xta.send_message(data, metadata, content_type=media, filename=name)
+            if message.file is not None:  # streamed from disk, never read whole
+                xta.send_message(
+                    None,
+                    metadata,
+                    file=message.file,
+                    content_type=CONTAINER_TYPE,
+                    filename=message.file.name,
+                )
+            else:
+                xta.send_message(message.payload, metadata, content_type=message.content_type)
             report = xta.transport_report(message_id)
         except XtaFault as fault:
             raise self._fault_error(message, fault) from fault

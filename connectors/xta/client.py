@@ -5,13 +5,18 @@ the msgBox side (``getStatusList``, ``getMessage``, ``close``) used to poll our 
 replies (:func:`poll_xta_msgbox`). A fault answer raises :class:`XtaFault` (kind, code, reason,
 findings); an answer that is no usable SOAP raises :class:`SoapError`/:class:`MtomError`;
 ``httpx.HTTPError`` passes through (the sender classifies it).
+
+Streaming: a request with an attachment is sent as a generator (``Content-Length`` known
+beforehand; a file attachment is read in 1 MiB chunks while sending), every answer is read with
+``client.stream`` and parsed while it arrives; ``get_message(spool=DIR)`` leaves a large payload
+in a file (:attr:`FetchedMessage.path`) instead of memory.
 """
 
 from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +27,7 @@ from lxml import etree
 
 from .exceptions import SoapError, XtaError, XtaFault
 from .metadata import MessageMetadata, message_id_for, party, read_metadata, uuid_of_message_id
-from .mtom import MultipartParser, OutgoingPart, Part, build_mtom, resolve_content, xop_include
+from .mtom import MultipartParser, OutgoingPart, Part, mtom_body, resolve_content, xop_include
 from .namespaces import ACTIONS, FINDINGS_NS, OSCI, OSCIMETA, SOAP12, WSA, XTA, q
 from .soap import Envelope, build_envelope, parse_envelope, serialize
 
@@ -47,6 +52,12 @@ class XtaAnswer:
     envelope: Envelope
     parts: dict[str, Part]
 
+    def discard(self, *, keep: Part | None = None) -> None:
+        """Remove the parts' spooled files (all but ``keep``)."""
+        for part in self.parts.values():
+            if part is not keep:
+                part.discard()
+
 
 @dataclass(frozen=True)
 class TransportReport:
@@ -59,15 +70,75 @@ class TransportReport:
     raw: bytes
 
 
-@dataclass(frozen=True)
 class FetchedMessage:
-    """A message fetched from our msgBox: its MessageID, payload and MessageMetaData."""
+    """A message fetched from our msgBox: its MessageID, payload and MessageMetaData.
 
-    message_id: str
-    nachrichten_uuid: str | None
-    payload: bytes
-    content_type: str
-    metadata: MessageMetadata | None
+    A payload spooled to disk (``get_message(..., spool=DIR)``, above 1 MiB) is at ``path`` (the
+    caller's file now: move or delete it); ``payload`` then reads that file on each access — use
+    ``path`` for large containers. A small one is held in ``payload`` and ``path`` is None."""
+
+    __slots__ = ("_payload", "content_type", "message_id", "metadata", "nachrichten_uuid", "path")
+
+    def __init__(
+        self,
+        message_id: str,
+        nachrichten_uuid: str | None,
+        payload: bytes | None = None,
+        content_type: str = "application/xml",
+        metadata: MessageMetadata | None = None,
+        *,
+        path: Path | None = None,
+    ) -> None:
+        if (payload is None) == (path is None):
+            raise ValueError("FetchedMessage needs either payload bytes or a spooled path")
+        self.message_id = message_id
+        self.nachrichten_uuid = nachrichten_uuid
+        self._payload = payload
+        self.content_type = content_type
+        self.metadata = metadata
+        self.path = path
+
+    @property
+    def payload(self) -> bytes:
+        if self._payload is not None:
+            return self._payload
+        assert self.path is not None
+        return self.path.read_bytes()
+
+    @property
+    def size(self) -> int:
+        if self._payload is not None:
+            return len(self._payload)
+        assert self.path is not None
+        return self.path.stat().st_size
+
+    def __repr__(self) -> str:
+        where = f"path={str(self.path)!r}" if self.path is not None else f"{self.size} bytes"
+        return (
+            f"FetchedMessage(message_id={self.message_id!r}, content_type="
+            f"{self.content_type!r}, {where})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FetchedMessage):
+            return NotImplemented
+        return (
+            self.message_id,
+            self.nachrichten_uuid,
+            self.content_type,
+            self.metadata,
+            self.path,
+            self._payload,
+        ) == (
+            other.message_id,
+            other.nachrichten_uuid,
+            other.content_type,
+            other.metadata,
+            other.path,
+            other._payload,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class XtaHttpError(XtaError):
@@ -141,27 +212,40 @@ class XtaClient:
         """One request; raises :class:`XtaFault` for a fault answer."""
         blocks = [party("Author", self.author)] if headers is None else list(headers)
         envelope = serialize(build_envelope(ACTIONS[(port, operation)], body, headers=blocks))
+        content: bytes | Iterator[bytes]
         if attachments:
-            content_type, chunks = build_mtom(envelope, attachments)
-            content: Any = b"".join(chunks)
+            mtom = mtom_body(envelope, attachments)
+            # a generator: httpx sends it as it is produced (a file part is read 1 MiB at a time)
+            content, content_type, length = mtom.chunks, mtom.content_type, mtom.length
         else:
-            content_type, content = SOAP_MEDIA, envelope
-        response = self.client.post(
-            self.url(port),
-            content=content,
-            headers={**self.http_headers, "Content-Type": content_type},
-        )
-        answer = self._read(response, spool)
-        if answer.envelope.body is not None and answer.envelope.body.tag == q(SOAP12, "Fault"):
-            raise _fault_of(answer.envelope, response.status_code)
-        if response.status_code != 200:
-            raise XtaHttpError(response.status_code, f"{self.url(port)} answered without a fault")
+            content, content_type, length = envelope, SOAP_MEDIA, len(envelope)
+        request_headers = {
+            **self.http_headers,
+            "Content-Type": content_type,
+            "Content-Length": str(length),
+        }
+        with self.client.stream(
+            "POST", self.url(port), content=content, headers=request_headers
+        ) as response:
+            answer = self._read(response, spool)
+        try:
+            if answer.envelope.body is not None and answer.envelope.body.tag == q(SOAP12, "Fault"):
+                raise _fault_of(answer.envelope, response.status_code)
+            if response.status_code != 200:
+                raise XtaHttpError(
+                    response.status_code, f"{self.url(port)} answered without a fault"
+                )
+        except XtaError:
+            answer.discard()
+            raise
         return answer
 
     def _read(self, response: httpx.Response, spool: Path | None) -> XtaAnswer:
+        """Read the answer while it arrives: MTOM parts above 1 MiB go to ``spool`` (without a
+        spool everything stays in memory and nothing is left on disk)."""
         content_type = response.headers.get("content-type", "")
-        if content_type.lower().startswith("multipart/related"):
-            # without a spool directory every part stays in memory (nothing left on disk)
+        media = content_type.lower()
+        if media.startswith("multipart/related"):
             parser = MultipartParser(
                 content_type,
                 directory=spool or Path(tempfile.gettempdir()),
@@ -169,17 +253,22 @@ class XtaClient:
                 root_limit=_MAX_ENVELOPE,
                 memory_threshold=(1 << 20) if spool is not None else _MAX_BODY,
             )
-            parser.feed(response.content)
-            root, parts = parser.close()
-            data = root.read_bytes()
-        elif "xml" in content_type.lower():
-            data, parts = response.content, {}
-        else:
-            raise XtaHttpError(
-                response.status_code,
-                f"Content-Type {content_type or '(none)'}: {response.text[:300]}",
-            )
-        return XtaAnswer(parse_envelope(data, max_bytes=_MAX_ENVELOPE), parts)
+            try:
+                for chunk in response.iter_bytes():
+                    parser.feed(chunk)
+                root, parts = parser.close()
+                data = root.read_bytes()
+                root.discard()
+                return XtaAnswer(parse_envelope(data, max_bytes=_MAX_ENVELOPE), parts)
+            except BaseException:
+                parser.discard()
+                raise
+        if "xml" in media:
+            return XtaAnswer(parse_envelope(_read_at_most(response), max_bytes=_MAX_ENVELOPE), {})
+        text = _read_at_most(response, limit=4096, strict=False).decode("utf-8", "replace")
+        raise XtaHttpError(
+            response.status_code, f"Content-Type {content_type or '(none)'}: {text[:300]}"
+        )
 
     # -- ManagementPort and SendXtaPort
 
@@ -192,14 +281,20 @@ class XtaClient:
 
     def send_message(
         self,
-        payload: bytes,
+        payload: bytes | None,
         metadata: etree._Element,
         *,
+        file: Path | None = None,
         content_type: str = "application/xml",
         filename: str = "message.xml",
     ) -> None:
-        """``sendMessage``: the payload as MTOM attachment, ``metadata`` as header block."""
+        """``sendMessage``: the payload as MTOM attachment, ``metadata`` as header block. Give
+        either ``payload`` bytes or ``file`` (payload None): a file (e.g. an xdomea container) is
+        streamed from disk in 1 MiB chunks, never read whole."""
+        if (payload is None) == (file is None):
+            raise ValueError("send_message needs either payload bytes or a file, not both")
         cid = "message@amtsbote"
+        part = OutgoingPart(cid, content_type, data=payload, path=file)
         container = etree.Element(q(XTA, "GenericContentContainer"), nsmap={"xta": XTA})
         inner = etree.SubElement(container, q(XTA, "ContentContainer"))
         message = etree.SubElement(
@@ -207,16 +302,10 @@ class XtaClient:
             q(XTA, "Message"),
             contentType=content_type,
             filename=filename,
-            size=str(len(payload)),
+            size=str(part.size),
         )
         message.append(xop_include(cid))
-        self.call(
-            "SendXtaPort",
-            "sendMessage",
-            [container],
-            headers=[metadata],
-            attachments=[OutgoingPart(cid, content_type, data=payload)],
-        )
+        self.call("SendXtaPort", "sendMessage", [container], headers=[metadata], attachments=[part])
 
     def transport_report(self, message_id: str) -> TransportReport:
         request = etree.Element(q(WSA, "MessageID"), nsmap={"wsa": WSA})
@@ -271,20 +360,35 @@ class XtaClient:
         selector = etree.SubElement(request, q(OSCI, "MsgSelector"))
         etree.SubElement(selector, q(WSA, "MessageID")).text = message_id
         answer = self.call("MsgBoxPort", "getMessage", [request], spool=spool)
-        body = answer.envelope.body
-        message = (
-            None if body is None else body.find(f"{q(XTA, 'ContentContainer')}/{q(XTA, 'Message')}")
-        )
-        if message is None:
-            raise SoapError("getMessage answered without ContentContainer/Message")
-        content = resolve_content(message, answer.parts)
-        header = answer.envelope.header(OSCIMETA, "MessageMetaData")
+        try:
+            body = answer.envelope.body
+            message = (
+                None
+                if body is None
+                else body.find(f"{q(XTA, 'ContentContainer')}/{q(XTA, 'Message')}")
+            )
+            if message is None:
+                raise SoapError("getMessage answered without ContentContainer/Message")
+            content = resolve_content(message, answer.parts)
+            header = answer.envelope.header(OSCIMETA, "MessageMetaData")
+            metadata = read_metadata(header) if header is not None else None
+        except BaseException:
+            answer.discard()
+            raise
+        answer.discard(keep=content.part)
+        part = content.part
+        if part is not None and part.path is not None:
+            part.finish()
+            data, path = None, part.path
+        else:
+            data, path = content.read_bytes(), None
         return FetchedMessage(
             message_id=message_id,
             nachrichten_uuid=uuid_of_message_id(message_id),
-            payload=content.read_bytes(),
+            payload=data,
             content_type=message.get("contentType") or "application/xml",
-            metadata=read_metadata(header) if header is not None else None,
+            metadata=metadata,
+            path=path,
         )
 
     def close(self, message_id: str) -> None:
@@ -296,6 +400,23 @@ class XtaClient:
         )
         etree.SubElement(request, q(OSCI, "LastMsgReceived")).text = message_id
         self.call("MsgBoxPort", "close", [request])
+
+
+def _read_at_most(
+    response: httpx.Response, *, limit: int = _MAX_ENVELOPE, strict: bool = True
+) -> bytes:
+    """The answer body, at most ``limit`` bytes (beyond: :class:`SoapError`, or cut short)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            if strict:
+                raise SoapError(f"the answer exceeds {limit} bytes", too_large=True)
+            chunks.append(chunk[: limit - (size - len(chunk))])
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def poll_xta_msgbox(

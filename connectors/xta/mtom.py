@@ -1,6 +1,8 @@
 """MTOM/XOP (``multipart/related; type="application/xop+xml"``): reading a request whose parts
 are streamed to memory or temporary files within byte limits, resolving ``xop:Include`` to the
-part it names, and building an MTOM answer with the payload as attachment.
+part it names, and building an MTOM message (answer or request) with the payload as attachment:
+:func:`mtom_body` gives its length beforehand and its body as a generator, reading a file
+attachment in 1 MiB chunks while it is sent.
 
 Reading is incremental and synchronous (:class:`MultipartParser`: ``feed`` chunks, then
 ``close``), so the HTTP layer decides where it runs. A part stays in memory up to
@@ -34,11 +36,13 @@ from .namespaces import XOP, q
 __all__ = [
     "XOP_MEDIA_TYPE",
     "Content",
+    "MtomBody",
     "MultipartParser",
     "OutgoingPart",
     "Part",
     "build_mtom",
     "content_type_params",
+    "mtom_body",
     "resolve_content",
     "xop_include",
 ]
@@ -355,45 +359,80 @@ def xop_include(content_id: str) -> etree._Element:
 
 @dataclass(frozen=True)
 class OutgoingPart:
-    """An attachment of an MTOM answer: ``data`` or the file at ``path``."""
+    """An attachment of an MTOM message: ``data`` or the file at ``path`` (read in 1 MiB chunks
+    while sending, never whole)."""
 
     content_id: str
     content_type: str
     data: bytes | None = None
     path: Path | None = None
 
+    @property
+    def size(self) -> int:
+        if self.data is not None:
+            return len(self.data)
+        if self.path is None:
+            raise MtomError(f"attachment {self.content_id} has neither data nor a path")
+        return self.path.stat().st_size
 
-def build_mtom(envelope: bytes, attachments: Sequence[OutgoingPart]) -> tuple[str, Iterator[bytes]]:
-    """``(Content-Type header, body chunks)`` of an MTOM message: the envelope as root part,
-    then each attachment (files are read in 1 MiB chunks while sending)."""
+
+@dataclass(frozen=True)
+class MtomBody:
+    """An MTOM message to send: its Content-Type, its exact length in bytes and its body as
+    chunks (a generator: a file attachment is read while the chunks are consumed)."""
+
+    content_type: str
+    length: int
+    chunks: Iterator[bytes]
+
+
+def mtom_body(envelope: bytes, attachments: Sequence[OutgoingPart]) -> MtomBody:
+    """The MTOM message of ``envelope`` (root part) and ``attachments``, with its length known
+    before the first byte (``Content-Length``: no chunked transfer needed). The length holds
+    while the attachment files do not change until they are sent."""
     boundary = f"uuid:{uuid.uuid4()}"
     root_id = f"root.{uuid.uuid4().hex}@amtsbote"
     content_type = (
         f'multipart/related; type="{XOP_MEDIA_TYPE}"; boundary="{boundary}"; '
         f'start="<{root_id}>"; start-info="application/soap+xml"'
     )
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Type: {XOP_MEDIA_TYPE}; charset=UTF-8; type="application/soap+xml"\r\n'
+        "Content-Transfer-Encoding: binary\r\n"
+        f"Content-ID: <{root_id}>\r\n\r\n"
+    ).encode()
+    heads = [
+        (
+            f"\r\n--{boundary}\r\n"
+            f"Content-Type: {part.content_type}\r\n"
+            "Content-Transfer-Encoding: binary\r\n"
+            f"Content-ID: <{part.content_id}>\r\n\r\n"
+        ).encode()
+        for part in attachments
+    ]
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    length = len(head) + len(envelope) + len(tail)
+    length += sum(len(h) + part.size for h, part in zip(heads, attachments, strict=True))
 
     def chunks() -> Iterator[bytes]:
-        yield (
-            f"--{boundary}\r\n"
-            f'Content-Type: {XOP_MEDIA_TYPE}; charset=UTF-8; type="application/soap+xml"\r\n'
-            "Content-Transfer-Encoding: binary\r\n"
-            f"Content-ID: <{root_id}>\r\n\r\n"
-        ).encode()
+        yield head
         yield envelope
-        for part in attachments:
-            yield (
-                f"\r\n--{boundary}\r\n"
-                f"Content-Type: {part.content_type}\r\n"
-                "Content-Transfer-Encoding: binary\r\n"
-                f"Content-ID: <{part.content_id}>\r\n\r\n"
-            ).encode()
+        for part_head, part in zip(heads, attachments, strict=True):
+            yield part_head
             if part.data is not None:
                 yield part.data
             elif part.path is not None:
                 with part.path.open("rb") as stream:
                     while block := stream.read(_CHUNK):
                         yield block
-        yield f"\r\n--{boundary}--\r\n".encode()
+        yield tail
 
-    return content_type, chunks()
+    return MtomBody(content_type, length, chunks())
+
+
+def build_mtom(envelope: bytes, attachments: Sequence[OutgoingPart]) -> tuple[str, Iterator[bytes]]:
+    """``(Content-Type header, body chunks)`` of an MTOM message: the envelope as root part,
+    then each attachment (files are read in 1 MiB chunks while sending)."""
+    body = mtom_body(envelope, attachments)
+    return body.content_type, body.chunks
