@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,14 @@ _ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed"})
 
 class _Refused(InboxError):
     """A fetched message the inbox will never take (reason for the ``.reason.txt``)."""
+
+
+class _Kept(InboxError):
+    """A refused message: kept aside and closed (``rejected``) or left waiting."""
+
+    def __init__(self, reason: str, *, rejected: bool) -> None:
+        super().__init__(reason)
+        self.rejected = rejected
 
 
 def _file_name(message: FetchedMessage) -> str:
@@ -98,6 +107,9 @@ class XtaMsgBoxPoller:
         name = _file_name(message)
         try:
             if name.endswith(".zip"):
+                if message.path is not None:  # spooled while fetching: never read into memory
+                    self.service.accept_container(message.path, sender)
+                    return
                 with tempfile.TemporaryDirectory(prefix="amtsbote-xta-") as tmp:
                     path = Path(tmp) / name
                     path.write_bytes(message.payload)
@@ -117,13 +129,18 @@ class XtaMsgBoxPoller:
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
         name = _file_name(message)
         target = self.rejected_dir / name
-        for data, path in (
-            (message.payload, target),
-            (f"{message.message_id}\n{reason}\n".encode(), target.with_suffix(".reason.txt")),
+        note = f"{message.message_id}\n{reason}\n".encode()
+        for source, path in (
+            (message.path if message.path is not None else message.payload, target),
+            (note, target.with_suffix(".reason.txt")),
         ):
             tmp = path.with_name(f".{path.name}.tmp")
             with open(tmp, "wb") as fh:
-                fh.write(data)
+                if isinstance(source, Path):
+                    with open(source, "rb") as src:
+                        shutil.copyfileobj(src, fh, 1 << 20)
+                else:
+                    fh.write(source)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o600)
@@ -136,23 +153,34 @@ class XtaMsgBoxPoller:
         errors: list[str] = []
         for message_id in self.client.get_status_list(max_items=self.max_items):
             try:
-                message = self.client.get_message(message_id)
-                try:
-                    self._accept(message)
-                    accepted += 1
-                except _Refused as exc:
-                    if not self._reject(message, str(exc)):
-                        failed += 1
-                        errors.append(f"{message_id}: {exc}")
-                        continue
+                with tempfile.TemporaryDirectory(prefix="amtsbote-xta-") as spool:
+                    self._take(message_id, Path(spool))
+                accepted += 1
+            except _Kept as kept:
+                if kept.rejected:
                     rejected += 1
-                self.client.close(message_id)
-                self.closed.append(message_id)
+                else:
+                    failed += 1
+                    errors.append(f"{message_id}: {kept}")
             except (ApiError, XtaError, httpx.HTTPError, OSError) as exc:
                 failed += 1
                 errors.append(f"{message_id}: {type(exc).__name__}: {exc}")
                 log.warning("XTA %s: message %s left waiting: %s", self.url, message_id, exc)
         return PollResult(accepted=accepted, rejected=rejected, failed=failed, errors=tuple(errors))
+
+    def _take(self, message_id: str, spool: Path) -> None:
+        """Fetch, store and close one message (a large container is spooled to ``spool``)."""
+        message = self.client.get_message(message_id, spool=spool)
+        try:
+            self._accept(message)
+        except _Refused as exc:
+            if not self._reject(message, str(exc)):
+                raise _Kept(str(exc), rejected=False) from exc
+            self.client.close(message_id)
+            self.closed.append(message_id)
+            raise _Kept(str(exc), rejected=True) from exc
+        self.client.close(message_id)
+        self.closed.append(message_id)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
