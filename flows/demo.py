@@ -161,6 +161,7 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
 
     from .blocks import delivery_rows
     from .correlation import approve_case
+    from .exceptions import DeadLetters
     from .local import LocalInstallation, behoerde
     from .procedures import PROCEDURES, redeliver
     from .routing import Routing
@@ -284,7 +285,11 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
                 )
                 for cid in dead_cases:
                     print(f"$ amtsbote redeliver --case {cid}", file=out)
-                    for s in await redeliver(case_id=cid):
+                    try:
+                        done = await redeliver(case_id=cid)
+                    except DeadLetters as exc:  # its run failed: letters remain dead
+                        done = list(exc.summaries)
+                    for s in done:
                         print(f"  case {s['case_id']}: {s['status']}", file=out)
                 _print_cases(rt, dead_cases, ui_url, out)
 

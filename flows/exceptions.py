@@ -6,6 +6,7 @@
     ├── RoutingError            routing.yaml unusable: file, line, field
     ├── CaseError               a case cannot be processed (case id, step)
     │   ├── IntakeRejected      the start message has findings or does not fit the procedure
+    │   ├── DeadLetters         the case (or a redeliver) ended with deliveries still dead
     │   └── UnknownCaseError    no such case in the journal
     ├── CorrelationError        a reply cannot be matched or delivered to its flow run
     ├── UnknownFamilyError      (flows.families) no family has that name / procedure / standard
@@ -23,6 +24,7 @@ __all__ = [
     "AmtsboteFlowError",
     "CaseError",
     "CorrelationError",
+    "DeadLetters",
     "IntakeRejected",
     "RoutingError",
     "RoutingProblem",
@@ -77,6 +79,26 @@ class IntakeRejected(CaseError):
         self.nachrichten_uuid = nachrichten_uuid
         self.findings = tuple(findings)
         super().__init__(None, f"message {nachrichten_uuid}: {message}", step="intake")
+
+
+class DeadLetters(CaseError):
+    """The case ended ``failed``: deliveries remain dead (agency ids only, no personal data).
+    ``summaries``: what :func:`flows.blocks.finish_case` returned for each case concerned."""
+
+    def __init__(self, summaries: Sequence[dict[str, object]], *, step: str) -> None:
+        self.summaries = tuple(summaries)
+        failed = [s for s in self.summaries if s.get("status") == "failed"]
+        cases = ", ".join(str(s.get("case_id")) for s in failed)
+        counts = [s.get("deliveries") or {} for s in failed]
+        dead = sum(int(c.get("dead", 0)) for c in counts if isinstance(c, dict))
+        single = str(failed[0].get("case_id")) if len(failed) == 1 else None
+        hint = f"amtsbote redeliver --case {single}" if single else "amtsbote redeliver --all-dead"
+        super().__init__(
+            single,
+            f"{dead} delivery(ies) dead{'' if single else ' in cases ' + cases}; once the "
+            f"recipient is reachable re-drive with: {hint}",
+            step=step,
+        )
 
 
 class UnknownCaseError(CaseError, LookupError):

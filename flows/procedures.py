@@ -15,6 +15,7 @@ from prefect import flow
 
 from connectors.journal import DeliveryState, Direction
 from flows.blocks import FLOW_OPTIONS, finish_case, publish_case_artifacts, send_all
+from flows.exceptions import DeadLetters
 from flows.families import all_families, family_for_procedure
 from flows.runtime import get_runtime
 
@@ -61,4 +62,6 @@ async def redeliver(case_id: str | None = None, all_dead: bool = False) -> list[
         summary = finish_case(rt, cid, actor="redeliver")
         await publish_case_artifacts(rt, cid)
         summaries.append(summary)
+    if any(s["status"] == "failed" for s in summaries):
+        raise DeadLetters(summaries, step="redeliver")  # letters left dead: the run fails
     return summaries

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from conftest import write_agencies
@@ -512,5 +513,58 @@ def test_anmeldung_with_the_journal_on_postgresql(
             d.state in (DeliveryState.DELIVERED, DeliveryState.FETCHED)
             for d in env.journal.deliveries(case_id=summary["case_id"])
         )
+    finally:
+        env.close()
+
+
+def test_dead_letters_fail_the_run_and_redeliver_fails_until_they_are_gone(
+    tmp_path: Path, prefect_server: Any
+) -> None:
+    """A failed case looks failed (issue 12, point 6): dguv down through every retry → the
+    case is ``failed`` and its flow run is Failed with the reason (agency ids, no personal
+    data); a redeliver while dguv is still down fails too; once it is up, the redeliver run
+    completes and the case closes."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from flows.exceptions import DeadLetters
+    from flows.procedures import gewerbeummeldung, redeliver
+
+    env = Env(tmp_path, failing=frozenset({"dguv"}))
+    try:
+        uuid = env.submit("notification-ummeldung")
+        with pytest.raises(DeadLetters) as caught:
+            asyncio.run(gewerbeummeldung(message_uuid=uuid))
+        case_id = caught.value.case_id
+        assert case_id is not None and "redeliver --case " + case_id in str(caught.value)
+        assert env.journal.get_case(case_id).status.value == "failed"
+        case = env.journal.get_case(case_id)
+        assert case.flow_run_id and _flow_state(case.flow_run_id) == "FAILED"
+
+        async def message_of(flow_run_id: str) -> str:
+            async with get_client() as client:
+                run = await client.read_flow_run(UUID(flow_run_id))
+                return str(run.state.message if run.state else "")
+
+        message = asyncio.run(message_of(case.flow_run_id))
+        assert "dead" in message and case_id in message
+        assert "Musterfrau" not in message and "Mustermann" not in message
+
+        with pytest.raises(DeadLetters):  # dguv still down
+            asyncio.run(redeliver(case_id=case_id))
+        env.installation.start_agency("dguv")
+        [summary] = asyncio.run(redeliver(case_id=case_id))
+        assert summary["status"] == "closed"
+
+        async def redeliver_states() -> list[str]:
+            async with get_client() as client:
+                runs = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        name=FlowRunFilterName(any_=[f"redeliver-{case_id}"])
+                    )
+                )
+                return sorted(r.state.type.value for r in runs if r.state)
+
+        assert asyncio.run(redeliver_states()) == ["COMPLETED", "FAILED"]
     finally:
         env.close()

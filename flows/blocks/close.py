@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from connectors.journal import CaseStatus, DeliveryRecord, DeliveryState, Direction
 
+from ..exceptions import DeadLetters
 from ..runtime import Runtime, get_runtime
 from .common import CaseRef
 
@@ -138,6 +139,9 @@ async def close(case: CaseRef, *, outcome: str | None = None) -> dict[str, Any]:
     rt = get_runtime()
     summary = await asyncio.to_thread(finish_case, rt, case.case_id, outcome=outcome, actor="close")
     await publish_case_artifacts(rt, case.case_id)
+    if summary["status"] == CaseStatus.FAILED.value:
+        # a failed case must look failed: the run ends Failed with the reason (agency ids only)
+        raise DeadLetters([summary], step="close")
     return summary
 
 

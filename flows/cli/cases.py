@@ -262,7 +262,12 @@ def run_redeliver(args: argparse.Namespace) -> int:
     if not before:
         print("no dead letters" + (f" in case {args.case_id}" if args.case_id else ""))
         return 0
-    summaries = asyncio.run(redeliver(case_id=args.case_id, all_dead=args.all_dead))
+    from ..exceptions import DeadLetters
+
+    try:
+        summaries = asyncio.run(redeliver(case_id=args.case_id, all_dead=args.all_dead))
+    except DeadLetters as exc:  # the run failed (as it should): letters remain dead
+        summaries = list(exc.summaries)
     for s in summaries:
         print(
             f"case {s['case_id']}: {s['status']}  deliveries: "
