@@ -5,14 +5,12 @@ and events in one transaction."""
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ...exceptions import (
     JournalNotFoundError,
@@ -32,6 +30,7 @@ from ..records import (
     normalize_uuid,
 )
 from ..retention import is_purged
+from ..seal import message_digest
 from .base import (
     T_DELIVERIES,
     T_MESSAGES,
@@ -60,40 +59,6 @@ __all__ = ["MessageRepository", "insert_message", "message_by_uuid"]
 
 _M = T_MESSAGES.c
 
-#: record_inbound on PostgreSQL: one statement, one round trip (see _pg_insert_inbound).
-_PG_INBOUND = text(
-    """
-WITH m AS (
-    INSERT INTO messages (nachrichten_uuid, direction, standard, version, message_type, author,
-        reader, sender_agency, case_id, payload, payload_encoding, payload_sha512, size,
-        created_at, recorded_at, in_reply_to, correlation_state)
-    VALUES (:nachrichten_uuid, :direction, :standard, :version, :message_type, :author,
-        :reader, :sender_agency, :case_id, :payload, :payload_encoding, :payload_sha512, :size,
-        :created_at, :recorded_at, :in_reply_to, :correlation_state)
-    ON CONFLICT (nachrichten_uuid, direction) DO NOTHING
-    RETURNING id
-), d AS (
-    INSERT INTO deliveries (message_id, recipient, state, attempts, created_at, updated_at)
-    SELECT m.id, CAST(:recipient AS varchar), CAST(:state AS varchar), 0,
-        CAST(:recorded_at AS timestamptz), CAST(:recorded_at AS timestamptz)
-    FROM m WHERE CAST(:with_delivery AS boolean)
-    RETURNING id
-), e AS (
-    INSERT INTO events (at, actor, kind, case_id, nachrichten_uuid, delivery_id, detail)
-    SELECT CAST(:recorded_at AS timestamptz), CAST(:actor AS varchar), 'message.received',
-        CAST(:case_id AS varchar), CAST(:nachrichten_uuid AS varchar), CAST(NULL AS bigint),
-        CAST(:detail_received AS jsonb)
-    FROM m
-    UNION ALL
-    SELECT CAST(:recorded_at AS timestamptz), CAST(:actor AS varchar), 'delivery.state',
-        CAST(:case_id AS varchar), CAST(:nachrichten_uuid AS varchar), d.id,
-        CAST(:detail_mailbox AS jsonb)
-    FROM d
-)
-SELECT id FROM m
-"""
-)
-
 
 @functools.cache
 def insert_message(dialect: str) -> Any:
@@ -101,6 +66,12 @@ def insert_message(dialect: str) -> Any:
     return insert_ignore(dialect, T_MESSAGES, "nachrichten_uuid", "direction").returning(
         T_MESSAGES.c.id
     )
+
+
+def seal_message(event: dict[str, Any], row: dict[str, Any], message_id: int) -> None:
+    """Bind the message row just inserted into the chain through the event recording it."""
+    event["message_id"] = int(message_id)
+    event["message_digest"] = message_digest({**row, "id": int(message_id)})
 
 
 def message_by_uuid(
@@ -183,65 +154,27 @@ class MessageRepository(JournalBase):
             mailbox = state_event(
                 actor, now, uuid, case, 0, Direction.INBOUND, recipient, None, state
             )
-        if self._dialect == "postgresql":
-            message_id = self._pg_insert_inbound(row, recipient, state, received, mailbox)
+        # One transaction on both backends: the message, its mailbox delivery and the events,
+        # sealed into the hash chain (the chain head is locked until commit).
+        with self._tx("record_inbound") as conn:
+            if case is not None:
+                self._require_case(conn, case)
+            message_id = conn.execute(insert_message(self._dialect), row).scalar()
             if message_id is not None:
+                seal_message(received, row, message_id)
+                events = [received]
+                if state is not None and mailbox is not None:
+                    assert recipient is not None
+                    mailbox["delivery_id"] = add_delivery(conn, message_id, recipient, state, now)
+                    events.append(mailbox)
+                insert_events(conn, events)
                 return message_record(row, message_id, len(encoded.data)), True
-            with self._tx("record_inbound") as conn:
-                existing, conflict = self._inbound_again(
-                    conn, uuid, encoded.sha512, sender, recipient, state, actor, now
-                )
-        else:
-            with self._tx("record_inbound") as conn:
-                if case is not None:
-                    self._require_case(conn, case)
-                message_id = conn.execute(insert_message(self._dialect), row).scalar()
-                if message_id is not None:
-                    events = [received]
-                    if state is not None and mailbox is not None:
-                        assert recipient is not None
-                        mailbox["delivery_id"] = add_delivery(
-                            conn, message_id, recipient, state, now
-                        )
-                        events.append(mailbox)
-                    insert_events(conn, events)
-                    return message_record(row, message_id, len(encoded.data)), True
-                existing, conflict = self._inbound_again(
-                    conn, uuid, encoded.sha512, sender, recipient, state, actor, now
-                )
+            existing, conflict = self._inbound_again(
+                conn, uuid, encoded.sha512, sender, recipient, state, actor, now
+            )
         if conflict is not None:
             raise MessageConflictError(uuid, "inbound", conflict)
         return existing, False
-
-    def _pg_insert_inbound(
-        self,
-        row: dict[str, Any],
-        recipient: str | None,
-        state: DeliveryState | None,
-        received: dict[str, Any],
-        mailbox: dict[str, Any] | None,
-    ) -> int | None:
-        """PostgreSQL: message, mailbox delivery and events in one statement (one round trip,
-        atomic by itself). ``None`` when the UUID is stored already."""
-        params = dict(row)
-        params.update(
-            recipient=recipient,
-            state=state.value if state is not None else None,
-            with_delivery=state is not None,
-            actor=received["actor"],
-            detail_received=json.dumps(received["detail"]),
-            detail_mailbox=json.dumps(mailbox["detail"] if mailbox else {}),
-        )
-        try:
-            with self._engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-                return conn.execute(_PG_INBOUND, params).scalar()
-        except IntegrityError as exc:
-            if getattr(exc.orig, "sqlstate", None) == "23503" and row["case_id"] is not None:
-                raise JournalNotFoundError("case", row["case_id"]) from exc
-            raise self._translate(exc, "record_inbound") from exc
-        except SQLAlchemyError as exc:
-            raise self._translate(exc, "record_inbound") from exc
 
     def _inbound_again(
         self,
@@ -349,19 +282,19 @@ class MessageRepository(JournalBase):
                     .scalars()
                     .all()
                 )
-                events = [
-                    event_row(
-                        "message.queued",
-                        actor,
-                        now,
-                        case_id=case,
-                        nachrichten_uuid=uuid,
-                        detail={
-                            **message_detail(meta, encoded.size, sender),
-                            "recipients": wanted,
-                        },
-                    )
-                ]
+                queued = event_row(
+                    "message.queued",
+                    actor,
+                    now,
+                    case_id=case,
+                    nachrichten_uuid=uuid,
+                    detail={
+                        **message_detail(meta, encoded.size, sender),
+                        "recipients": wanted,
+                    },
+                )
+                seal_message(queued, row, message_id)
+                events = [queued]
                 events.extend(
                     state_event(
                         actor,
