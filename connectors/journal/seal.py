@@ -529,8 +529,8 @@ def verify(engine: Engine) -> SealReport:
                     )
                 )
                 return report
-            _check_triggers(conn, report)
             sealed = _check_chain(conn, report)
             if not any(f.what in ("gap", "link", "changed") for f in report.findings):
                 _check_messages(conn, report, sealed)
+            _check_triggers(conn, report)  # after: the first finding names the broken link
     return report
