@@ -181,12 +181,19 @@ def message_digest(row: Mapping[Any, Any]) -> str:
 # --------------------------------------------------------------------------- appending
 
 
+_HEAD = text("SELECT seq, hash FROM journal_seal WHERE id = 1")
+_HEAD_LOCKED = text("SELECT seq, hash FROM journal_seal WHERE id = 1 FOR UPDATE")
+_MOVE_HEAD = text("UPDATE journal_seal SET seq = :seq, hash = :hash WHERE id = 1")
+_INSERT = insert(T_EVENTS)
+_INSERT_ID = insert(T_EVENTS).returning(T_EVENTS.c.id)
+_INSERT_IDS = insert(T_EVENTS).returning(T_EVENTS.c.id, sort_by_parameter_order=True)
+
+
 def chain_head(conn: Connection, *, lock: bool = False) -> tuple[int, str]:
-    """``(seq, hash)`` of the last sealed event; ``lock`` holds the head until commit."""
-    stmt = select(T_SEAL.c.seq, T_SEAL.c.hash).where(T_SEAL.c.id == 1)
-    if lock:
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).first()
+    """``(seq, hash)`` of the last sealed event; ``lock`` holds the head until commit
+    (PostgreSQL; SQLite's write transactions are serialised already)."""
+    locked = lock and conn.dialect.name == "postgresql"
+    row = conn.execute(_HEAD_LOCKED if locked else _HEAD).first()
     if row is None:
         raise LookupError("the journal's chain head (table journal_seal) is missing")
     return int(row[0]), str(row[1])
@@ -201,7 +208,7 @@ def _chain(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         row["seq"] = seq
         row["prev_hash"] = prev
         row["hash"] = prev = event_hash(prev, row)
-    conn.execute(update(T_SEAL).where(T_SEAL.c.id == 1).values(seq=seq, hash=prev))
+    conn.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
 
 
 def append_events(
@@ -214,16 +221,11 @@ def append_events(
         return []
     _chain(conn, rows)
     if not ids:
-        conn.execute(insert(T_EVENTS), list(rows))
+        conn.execute(_INSERT, rows[0] if len(rows) == 1 else list(rows))
         return []
     if len(rows) == 1:
-        return [
-            int(
-                conn.execute(insert(T_EVENTS).values(rows[0]).returning(T_EVENTS.c.id)).scalar_one()
-            )
-        ]
-    stmt = insert(T_EVENTS).returning(T_EVENTS.c.id, sort_by_parameter_order=True)
-    return [int(i) for i in conn.execute(stmt, list(rows)).scalars()]
+        return [int(conn.execute(_INSERT_ID, rows[0]).scalar_one())]
+    return [int(i) for i in conn.execute(_INSERT_IDS, list(rows)).scalars()]
 
 
 def seal_existing(conn: Connection, at: datetime) -> tuple[int, int]:
