@@ -129,7 +129,8 @@ def test_concurrent_writers_do_not_fork_the_chain(db_url: str, journal: Journal)
         try:
             for i in range(15):
                 journal.log_event("test.concurrent", actor=f"w{n}", detail={"i": i})
-                journal.record_inbound(f"<m>{n}-{i}</m>".encode(), meta(), initial_state=None)
+                state = None if i % 2 else DeliveryState.DELIVERED
+                journal.record_inbound(f"<m>{n}-{i}</m>".encode(), meta(), initial_state=state)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -142,6 +143,16 @@ def test_concurrent_writers_do_not_fork_the_chain(db_url: str, journal: Journal)
     report = check(db_url)
     assert report.ok, report.findings
     assert report.messages == 2 + 60
+
+
+def test_a_repeated_message_leaves_the_head_alone(db_url: str, journal: Journal) -> None:
+    m = meta()
+    journal.record_inbound(b"<again/>", m)
+    head = check(db_url).head_seq
+    _, created = journal.record_inbound(b"<again/>", m)
+    assert not created
+    report = check(db_url)
+    assert report.ok and report.head_seq == head
 
 
 def test_the_migration_chains_existing_rows(db_url: str, journal: Journal) -> None:
