@@ -290,7 +290,7 @@ class Cluster:
         self._set_env()
         self.directory = Directory.default()
         self.routing = Routing.default(directory=self.directory)
-        self.journal = Journal(self.journal_url, create=True)
+        self.journal = Journal.from_env(create=True)  # same key as the workers (key file)
         self.rt = Runtime(
             journal=self.journal,
             directory=self.directory,
@@ -688,7 +688,7 @@ def _baseline(tmp: Path, kinds: list[str], timeout: float) -> float:
         }
     )
     directory = Directory.default()
-    journal = Journal(journal_url, create=True)
+    journal = Journal.from_env(create=True)  # the key of the data dir, as the workers
     rt = Runtime(
         journal=journal,
         directory=directory,

@@ -12,11 +12,14 @@ variable                   meaning (default)
                            e.g. ``/var/lib/amtsbote``.
 ``AMTSBOTE_DATABASE_URL``  SQLAlchemy URL of the message journal (``sqlite:///<data dir>/
                            journal.sqlite``). PostgreSQL: ``postgresql+psycopg://user@host/db``.
-``AMTSBOTE_JOURNAL_KEY``   Fernet key encrypting stored payloads (none: payloads are stored
-                           zlib-compressed but **not encrypted**). Several comma-separated keys
+``AMTSBOTE_JOURNAL_KEY``   Fernet key encrypting stored payloads (unset: the key file
+                           ``<data dir>/journal.key``, created 0600 on first run, see
+                           :mod:`connectors.journal.keyfile`). Several comma-separated keys
                            rotate: the first encrypts, all decrypt. Create one with
                            ``amtsbote db genkey``. Passphrases are refused on purpose (see
-                           :mod:`connectors.journal.crypto`).
+                           :mod:`connectors.journal.crypto`). With
+                           ``AMTSBOTE_JOURNAL_PLAINTEXT=1`` instead: no key file, payloads
+                           stored **not encrypted** (logged as a warning; tests, debugging).
 =========================  ===============================================================
 
 Empty variables count as unset. The key and the database password are kept out of ``repr()``.
@@ -72,7 +75,10 @@ class Settings:
     database_url: str
     """SQLAlchemy URL of the journal database."""
     journal_key: str | None = field(default=None, repr=False)
-    """Fernet key(s) for payload encryption at rest, comma-separated; ``None`` = not encrypted."""
+    """Fernet key(s) for payload encryption at rest, comma-separated, as configured; ``None``:
+    the key file of the data dir (:func:`connectors.journal.keyfile.journal_key_for`)."""
+    journal_plaintext: bool = False
+    """Explicit opt-out of encryption when no key is configured."""
 
     def __repr__(self) -> str:
         return (
@@ -87,11 +93,16 @@ class Settings:
         from .settings import AmtsboteSettings
 
         read = AmtsboteSettings.from_environ(
-            environ, only=("data_dir", "database_url", "journal_key")
+            environ, only=("data_dir", "database_url", "journal_key", "journal_plaintext")
         )
         url = read.database_url or default_sqlite_url(read.data_dir)
         key = read.journal_key.get_secret_value() if read.journal_key is not None else None
-        return cls(data_dir=read.data_dir, database_url=url, journal_key=key)
+        return cls(
+            data_dir=read.data_dir,
+            database_url=url,
+            journal_key=key,
+            journal_plaintext=read.journal_plaintext,
+        )
 
     @property
     def journal_file(self) -> Path | None:

@@ -213,9 +213,18 @@ class AmtsboteSettings(BaseSettings):
     )
     journal_key: SecretStr | None = Field(
         default=None,
-        description="Fernet key encrypting stored payloads (unset: stored zlib-compressed, **not "
-        "encrypted**). Several comma-separated keys rotate: the first encrypts, all decrypt. "
-        "Create one with `amtsbote db genkey`.",
+        description="Fernet key encrypting stored payloads and blobs. Several comma-separated keys "
+        "rotate: the first encrypts, all decrypt. Create one with `amtsbote db genkey`. Unset: "
+        "the key file `<data dir>/journal.key` is used, created on first run (mode 0600, a new "
+        "random key) by every command that opens the journal — keep it with the backups of the "
+        "journal (without it the payloads are lost) and give every host sharing a PostgreSQL "
+        "journal the same key (this variable or a copy of the file).",
+    )
+    journal_plaintext: bool = Field(
+        default=False,
+        description="`on`: store new payloads compressed but **not encrypted** when "
+        "`AMTSBOTE_JOURNAL_KEY` is unset (no key file is created or read); logged as a warning "
+        "at every start. Only for tests and debugging.",
     )
     retention: Path | None = Field(
         default=None,

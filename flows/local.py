@@ -28,11 +28,13 @@ from typing import Any
 
 import httpx
 
+from connectors.config import Settings
 from connectors.directory import Agency, Channel, Directory
 from connectors.inbox import create_app
 from connectors.inbox.config import journal_url_for
 from connectors.inbox.server import InboxServer
 from connectors.journal import Direction, Journal
+from connectors.journal.keyfile import journal_key_for
 from connectors.senders import OutgoingMessage, sender_for
 from xoev.code import Code
 from xoev.nachrichtenkopf import Behoerde, Behoerdenkennung, Nachrichtenkopf
@@ -269,7 +271,8 @@ class LocalInstallation:
             return self.home_journal
         if agency_id not in self.journals:
             url = journal_url_for(agency_id, environ=self.environ)
-            self.journals[agency_id] = Journal(url, create=True)
+            key = journal_key_for(Settings.from_env(self.environ))
+            self.journals[agency_id] = Journal(url, key=key, create=True)
         return self.journals[agency_id]
 
     def start(self) -> LocalInstallation:

@@ -89,7 +89,7 @@ def test_serve_runs_a_case_and_stops_cleanly(tmp_path: Path) -> None:
                 os.environ.pop("AMTSBOTE_DEV_TOKENS", None)
             else:
                 os.environ["AMTSBOTE_DEV_TOKENS"] = old
-        journal = Journal(f"sqlite:///{tmp_path / 'data' / 'journal.sqlite'}")
+        journal = Journal.from_env(environ={"AMTSBOTE_DATA_DIR": str(tmp_path / "data")})
         try:
             status, case_id = None, None
             deadline = time.monotonic() + 180

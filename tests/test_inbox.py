@@ -653,7 +653,10 @@ def test_which_journal_an_inbox_uses(tmp_path: Path) -> None:
         journal_url_for("../etc", environ=env)
 
 
-def test_cli_refuses_unusable_agencies(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_cli_refuses_unusable_agencies(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMTSBOTE_DATA_DIR", str(tmp_path / "data"))  # its key file lands here
     base = ["inbox", "serve", "--agencies", str(AGENCIES_FILE)]
     assert cli_main([*base, "--agency", "nobody"]) == 2
     assert "no agency with id 'nobody'" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import pytest
 from conftest import free_port
 from test_inbox_support import (
+    INBOX_PROCESS_KEY,
     InboxProcess,
     Messages,
     deliver,
@@ -292,7 +293,7 @@ def test_kill_9_under_load_loses_no_acknowledged_message(db_url: str, tmp_path: 
     stored = stored_uuids(db_url)
     assert set(acknowledged) <= stored
     assert stored <= set(attempted)
-    with Journal(db_url) as journal:
+    with Journal(db_url, key=INBOX_PROCESS_KEY) as journal:
         for uid in acknowledged:
             assert journal.payload(uid) == attempted[uid].payload
 

@@ -31,6 +31,7 @@ from lxml import etree
 from sqlalchemy import create_engine, text
 
 from connectors.directory import Agency, Channel, Directory, dev_token
+from connectors.journal import generate_key
 from connectors.senders import OutgoingMessage, Receipt, Sender, TransientSendError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +184,10 @@ def stored_uuids(url: str) -> set[str]:
 # ------------------------------------------------------------------------------ processes
 
 
+#: The journal key of every :class:`InboxProcess` (read their journals with it).
+INBOX_PROCESS_KEY = generate_key()
+
+
 class InboxProcess:
     """``amtsbote inbox serve --agency …`` in a subprocess on 127.0.0.1 (dev tokens, the shipped
     directory). :meth:`start` waits for ``/healthz``; :meth:`kill` is ``kill -9``."""
@@ -231,6 +236,9 @@ class InboxProcess:
     def environment() -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AMTSBOTE_TOKEN_")}
         env.update(DEV_ENV)
+        # the journal is encrypted by default: one known key, so that tests can read it back
+        # (and no key file lands in ./var)
+        env["AMTSBOTE_JOURNAL_KEY"] = INBOX_PROCESS_KEY
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         return env

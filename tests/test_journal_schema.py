@@ -30,6 +30,7 @@ TABLES = {
     "delivery_attempts",
     "events",
     "expectations",
+    "journal_seal",
     "blobs",
     "message_blobs",
 }

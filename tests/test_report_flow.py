@@ -25,6 +25,7 @@ def test_daily_report_and_retention_flows(tmp_path: Path, monkeypatch: pytest.Mo
     url = f"sqlite:///{tmp_path / 'journal.sqlite'}"
     generate(url, GeneratorOptions(cases=120, seed=9, now=now, days=20))
     monkeypatch.setenv("AMTSBOTE_DATABASE_URL", url)
+    monkeypatch.setenv("AMTSBOTE_DATA_DIR", str(tmp_path / "data"))  # the key file goes here
     monkeypatch.setenv("AMTSBOTE_RETENTION", str(tmp_path / "retention.yaml"))
     (tmp_path / "retention.yaml").write_text("version: 1\ndefaults: {closed: 5}\n")
     yesterday = (now - timedelta(days=1)).date().isoformat()

@@ -77,7 +77,7 @@ def test_drop_writes_the_whole_file_under_its_uuid(directory: Directory, drop: P
     assert receipt.sha512 == hashlib.sha512(XML).hexdigest()
     assert receipt.state == "delivered"
     assert receipt.raw["path"] == str(target)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
 def test_data_is_fsynced_before_publishing_and_the_directory_after(

@@ -6,7 +6,8 @@ XÖV message received or sent, payload compressed and — with a key — encrypt
 ``delivery_attempts``, ``events`` (append-only audit log, enforced by database triggers) and
 ``expectations`` (procedures waiting for replies); ``blobs`` and ``message_blobs`` record the
 primary documents kept as content-addressed files beside the database (``journal.blobs``,
-:mod:`.blobs`).
+:mod:`.blobs`). The event log is sealed by a SHA-256 hash chain that also binds the message rows
+(:mod:`.seal`; ``amtsbote journal verify``).
 
 Use it through :class:`Journal`::
 
@@ -21,8 +22,10 @@ Databases: SQLite (default ``<data dir>/journal.sqlite``, WAL) for single hosts 
 PostgreSQL (``postgresql+psycopg://…``) for production. The schema is created and migrated by
 Alembic revisions shipped in this package: ``amtsbote db upgrade`` (or ``Journal(create=True)``).
 
-Encryption at rest: set ``AMTSBOTE_JOURNAL_KEY`` to a Fernet key (``amtsbote db genkey``).
-**Without a key the payloads are stored compressed but NOT encrypted.** No other column holds
+Encryption at rest: the entry points (``Journal.from_env``, ``Journal()`` without URL, the CLI)
+use ``AMTSBOTE_JOURNAL_KEY`` or else the data dir's ``journal.key``, created on first use
+(:mod:`.keyfile`; ``AMTSBOTE_JOURNAL_PLAINTEXT=1`` opts out, with a warning). At the library level
+``Journal(url)`` without ``key`` stores payloads compressed but NOT encrypted. No other column holds
 personal data: metadata comes from the Nachrichtenkopf (agency ids, types, UUIDs), and callers
 must keep ``reference``, ``summary``, event ``detail`` and error texts free of personal data.
 """

@@ -53,6 +53,7 @@ __all__ = [
     "DeliveryAttempt",
     "Event",
     "Expectation",
+    "JournalSeal",
     "Message",
     "MessageBlob",
     "UTCDateTime",
@@ -239,12 +240,40 @@ class Event(Base):
     nachrichten_uuid: Mapped[str | None] = mapped_column(String(36))
     delivery_id: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    # The seal (:mod:`connectors.journal.seal`): position in the hash chain, the previous event's
+    # hash and this event's hash = sha256(prev_hash || canonical content). ``message_id`` and
+    # ``message_digest`` bind the message row an event records (acceptance, queueing) into the
+    # chain. Nullable only so that a row inserted behind the journal's back is visible as
+    # unsealed to ``amtsbote journal verify`` instead of failing the insert.
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_digest: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index(None, "case_id"),
         Index(None, "nachrichten_uuid"),
         Index(None, "delivery_id"),
         Index(None, "at"),
+        Index(None, "seq", unique=True),
+        Index(None, "message_id"),
+    )
+
+
+class JournalSeal(Base):
+    """The head of the event hash chain: one row (``id = 1``), locked by every append
+    (``SELECT … FOR UPDATE`` on PostgreSQL) so that concurrent writers never fork the chain."""
+
+    __tablename__ = "journal_seal"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        CheckConstraint("seq >= 0", name="seq"),
     )
 
 

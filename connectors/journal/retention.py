@@ -59,7 +59,6 @@ from sqlalchemy import (
     and_,
     exists,
     func,
-    insert,
     literal,
     not_,
     or_,
@@ -76,6 +75,7 @@ from ..exceptions import ConfigError, JournalDatabaseError, JournalValueError
 from ..settings import data_file
 from .engine import WRITE_OPTION
 from .models import metadata
+from .seal import append_events
 
 __all__ = [
     "DEFAULT_RETENTION_PATH",
@@ -559,7 +559,7 @@ class _Run:
         if self.dry_run or not events:
             return
         self.tombstone(conn, message_ids)
-        conn.execute(insert(T_EVENTS), events)
+        append_events(conn, events)
 
     def comment_events(self, conn: Connection, case_ids: Sequence[str]) -> dict[str, list[int]]:
         e = T_EVENTS.c
@@ -703,7 +703,7 @@ class _Run:
         if self.dry_run:
             return
         self.tombstone(conn, ids)
-        conn.execute(insert(T_EVENTS), events)
+        append_events(conn, events)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -727,8 +727,8 @@ class _Run:
         with self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
-                conn.execute(
-                    insert(T_EVENTS),
+                append_events(
+                    conn,
                     [
                         {
                             "at": self.now,

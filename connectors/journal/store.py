@@ -38,6 +38,7 @@ from ..exceptions import JournalError, JournalSchemaError
 from . import migrate
 from .blobs import BlobStore
 from .engine import JournalOptions
+from .keyfile import journal_key_for
 from .repo import (
     CaseRepository,
     DeliveryRepository,
@@ -110,11 +111,13 @@ class Journal(
         environ: Mapping[str, str] | None = None,
     ) -> Journal:
         """A journal configured by ``AMTSBOTE_DATABASE_URL``/``AMTSBOTE_DATA_DIR``/
-        ``AMTSBOTE_JOURNAL_KEY``."""
+        ``AMTSBOTE_JOURNAL_KEY``; without a key the data dir's key file (created on first use,
+        :func:`connectors.journal.keyfile.journal_key_for`)."""
         settings = Settings.from_env(environ)
         if create:
             settings.ensure_data_dir()
-        return cls(settings.database_url, key=settings.journal_key, create=create, options=options)
+        key = journal_key_for(settings)
+        return cls(settings.database_url, key=key, create=create, options=options)
 
     def __repr__(self) -> str:
         return f"Journal({self._url!r}, encrypted={self._codec.encrypts})"

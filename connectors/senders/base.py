@@ -289,8 +289,9 @@ class SenderConfig:
     trust_env: bool = False
     """Let httpx read proxies and CA settings from the environment (off: loopback inboxes must
     not be routed through an ``HTTP_PROXY``)."""
-    file_mode: int = 0o640
-    """Permissions of dropped files."""
+    file_mode: int = 0o600
+    """Permissions of dropped files (default owner-only: they hold personal data; a reader in
+    another account needs a deliberate ``file_mode`` or an ACL on the drop directory)."""
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):

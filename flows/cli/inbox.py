@@ -162,6 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
     from connectors.exceptions import ConnectorError
     from connectors.inbox import InboxConfig, create_app, home_agency, journal_url_for, serve
     from connectors.journal import Journal
+    from connectors.journal.keyfile import journal_key_for
     from xoev.exceptions import XoevError
 
     logging.basicConfig(
@@ -191,7 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
         config = InboxConfig.from_env(**options)
         settings = Settings.from_env()
         url = journal_url_for(agency.id, database_url=args.database_url)
-        journal = Journal(url, key=settings.journal_key, create=not args.no_migrate)
+        journal = Journal(url, key=journal_key_for(settings), create=not args.no_migrate)
     except (ConnectorError, XoevError, OSError) as exc:
         return _fail(exc)
     try:

@@ -83,7 +83,13 @@ def run_retention_command(args: argparse.Namespace) -> int:
 
     try:
         config = _config(args.config)
-        journal = Journal(args.database_url) if args.database_url else Journal.from_env()
+        if args.database_url:
+            from connectors.config import Settings
+            from connectors.journal.keyfile import journal_key_for
+
+            journal = Journal(args.database_url, key=journal_key_for(Settings.from_env()))
+        else:
+            journal = Journal.from_env()
     except ConnectorError as exc:
         error("retention", str(exc))
         return EXIT_UNUSABLE

@@ -387,7 +387,9 @@ def _bring_up(
         _say(str(exc))
         return EXIT_UNUSABLE
     try:
-        journal = Journal(settings.database_url, key=settings.journal_key, create=True)
+        from connectors.journal.keyfile import journal_key_for
+
+        journal = Journal(settings.database_url, key=journal_key_for(settings), create=True)
     except Exception as exc:
         _say(f"journal {mask_url(settings.database_url)}: {exc}")
         return EXIT_UNUSABLE

@@ -139,6 +139,9 @@ class ReportData:
     open: pd.DataFrame
     failures: pd.DataFrame
     flow_runs: pd.DataFrame | None = None
+    chain_head: tuple[int, str] | None = None
+    """``(seq, sha256)`` of the journal's hash chain when the report was read (anchor it
+    outside the journal: ``amtsbote journal verify`` checks the chain up to it)."""
 
     @property
     def overdue(self) -> int:
@@ -182,6 +185,9 @@ class ReportData:
             "acknowledged": ack,
             "dead_letters": dead,
             "success_rate": round(ack / (ack + dead), 4) if ack + dead else None,
+            "chain_head": (
+                f"{self.chain_head[0]}:{self.chain_head[1]}" if self.chain_head else None
+            ),
         }
 
 
@@ -451,6 +457,7 @@ def summarise(
     window: Window,
     *,
     flow_runs: pd.DataFrame | None = None,
+    chain_head: tuple[int, str] | None = None,
 ) -> ReportData:
     """All tables of the report from the frames (no database access)."""
     deadlines = _deadline_frame(frames.cases, options, window)
@@ -467,7 +474,21 @@ def summarise(
         open=open_cases(deadlines, options),
         failures=failure_table(frames.errors, options.top_failures),
         flow_runs=flow_runs,
+        chain_head=chain_head,
     )
+
+
+def read_chain_head(engine: Engine) -> tuple[int, str] | None:
+    """The journal's chain head ``(seq, hash)``; ``None`` for a journal without a seal."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from connectors.journal.seal import chain_head
+
+    try:
+        with engine.connect() as conn:
+            return chain_head(conn)
+    except (LookupError, SQLAlchemyError):
+        return None
 
 
 def build_report(
@@ -476,8 +497,9 @@ def build_report(
     """Read the journal behind ``engine`` and compute the report."""
     opts = options or ReportOptions()
     window = window_for(opts)
+    head = read_chain_head(engine)  # first: the tables below cover at least what it seals
     frames = load_frames(engine, window, procedures=opts.procedures, agencies=opts.agencies)
-    return summarise(frames, opts, window, flow_runs=flow_runs)
+    return summarise(frames, opts, window, flow_runs=flow_runs, chain_head=head)
 
 
 def as_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -173,6 +173,8 @@ def _header_lines(report: ReportData) -> list[str]:
     ]
     if filters:
         lines.append("filter: " + "; ".join(filters))
+    if report.chain_head is not None:
+        lines.append(f"journal chain head: seq {report.chain_head[0]} {report.chain_head[1]}")
     return lines
 
 
@@ -266,6 +268,11 @@ def render_html(
         ],
         "</div>",
     ]
+    if report.chain_head is not None:
+        out.append(
+            f'<p class="meta">journal chain head: seq {report.chain_head[0]} '
+            f"<code>{esc(report.chain_head[1])}</code></p>"
+        )
     figures = dict(plots or {})
     placement = {
         "lead_times": ["lead_time"],

@@ -102,7 +102,9 @@ class JournalBase:
             settings = Settings.from_env()
             url = settings.database_url
             if key is None:
-                key = settings.journal_key
+                from ..keyfile import journal_key_for
+
+                key = journal_key_for(settings)
         self._options = options or JournalOptions()
         self._url = mask_url(url)
         self._codec = PayloadCodec(key, level=self._options.compression_level)

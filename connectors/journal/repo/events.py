@@ -9,24 +9,25 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ...exceptions import JournalValueError
 from ..records import EventRecord, _check_text, check_case_id, normalize_uuid
+from ..seal import append_events
 from .base import T_EVENTS, JournalBase, check_limit, json_object, retry_on_disconnect, utcnow
 from .rows import event_record, event_row
 
 __all__ = ["EventRepository", "insert_events"]
 
 _KIND_RE = re.compile(r"[a-z][a-z0-9_.-]*")
-_INS_EVENT = insert(T_EVENTS)
 
 
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Append ``rows`` (built by :func:`.rows.event_row`) in the caller's transaction."""
+    """Append ``rows`` (built by :func:`.rows.event_row`) in the caller's transaction, sealed
+    into the hash chain (:func:`connectors.journal.seal.append_events`)."""
     if rows:
-        conn.execute(_INS_EVENT, rows)
+        append_events(conn, rows)
 
 
 class EventRepository(JournalBase):
@@ -58,9 +59,7 @@ class EventRepository(JournalBase):
             detail=json_object(detail, "detail"),
         )
         with self._tx("log_event") as conn:
-            event_id = conn.execute(
-                insert(T_EVENTS).values(row).returning(T_EVENTS.c.id)
-            ).scalar_one()
+            [event_id] = append_events(conn, [row], ids=True)
         return event_record({**row, "id": event_id})
 
     @retry_on_disconnect

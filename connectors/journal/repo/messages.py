@@ -20,6 +20,7 @@ from ...exceptions import (
     MessageConflictError,
     PayloadPurgedError,
 )
+from ..engine import WRITE_OPTION
 from ..records import (
     CorrelationState,
     DeliveryRecord,
@@ -32,6 +33,7 @@ from ..records import (
     normalize_uuid,
 )
 from ..retention import is_purged
+from ..seal import event_hash, message_digest
 from .base import (
     T_DELIVERIES,
     T_MESSAGES,
@@ -60,35 +62,50 @@ __all__ = ["MessageRepository", "insert_message", "message_by_uuid"]
 
 _M = T_MESSAGES.c
 
-#: record_inbound on PostgreSQL: one statement, one round trip (see _pg_insert_inbound).
+
+#: record_inbound on PostgreSQL, 1 of 2: lock the chain head and reserve the ids the events
+#: must name (they are part of the sealed content).
+_PG_RESERVE = text(
+    "SELECT s.seq, s.hash, nextval(pg_get_serial_sequence('messages', 'id')), "
+    "nextval(pg_get_serial_sequence('deliveries', 'id')) "
+    "FROM journal_seal s WHERE s.id = 1 FOR UPDATE"
+)
+#: 2 of 2: message, mailbox delivery, sealed events and the new head in one statement.
 _PG_INBOUND = text(
     """
 WITH m AS (
-    INSERT INTO messages (nachrichten_uuid, direction, standard, version, message_type, author,
-        reader, sender_agency, case_id, payload, payload_encoding, payload_sha512, size,
+    INSERT INTO messages (id, nachrichten_uuid, direction, standard, version, message_type,
+        author, reader, sender_agency, case_id, payload, payload_encoding, payload_sha512, size,
         created_at, recorded_at, in_reply_to, correlation_state)
-    VALUES (:nachrichten_uuid, :direction, :standard, :version, :message_type, :author,
-        :reader, :sender_agency, :case_id, :payload, :payload_encoding, :payload_sha512, :size,
-        :created_at, :recorded_at, :in_reply_to, :correlation_state)
+    VALUES (:message_id, :nachrichten_uuid, :direction, :standard, :version, :message_type,
+        :author, :reader, :sender_agency, :case_id, :payload, :payload_encoding,
+        :payload_sha512, :size, :created_at, :recorded_at, :in_reply_to, :correlation_state)
     ON CONFLICT (nachrichten_uuid, direction) DO NOTHING
     RETURNING id
 ), d AS (
-    INSERT INTO deliveries (message_id, recipient, state, attempts, created_at, updated_at)
-    SELECT m.id, CAST(:recipient AS varchar), CAST(:state AS varchar), 0,
-        CAST(:recorded_at AS timestamptz), CAST(:recorded_at AS timestamptz)
+    INSERT INTO deliveries (id, message_id, recipient, state, attempts, created_at, updated_at)
+    SELECT CAST(:delivery_id AS bigint), m.id, CAST(:recipient AS varchar),
+        CAST(:state AS varchar), 0, CAST(:recorded_at AS timestamptz),
+        CAST(:recorded_at AS timestamptz)
     FROM m WHERE CAST(:with_delivery AS boolean)
     RETURNING id
 ), e AS (
-    INSERT INTO events (at, actor, kind, case_id, nachrichten_uuid, delivery_id, detail)
+    INSERT INTO events (at, actor, kind, case_id, nachrichten_uuid, delivery_id, detail,
+        seq, prev_hash, hash, message_id, message_digest)
     SELECT CAST(:recorded_at AS timestamptz), CAST(:actor AS varchar), 'message.received',
         CAST(:case_id AS varchar), CAST(:nachrichten_uuid AS varchar), CAST(NULL AS bigint),
-        CAST(:detail_received AS jsonb)
+        CAST(:detail_received AS jsonb), CAST(:seq1 AS bigint), CAST(:prev1 AS varchar),
+        CAST(:hash1 AS varchar), m.id, CAST(:digest AS varchar)
     FROM m
     UNION ALL
     SELECT CAST(:recorded_at AS timestamptz), CAST(:actor AS varchar), 'delivery.state',
         CAST(:case_id AS varchar), CAST(:nachrichten_uuid AS varchar), d.id,
-        CAST(:detail_mailbox AS jsonb)
+        CAST(:detail_mailbox AS jsonb), CAST(:seq2 AS bigint), CAST(:hash1 AS varchar),
+        CAST(:hash2 AS varchar), CAST(NULL AS bigint), CAST(NULL AS varchar)
     FROM d
+), h AS (
+    UPDATE journal_seal SET seq = CAST(:head_seq AS bigint), hash = CAST(:head_hash AS varchar)
+    WHERE id = 1 AND EXISTS (SELECT 1 FROM m)
 )
 SELECT id FROM m
 """
@@ -101,6 +118,12 @@ def insert_message(dialect: str) -> Any:
     return insert_ignore(dialect, T_MESSAGES, "nachrichten_uuid", "direction").returning(
         T_MESSAGES.c.id
     )
+
+
+def seal_message(event: dict[str, Any], row: dict[str, Any], message_id: int) -> None:
+    """Bind the message row just inserted into the chain through the event recording it."""
+    event["message_id"] = int(message_id)
+    event["message_digest"] = message_digest({**row, "id": int(message_id)})
 
 
 def message_by_uuid(
@@ -183,6 +206,8 @@ class MessageRepository(JournalBase):
             mailbox = state_event(
                 actor, now, uuid, case, 0, Direction.INBOUND, recipient, None, state
             )
+        # One transaction: the message, its mailbox delivery and the events, sealed into the
+        # hash chain (the chain head is locked until commit).
         if self._dialect == "postgresql":
             message_id = self._pg_insert_inbound(row, recipient, state, received, mailbox)
             if message_id is not None:
@@ -197,6 +222,7 @@ class MessageRepository(JournalBase):
                     self._require_case(conn, case)
                 message_id = conn.execute(insert_message(self._dialect), row).scalar()
                 if message_id is not None:
+                    seal_message(received, row, message_id)
                     events = [received]
                     if state is not None and mailbox is not None:
                         assert recipient is not None
@@ -221,21 +247,49 @@ class MessageRepository(JournalBase):
         received: dict[str, Any],
         mailbox: dict[str, Any] | None,
     ) -> int | None:
-        """PostgreSQL: message, mailbox delivery and events in one statement (one round trip,
-        atomic by itself). ``None`` when the UUID is stored already."""
-        params = dict(row)
-        params.update(
-            recipient=recipient,
-            state=state.value if state is not None else None,
-            with_delivery=state is not None,
-            actor=received["actor"],
-            detail_received=json.dumps(received["detail"]),
-            detail_mailbox=json.dumps(mailbox["detail"] if mailbox else {}),
-        )
+        """PostgreSQL: two statements in one transaction — lock the chain head and reserve the
+        ids, then message, mailbox delivery, sealed events and head in one statement. ``None``
+        when the UUID is stored already (nothing written, the head unchanged)."""
         try:
             with self._engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-                return conn.execute(_PG_INBOUND, params).scalar()
+                conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    seq, prev, message_id, delivery_id = conn.execute(_PG_RESERVE).one()
+                    seal_message(received, row, int(message_id))
+                    received["seq"], received["prev_hash"] = int(seq) + 1, str(prev)
+                    received["hash"] = event_hash(str(prev), received)
+                    head_seq, head_hash = received["seq"], received["hash"]
+                    params = dict(row)
+                    params.update(
+                        message_id=int(message_id),
+                        delivery_id=int(delivery_id),
+                        recipient=recipient,
+                        state=state.value if state is not None else None,
+                        with_delivery=state is not None,
+                        actor=received["actor"],
+                        detail_received=json.dumps(received["detail"]),
+                        detail_mailbox=json.dumps(mailbox["detail"] if mailbox else {}),
+                        seq1=received["seq"],
+                        prev1=str(prev),
+                        hash1=received["hash"],
+                        digest=received["message_digest"],
+                        seq2=None,
+                        hash2=None,
+                    )
+                    if state is not None and mailbox is not None:
+                        mailbox.update(
+                            delivery_id=int(delivery_id),
+                            message_id=None,
+                            message_digest=None,
+                            seq=head_seq + 1,
+                            prev_hash=head_hash,
+                        )
+                        mailbox["hash"] = event_hash(head_hash, mailbox)
+                        head_seq, head_hash = mailbox["seq"], mailbox["hash"]
+                        params.update(seq2=mailbox["seq"], hash2=mailbox["hash"])
+                    params.update(head_seq=head_seq, head_hash=head_hash)
+                    inserted = conn.execute(_PG_INBOUND, params).scalar()
+                    return int(inserted) if inserted is not None else None
         except IntegrityError as exc:
             if getattr(exc.orig, "sqlstate", None) == "23503" and row["case_id"] is not None:
                 raise JournalNotFoundError("case", row["case_id"]) from exc
@@ -349,19 +403,19 @@ class MessageRepository(JournalBase):
                     .scalars()
                     .all()
                 )
-                events = [
-                    event_row(
-                        "message.queued",
-                        actor,
-                        now,
-                        case_id=case,
-                        nachrichten_uuid=uuid,
-                        detail={
-                            **message_detail(meta, encoded.size, sender),
-                            "recipients": wanted,
-                        },
-                    )
-                ]
+                queued = event_row(
+                    "message.queued",
+                    actor,
+                    now,
+                    case_id=case,
+                    nachrichten_uuid=uuid,
+                    detail={
+                        **message_detail(meta, encoded.size, sender),
+                        "recipients": wanted,
+                    },
+                )
+                seal_message(queued, row, message_id)
+                events = [queued]
                 events.extend(
                     state_event(
                         actor,
