@@ -63,8 +63,15 @@ class Env:
         os.environ.update(self._env)
         self.directory = Directory.default()
         self.routing = Routing.default(directory=self.directory)
+        from connectors.config import Settings
+        from connectors.journal.keyfile import journal_key_for
+
+        # the key a flow process of this installation uses too (the data dir's key file): a
+        # child process started with this environment reads what this journal wrote, and back
         self.journal = Journal(
-            journal_url or f"sqlite:///{tmp / 'data' / 'journal.sqlite'}", create=True
+            journal_url or f"sqlite:///{tmp / 'data' / 'journal.sqlite'}",
+            key=journal_key_for(Settings.from_env()),
+            create=True,
         )
         settings = FlowSettings(
             retry_delays=(0.2, 0.2),
