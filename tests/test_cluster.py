@@ -23,7 +23,8 @@ Ausländerbehörde answers consultations.
 The issue asks for 200 cases here. On this 2-core machine one case costs a process worker about
 2.5 s of CPU (a Python process per flow run that imports Prefect, plus the Prefect server's
 share), so 200 cases take about ten minutes and ``make test`` would pass its 15-minute budget.
-This test runs 40 cases, about as many as the worker's zombie detection (~100 s) lets overlap;
+This test runs 20 cases, about as many as the worker's zombie detection (heartbeat 30 s, Prefect's
+minimum; a run is a zombie 50 s after its last heartbeat) lets overlap;
 ``bench/cluster.py`` runs 200 through the same harness with the same audit
 (:meth:`bench.cluster.Cluster.audit`) for 1, 2 and 4 workers.
 """
@@ -52,11 +53,11 @@ pytestmark = [
     pytest.mark.timeout(900),
 ]
 
-CASES = 40
+CASES = 20
 # Abmeldung : Ummeldung : Anmeldung (consultation + approval) : Anmeldung by a German national
 # (approval, no consultation); the consultation on workers is test_consultation_on_a_worker
 MIX = (3, 3, 0, 2)
-TRACKED = {"it-nrw": 1.0, "bezreg-detmold": 0.3}  # seconds added per request at these inboxes
+TRACKED = {"it-nrw": 0.6, "bezreg-detmold": 0.3}  # seconds added per request at these inboxes
 CONCURRENCY = {"it-nrw": 1}  # this cluster's directory: one request at a time to IT.NRW
 
 
@@ -110,7 +111,7 @@ def cluster(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     options = ClusterOptions(
         workers=2,
         heartbeat=30,
-        zombie_after=75,
+        zombie_after=50,
         max_crashes=3,
         tracked=TRACKED,
         concurrency=CONCURRENCY,
@@ -142,7 +143,7 @@ def test_sync_commands_are_idempotent_and_dry_runs_change_nothing(
         "automations",
         "sync",
         "--zombie-after",
-        "75",
+        "50",
         "--reply-within",
         "auslaenderbehoerde=PT20S",
     ]

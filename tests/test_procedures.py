@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -532,11 +533,17 @@ def test_dead_letters_fail_the_run_and_redeliver_fails_until_they_are_gone(
     data); a redeliver while dguv is still down fails too; once it is up, the redeliver run
     completes and the case closes."""
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterStartTime,
+    )
 
     from flows.exceptions import DeadLetters
     from flows.procedures import gewerbeummeldung, redeliver
 
+    # the Prefect server is the session's: other tests' journals number their cases alike
+    started = datetime.now(UTC)
     env = Env(tmp_path, failing=frozenset({"dguv"}))
     try:
         uuid = env.submit("notification-ummeldung")
@@ -567,7 +574,8 @@ def test_dead_letters_fail_the_run_and_redeliver_fails_until_they_are_gone(
             async with get_client() as client:
                 runs = await client.read_flow_runs(
                     flow_run_filter=FlowRunFilter(
-                        name=FlowRunFilterName(any_=[f"redeliver-{case_id}"])
+                        name=FlowRunFilterName(any_=[f"redeliver-{case_id}"]),
+                        start_time=FlowRunFilterStartTime(after_=started),
                     )
                 )
                 return sorted(r.state.type.value for r in runs if r.state)
