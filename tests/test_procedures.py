@@ -43,6 +43,7 @@ class Env:
         edit_agencies: Any = None,
         transfer_roots: dict[str, Path] | None = None,
         environ: dict[str, str] | None = None,
+        receipt_wait: float = 20.0,
     ) -> None:
         from flows.local import LocalInstallation
         from flows.routing import Routing
@@ -77,7 +78,7 @@ class Env:
         settings = FlowSettings(
             retry_delays=(0.2, 0.2),
             poll_interval=0.5,
-            receipt_wait=__import__("datetime").timedelta(seconds=20),
+            receipt_wait=__import__("datetime").timedelta(seconds=receipt_wait),
             suspend=False,
         )
         self.rt = Runtime(
@@ -275,8 +276,9 @@ def test_reply_for_no_known_case_is_kept_and_listed(env: Env) -> None:
 
 @pytest.fixture
 def quiet_env(tmp_path: Path, prefect_server: Any) -> Iterator[Env]:
-    """Like ``env`` but the Ausländerbehörde does not answer by itself: the test replies."""
-    e = Env(tmp_path, auto_reply=False)
+    """Like ``env`` but the Ausländerbehörde does not answer by itself: the test replies. No
+    simulated partner fetches its mailbox either, so close waits only briefly for ``fetched``."""
+    e = Env(tmp_path, auto_reply=False, receipt_wait=2.0)
     try:
         yield e
     finally:
