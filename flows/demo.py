@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -55,16 +56,25 @@ def _drain_prefect() -> None:
         pass
 
 
-def _quiet_console() -> None:
-    """The demo prints its own account; Prefect's console lines would only repeat it."""
+def _quiet_console(run_dir: Path) -> Path:
+    """The demo prints its own account; Prefect's console lines would only repeat it, and the
+    expected failures of ``--fail`` would print their tracebacks. Every log record (WARNING and
+    up, tracebacks included) goes to ``<run dir>/demo.log`` instead; returns that path."""
     import logging
 
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+    log_file = run_dir / "demo.log"
+    to_file = logging.FileHandler(log_file, encoding="utf-8")
+    to_file.setLevel(logging.WARNING)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(to_file)
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, PrefectConsoleHandler):
                 handler.setLevel(logging.CRITICAL)
+    return log_file
 
 
 def _port_free(port: int) -> bool:
@@ -93,9 +103,25 @@ def _prepare_environment(opts: DemoOptions, run_dir: Path) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
+def demo_command(command: str, *, prefect: bool = False) -> str:
+    """``command`` (an ``amtsbote …`` line) as an operator runs it against this demo, in another
+    shell: with the demo's data dir (journal and key), directory file, development tokens and
+    short retry delays — and its Prefect server when the command talks to Prefect."""
+    names = ["AMTSBOTE_AGENCIES", "AMTSBOTE_DATA_DIR"]
+    if prefect:
+        names += ["AMTSBOTE_DEV_TOKENS", "AMTSBOTE_SEND_RETRY_DELAYS", "PREFECT_API_URL"]
+    env = {name: os.environ[name] for name in names if os.environ.get(name)}
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    return f"{prefix} {command}" if prefix else command
+
+
+def _redeliver_command(case_id: str) -> str:
+    return demo_command(f"amtsbote redeliver --case {shlex.quote(case_id)}", prefect=True)
+
+
 def main(opts: DemoOptions) -> int:
     out = opts.out
-    run_dir = opts.data_dir / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")
+    run_dir = (opts.data_dir / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     _prepare_environment(opts, run_dir)
 
@@ -168,7 +194,7 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
     from .runtime import FlowSettings, Runtime, use_runtime
 
     out = opts.out
-    _quiet_console()
+    log_file = _quiet_console(run_dir)
     directory = Directory.default()
     routing = Routing.default(directory=directory)
     for agency_id in opts.fail:
@@ -179,6 +205,17 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
                 file=sys.stderr,
             )
             return 2
+    # the per-agency limits the senders take across workers (`amtsbote limits sync`); without
+    # them every delivery warns that its limit is missing. Others' limits are left alone.
+    from .operations import sync_limits
+
+    changes = await sync_limits(directory, prune=False)
+    created = sum(1 for c in changes if c.action == "create")
+    print(
+        f"Prefect: {len(changes)} per-agency limits in place ({created} created, as "
+        "`amtsbote limits sync` does)",
+        file=out,
+    )
     journal = Journal(create=True)
     rt = Runtime(
         journal=journal, directory=directory, routing=routing, settings=FlowSettings.from_env()
@@ -202,6 +239,7 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
         file=out,
     )
     print(f"journal and inbox data: {run_dir}", file=out)
+    print(f"log (warnings, errors and the tracebacks of expected failures): {log_file}", file=out)
     for agency in directory:
         if agency.channel is Channel.XTA:
             print(
@@ -274,8 +312,13 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
                 f"\n{len(dead)} dead letter(s) — the recipient was down through every retry.",
                 file=out,
             )
+            print(
+                "  re-drive with (in another shell, while this demo's server is up — "
+                "--keep-running — and the agency's inbox is back):",
+                file=out,
+            )
             for cid in dead_cases:
-                print(f"  re-drive with:  amtsbote redeliver --case {cid}", file=out)
+                print(f"    {_redeliver_command(cid)}", file=out)
             if opts.redeliver:
                 for agency_id in opts.fail:
                     installation.start_agency(agency_id)
@@ -284,7 +327,7 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
                     file=out,
                 )
                 for cid in dead_cases:
-                    print(f"$ amtsbote redeliver --case {cid}", file=out)
+                    print(f"$ {_redeliver_command(cid)}", file=out)
                     try:
                         done = await redeliver(case_id=cid)
                     except DeadLetters as exc:  # its run failed: letters remain dead
@@ -310,8 +353,8 @@ async def _run(opts: DemoOptions, run_dir: Path, ui_url: str) -> int:
             file=out,
         )
         print(
-            f"report of these cases: AMTSBOTE_DATA_DIR={run_dir} amtsbote report "
-            "--format html --out report.html --plots plots/",
+            "report of these cases: "
+            + demo_command("amtsbote report --format html --out report.html --plots plots/"),
             file=out,
         )
         return 0 if ok else 1

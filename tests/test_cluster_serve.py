@@ -69,12 +69,14 @@ def test_serve_runs_a_case_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 300
         text = ""
-        while "ready — Prefect UI" not in text:
+        while "export PREFECT_API_URL=" not in text:  # the line after "ready"
             assert proc.poll() is None, f"serve exited {proc.returncode}:\n{text}"
             assert time.monotonic() < deadline, f"serve not ready:\n{text}"
             time.sleep(0.5)
             text = (tmp_path / "serve.log").read_text(errors="replace")
         assert f"Prefect UI: http://127.0.0.1:{port}" in text
+        # what an operator pastes into another shell for approve, redeliver, limits …
+        assert f"export PREFECT_API_URL=http://127.0.0.1:{port}/api" in text
         assert "SQLite" in text
         children = descendants(proc.pid)
         assert children  # the server and the worker

@@ -3,6 +3,7 @@ PostgreSQL — and afterwards Prefect's own database holds no personal data from
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -93,6 +94,18 @@ def test_demo_closes_every_case_and_prefect_holds_no_personal_data(
     assert re.search(r"archive signatures \(0506\): 6, e\.g\. LAV NRW OWL", out), out
     assert "released for deletion: 12 archived records, 6 kassabel ones" in out
 
+    # the commands it prints run as printed, from another shell
+    report = _printed_command(out, "report of these cases: ")
+    done = _shell(report, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "report.html").is_file()
+    evidence = _printed_command(out, "  evidence: ")
+    done = _shell(evidence, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "closed" and doc["case_id"] == evidence.rsplit(" ", 1)[1]
+    assert "aussonderung.released" in {e["kind"] for e in doc["events"]}
+
     dump = _prefect_database_text(prefect_pg_url)
     assert "aussonderung-05774032-" in dump
     assert "Gewerbeakte" not in dump and "32.10.01-" not in dump  # titles, Aktenzeichen
@@ -113,6 +126,54 @@ def test_demo_with_a_failing_agency_shows_dead_letters_and_redelivers(
     assert "amtsbote redeliver --case 05774032-" in out
     assert "bezreg-detmold is back" in out
     assert "every case closed, every delivery acknowledged" in out
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def _printed_command(out: str, lead: str) -> str:
+    lines = [ln[len(lead) :] for ln in out.splitlines() if ln.startswith(lead)]
+    assert lines, f"no line starting {lead!r} in:\n{out}"
+    return lines[0].strip()
+
+
+def _shell(command: str, *, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``command`` as an operator pastes it: a shell with this installation's bin dir on PATH and
+    nothing of the test session's Prefect or amtsbote settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AMTSBOTE_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env["PREFECT_HOME"] = str(cwd / "operator-prefect-home")
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def test_demo_keeps_expected_failures_off_the_console_and_its_redeliver_runs_as_printed(
+    tmp_path: Path, prefect_server: Any
+) -> None:
+    """``--fail`` without the redeliver: no tracebacks and no missing-limit warnings on the
+    console (they are in the demo's log); the printed redeliver command runs as printed and,
+    with the agency still down, ends promptly with the letters still dead (exit 1)."""
+    result = _demo(tmp_path, "--fail", "bezreg-detmold", "--no-redeliver")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert "does not exist on the Prefect server" not in result.stderr
+    assert len(result.stderr.splitlines()) <= 5, result.stderr
+    log = _printed_command(
+        result.stdout, "log (warnings, errors and the tracebacks of expected failures): "
+    )
+    assert "Traceback" in Path(log).read_text(encoding="utf-8")  # kept, off the console
+
+    lead = "    "
+    commands = [
+        ln.strip()
+        for ln in result.stdout.splitlines()
+        if ln.startswith(lead) and "amtsbote redeliver --case " in ln
+    ]
+    assert len(commands) == 2, result.stdout
+    assert "PREFECT_API_URL=" in commands[0] and "AMTSBOTE_DATA_DIR=" in commands[0]
+    done = _shell(commands[0], cwd=tmp_path)
+    case_id = commands[0].rsplit(" ", 1)[1]
+    assert done.returncode == 1, done.stdout + done.stderr  # bezreg-detmold is still down
+    assert case_id in done.stdout + done.stderr
 
 
 def test_demo_rejects_an_unknown_agency(tmp_path: Path, prefect_server: Any) -> None:

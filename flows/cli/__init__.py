@@ -8,6 +8,10 @@ module in its package (``flows/families/<family>/cli.py``) or an entry point in 
 (Prefect, SQLAlchemy, FastAPI) inside their handlers so that ``amtsbote validate`` stays fast.
 
 Exit codes: 0 ok, 1 findings, 2 unusable input (argparse's own usage errors are 2 as well).
+
+A command that talks to the Prefect server sets ``needs_prefect=True`` with its handler; without
+``PREFECT_API_URL`` it exits 2 saying what to export instead of talking to a temporary server
+Prefect would start for it alone (:func:`flows.cli._util.prefect_api_missing`).
 """
 
 from __future__ import annotations
@@ -67,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "needs_prefect", False):
+        from ._util import prefect_api_missing
+
+        if (why := prefect_api_missing()) is not None:
+            print(f"amtsbote {args.command}: {why}", file=sys.stderr)
+            return EXIT_UNUSABLE
     try:
         code = args.handler(args)
     except KeyboardInterrupt:

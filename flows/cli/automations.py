@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="RULE=DURATION",
         help="override a consultation rule's reply_within (ISO 8601 duration)",
     )
-    sync.set_defaults(handler=_sync)
+    sync.set_defaults(handler=_sync, needs_prefect=True)
 
     retire = actions.add_parser(
         "retire",
@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "deployment", metavar="DEPLOYMENT", help="flow/name, e.g. gewerbeanmeldung/gewerbeanmeldung"
     )
     retire.add_argument("--dry-run", action="store_true", help="report, change nothing")
-    retire.set_defaults(handler=_retire)
+    retire.set_defaults(handler=_retire, needs_prefect=True)
 
 
 def _fail(message: object) -> int:

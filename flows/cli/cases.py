@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("ok", "permit-missing", "incomplete", "not-permitted", "other"),
     )
     p.add_argument("--comment", help="free text, kept in the journal (max. 500 characters)")
-    p.set_defaults(handler=run_approve)
+    p.set_defaults(handler=run_approve, needs_prefect=True)
 
     p = subparsers.add_parser(
         "redeliver",
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--case", dest="case_id", metavar="CASE_ID")
     g.add_argument("--all-dead", action="store_true")
-    p.set_defaults(handler=run_redeliver)
+    p.set_defaults(handler=run_redeliver, needs_prefect=True)
 
 
 def _journal() -> Any:

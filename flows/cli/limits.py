@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="NAME",
         help="the process work pool (amtsbote-process)",
     )
-    sync.set_defaults(handler=_sync)
+    sync.set_defaults(handler=_sync, needs_prefect=True)
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -462,6 +462,10 @@ def _bring_up(
     _say(f"{args.workers} process worker(s) on pool {POOL} (logs in {log_dir})")
     _say(f"journal {mask_url(settings.database_url)}")
     _say(f"ready — Prefect UI: {ui_url}   (Ctrl-C stops everything)")
+    _say(
+        "amtsbote commands in another shell (approve, redeliver, limits, automations) need: "
+        f"export PREFECT_API_URL={os.environ['PREFECT_API_URL']}"
+    )
     while not stop.wait(1.0):
         if not workers.supervise():
             return EXIT_FINDINGS

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hand.add_argument("path", type=Path, help="export folder, .xml or .zip")
     hand.add_argument("--by", default="dms-paderborn", help="the DMS agency (role DMS)")
     hand.add_argument("--run", action="store_true", help="run the procedure in this process")
-    hand.set_defaults(handler=run_hand_over)
+    hand.set_defaults(handler=run_hand_over, needs_prefect=True)
     ev = sub.add_parser("evidence", help="the evidence of a case as JSON")
     ev.add_argument("case_id")
     ev.add_argument("--out", type=Path, help="write to FILE instead of stdout")

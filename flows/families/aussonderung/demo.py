@@ -104,7 +104,13 @@ async def run_demo_aussonderung(rt: Any, run_dir: Path, out: TextIO) -> str | No
         f"{len(released.get('kassabel', []))} kassabel ones",
         file=out,
     )
-    print(f"  evidence: amtsbote aussonderung evidence {case_id}", file=out, flush=True)
+    from ...demo import demo_command
+
+    print(
+        f"  evidence: {demo_command(f'amtsbote aussonderung evidence {case_id}')}",
+        file=out,
+        flush=True,
+    )
     inbound = rt.journal.messages(case_id=case_id, direction=Direction.INBOUND)
     assert inbound  # the archive answered
     return case_id
