@@ -608,6 +608,47 @@ def test_journal_down_is_503_and_the_sender_may_retry(tmp_path: Path) -> None:
     assert table_counts(f"sqlite:///{tmp_path / 'j.sqlite'}")["messages"] == 0
 
 
+def test_a_missing_schema_bundle_is_a_500_that_says_retrying_does_not_help(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A known standard version whose bundle this installation lacks: 500 ``schema_missing``
+    with an explanation and no ``Retry-After`` (a 503 made senders retry forever); the sender
+    is not shown the server's paths, the log names what is missing; nothing is stored."""
+    import dataclasses
+
+    from xoev.registry import SchemaRegistry
+
+    shipped = SchemaRegistry(use_env=False)
+    unshipped = [
+        dataclasses.replace(sv, schema=None, entry_name=sv.schema.name if sv.schema else None)
+        for sv in shipped.versions()
+        if sv.standard == "XGewerbeanzeige"
+    ]
+    assert unshipped
+    registry = SchemaRegistry(use_env=False, packages=(), versions=unshipped)
+    directory = make_directory()
+    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
+    journal = Journal(url, create=True)
+    app = create_app(HOME, journal=journal, directory=directory, registry=registry)
+    factory = Messages(directory.get("kreis-paderborn"), directory.get(HOME))
+    with InboxServer(app) as server, caplog.at_level(logging.ERROR):
+        _, body = factory.new()
+        response = httpx.post(
+            server.url + "/v1/messages", content=body, headers=xml_headers("kreis-paderborn")
+        )
+    journal.close()
+    assert response.status_code == 500, response.text
+    answer = response.json()
+    assert answer["error"] == "schema_missing"
+    assert (
+        "XGewerbeanzeige 2.2" in answer["detail"] and "Retrying does not help" in answer["detail"]
+    )
+    assert "Retry-After" not in response.headers
+    assert str(tmp_path) not in response.text and "/" not in answer["detail"]
+    assert any("not found" in r.getMessage() for r in caplog.records)
+    assert table_counts(url)["messages"] == 0
+
+
 # ------------------------------------------------------------------------ configuration, CLI
 
 

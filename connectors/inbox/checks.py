@@ -170,12 +170,15 @@ class MessageChecks:
         except UnusableInputError as exc:
             raise unusable_input(exc) from exc
         except SchemaError as exc:
+            # not a passing outage a retry would outlast: the operator must install the bundle
+            # (a 503 with Retry-After made senders retry forever). 500: the fault is ours.
             log.error("inbox %s: cannot validate: %s", self.agency.id, exc)
             raise ApiError(
-                503,
-                "schema_unavailable",
-                f"this inbox cannot check the message now: {exc}",
-                headers={"Retry-After": str(self.config.retry_after)},
+                500,
+                "schema_missing",
+                f"this inbox cannot check {_what(exc)} messages: the receiving agency has not "
+                "installed its schema bundle (its log names what is missing). Retrying does not "
+                "help until the agency's operator installs it; ask them",
             ) from exc
         if not report.ok:
             errors = sum(1 for f in report.findings if f.severity.value == "error")
@@ -227,3 +230,9 @@ class MessageChecks:
                 f"{meta.nachrichten_uuid}",
                 nachrichtenUUID=meta.nachrichten_uuid,
             )
+
+
+def _what(exc: SchemaError) -> str:
+    """``XGewerbeanzeige 2.2`` for a known version without bundle; no server paths to senders."""
+    standard, version = getattr(exc, "standard", None), getattr(exc, "version", None)
+    return f"{standard} {version}" if standard and version else "such"

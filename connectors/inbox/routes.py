@@ -213,7 +213,7 @@ def message_routes(service: InboxService) -> APIRouter:
         responses={
             202: {"description": "Stored (first delivery)."},
             200: {"model": ReceiptModel, "description": "Repeat: stored before, same receipt."},
-            **error_responses(400, 401, 403, 409, 413, 415, 422, 503),
+            **error_responses(400, 401, 403, 409, 413, 415, 422, 500, 503),
         },
         openapi_extra={
             "requestBody": {

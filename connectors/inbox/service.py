@@ -463,7 +463,7 @@ class InboxService(MessageChecks):
     def warm_up(self) -> None:
         """Compile the available schema bundles and load the codelists, so that the first
         message does not pay for it. Problems are logged, not raised (the inbox then answers
-        503 ``schema_unavailable`` for messages of that standard)."""
+        500 ``schema_missing`` for messages of that standard)."""
         for status in self.registry.status():
             if not status.available:
                 continue
