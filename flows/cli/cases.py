@@ -37,7 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--procedure", help="only cases of this procedure")
     p.add_argument(
-        "--unmatched", action="store_true", help="list the kept replies no case has claimed instead"
+        "--unmatched",
+        action="store_true",
+        help="list the messages to this agency no case has claimed instead (not those waiting "
+        "in the mailboxes it hosts for others)",
     )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=run_cases)
@@ -89,7 +92,16 @@ def _journal() -> Any:
 def run_cases(args: argparse.Namespace) -> int:
     journal = _journal()
     if args.unmatched:
-        msgs = journal.unmatched_replies()
+        from connectors.directory import Directory, DirectoryError
+
+        from ..routing import Routing
+
+        try:  # the home agency: messages in the mailboxes it hosts for others are not replies
+            home = Routing.default(directory=Directory.default()).sender
+        except (DirectoryError, ValueError) as exc:
+            error("cases", str(exc))
+            return 2
+        msgs = journal.unmatched_replies(recipient=home)
         rows = [
             {
                 "nachrichtenUUID": m.nachrichten_uuid,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from ...exceptions import InvalidTransitionError, JournalNotFoundError, JournalValueError
@@ -29,6 +29,7 @@ from ..records import (
     normalize_uuid,
 )
 from .base import (
+    T_DELIVERIES,
     T_EXPECTATIONS,
     T_MESSAGES,
     JournalBase,
@@ -366,10 +367,12 @@ class ExpectationRepository(JournalBase):
         *,
         message_type: str | None = None,
         author: str | None = None,
+        recipient: str | None = None,
         limit: int | None = None,
     ) -> list[MessageRecord]:
         """Inbound messages no procedure has claimed (oldest first): early replies, replies to
-        unknown cases, requests nobody has picked up."""
+        unknown cases, requests nobody has picked up. ``recipient`` (an agency id): only those
+        delivered to that agency — not the messages waiting in mailboxes it hosts for others."""
         stmt = (
             select(*MESSAGE_COLUMNS)
             .where(
@@ -382,6 +385,14 @@ class ExpectationRepository(JournalBase):
             stmt = stmt.where(_M.message_type == message_type)
         if author is not None:
             stmt = stmt.where(_M.author == author)
+        if recipient is not None:
+            d = T_DELIVERIES.c
+            stmt = stmt.where(
+                exists().where(
+                    d.message_id == _M.id,
+                    d.recipient == check_agency(recipient, "recipient"),
+                )
+            )
         stmt = stmt.limit(check_limit(limit))
         with self._tx("unmatched_replies", write=False) as conn:
             return [message_record(r) for r in conn.execute(stmt).mappings()]
