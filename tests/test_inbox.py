@@ -649,6 +649,33 @@ def test_a_missing_schema_bundle_is_a_500_that_says_retrying_does_not_help(
     assert table_counts(url)["messages"] == 0
 
 
+def test_docs_work_offline_every_asset_from_the_inbox(tmp_path: Path) -> None:
+    """``/docs`` names no other host: its scripts, styles and icon come from the inbox itself
+    (a blank page on the administrations' offline networks otherwise)."""
+    import re
+
+    directory = make_directory()
+    journal = Journal(f"sqlite:///{tmp_path / 'j.sqlite'}", create=True)
+    app = create_app(HOME, journal=journal, directory=directory)
+    with InboxServer(app) as server:
+        page = httpx.get(server.url + "/docs")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        refs = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+        refs += re.findall(r"""url: *["']([^"']+)["']""", page.text)
+        assert refs, page.text
+        assert not [r for r in refs if "//" in r], refs  # nothing from a CDN or another host
+        for ref in refs:
+            asset = httpx.get(server.url + ref)
+            assert asset.status_code == 200 and asset.content, ref
+        assert any(r.endswith("swagger-ui-bundle.js") for r in refs)
+        assert (
+            httpx.get(server.url + "/openapi.json")
+            .json()["info"]["title"]
+            .startswith("amtsbote inbox")
+        )
+    journal.close()
+
+
 # ------------------------------------------------------------------------ configuration, CLI
 
 

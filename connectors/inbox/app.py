@@ -4,7 +4,9 @@ What each part does: :mod:`.service` (accepting a message, the rules of ``POST /
 :mod:`.mailbox` (the pull mailboxes), :mod:`.routes` (the HTTP routes by group),
 :mod:`.schemas` (the answers' models), :mod:`.errors` (refusals and their rendering). The
 integrator's description is ``docs/inbox-api.md``; the OpenAPI description is served at
-``/openapi.json``, its viewer at ``/docs``.
+``/openapi.json``, its viewer at ``/docs`` — Swagger UI from the ``swagger-ui-bundle`` package,
+its scripts and styles served by the inbox itself under ``/docs/assets`` (no CDN: offline
+networks of the administrations see it too).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def create_app(
         title=f"amtsbote inbox of {service.agency.id}",
         version="1",
         summary="Receives XÖV messages for one agency and keeps the mailboxes it hosts.",
-        docs_url="/docs" if cfg.docs else None,
+        docs_url=None,  # the offline viewer below
         redoc_url=None,
         openapi_url="/openapi.json" if cfg.docs else None,
     )
@@ -82,4 +84,34 @@ def create_app(
     app.include_router(message_routes(service))
     app.include_router(mailbox_routes(service))
     app.include_router(xta_routes(service))  # XTA 2 SOAP ports (connectors/inbox/xta.py)
+    if cfg.docs:
+        _offline_docs(app)
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``GET /docs``: Swagger UI with its files served from the installed package."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+
+    app.mount(
+        DOCS_ASSETS,
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="docs-assets",
+    )
+    title = f"{app.title} — API"
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=title,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
