@@ -44,7 +44,7 @@ from connectors.inbox import (
     home_agency,
     journal_url_for,
 )
-from connectors.journal import DeliveryState, Journal, MessageRecord
+from connectors.journal import DeliveryState, Direction, Journal, MessageRecord
 from connectors.senders import (
     HttpSender,
     MailboxSender,
@@ -647,6 +647,58 @@ def test_a_missing_schema_bundle_is_a_500_that_says_retrying_does_not_help(
     assert str(tmp_path) not in response.text and "/" not in answer["detail"]
     assert any("not found" in r.getMessage() for r in caplog.records)
     assert table_counts(url)["messages"] == 0
+
+
+def test_a_reply_must_answer_a_message_sent_to_its_author(tmp_path: Path) -> None:
+    """A Rückmeldung whose bezug names no message this agency sent to the replying agency is a
+    422 ``unknown_reference`` and nothing is stored — the same for an unknown UUID and for one
+    sent to another agency (nothing revealed); the answer to a real consultation is a 202."""
+    from connectors.journal import MessageMeta
+    from flows.simulated_xta import _reply
+    from xoev.message import inspect_message
+
+    directory = make_directory()
+    url = f"sqlite:///{tmp_path / 'j.sqlite'}"
+    journal = Journal(url, create=True)
+    home, kreis = directory.get(HOME), directory.get("kreis-paderborn")
+
+    def sent_to(agency_id: str) -> str:
+        payload = Messages(home, directory.get(agency_id)).outgoing().payload
+        meta = MessageMeta.from_info(inspect_message(payload))
+        journal.record_outbound(payload, meta, recipients=[agency_id], sender_agency=HOME)
+        return meta.nachrichten_uuid
+
+    to_kreis, to_ihk = sent_to("kreis-paderborn"), sent_to("ihk-owl")
+    app = create_app(HOME, journal=journal, directory=directory)
+    answers = {}
+    bezugs = {"unknown": str(uuid.uuid4()), "another agency's": to_ihk, "ours": to_kreis}
+    with InboxServer(app) as server:
+        for name, bezug in bezugs.items():
+            body, reply_uuid = _reply(bezug, responder=kreis, home=home)
+            answers[name] = (
+                httpx.post(
+                    server.url + "/v1/messages",
+                    content=body,
+                    headers=xml_headers("kreis-paderborn"),
+                ),
+                reply_uuid,
+            )
+    inbound = {m.nachrichten_uuid for m in journal.messages(direction=Direction.INBOUND)}
+    journal.close()
+    for name in ("unknown", "another agency's"):
+        response, reply_uuid = answers[name]
+        assert response.status_code == 422, (name, response.text)
+        assert response.json()["error"] == "unknown_reference"
+        assert (
+            "names no message stadt-paderborn sent to kreis-paderborn" in response.json()["detail"]
+        )
+        assert reply_uuid not in inbound
+    # unknown and foreign read alike: the answer does not tell that the UUID exists
+    unknown, foreign = (answers[n][0].json()["detail"] for n in ("unknown", "another agency's"))
+    assert unknown.replace(bezugs["unknown"], "…") == foreign.replace(to_ihk, "…")
+    response, reply_uuid = answers["ours"]
+    assert response.status_code == 202, response.text
+    assert inbound == {reply_uuid}
 
 
 def test_docs_work_offline_every_asset_from_the_inbox(tmp_path: Path) -> None:

@@ -238,7 +238,11 @@ def test_rerun_sends_nothing_twice(env: Env) -> None:
     assert {a: env.installation.received(a) for a in counts} == counts
 
 
-def _reply(env: Env, bezug: str, *, ergebnis: str = "01") -> str:
+def _reply(env: Env, bezug: str, *, ergebnis: str = "01", overtaking: bool = False) -> str:
+    """The Ausländerbehörde's Rückmeldung to the city's inbox. ``overtaking``: put into the
+    journal directly, as the inbox does after its checks — a reply that overtook its run (the
+    inbox took it between the consultation's send and the run's wait); the inbox itself takes
+    only replies to a consultation it finds sent."""
     from flows.local import behoerde
 
     kopf = Nachrichtenkopf.neu(
@@ -253,6 +257,17 @@ def _reply(env: Env, bezug: str, *, ergebnis: str = "01") -> str:
             ergebnis=Code(ergebnis, list_uri=rueckmeldung.ERGEBNIS_LIST_URI, list_version_id="1.0"),
         )
     )
+    if overtaking:
+        from connectors.journal import MessageMeta
+        from xoev.message import inspect_message
+
+        env.journal.record_inbound(
+            payload,
+            MessageMeta.from_info(inspect_message(payload)),
+            sender_agency="kreis-paderborn",
+            recipient="stadt-paderborn",
+        )
+        return kopf.nachrichten_uuid
     with sender_for("stadt-paderborn", env.directory) as sender:
         sender.send(
             OutgoingMessage(
@@ -265,10 +280,15 @@ def _reply(env: Env, bezug: str, *, ergebnis: str = "01") -> str:
     return kopf.nachrichten_uuid
 
 
-def test_reply_for_no_known_case_is_kept_and_listed(env: Env) -> None:
-    reply = _reply(env, "11111111-2222-3333-4444-555555555555")
-    unmatched = [m.nachrichten_uuid for m in env.journal.unmatched_replies()]
-    assert reply in unmatched
+def test_reply_to_nothing_the_city_sent_is_refused_and_not_kept(env: Env) -> None:
+    """The sender learns that its answer went nowhere (issue 12, point 7): 422, nothing kept."""
+    from connectors.senders import PermanentSendError
+
+    with pytest.raises(PermanentSendError) as caught:
+        _reply(env, "11111111-2222-3333-4444-555555555555")
+    assert "HTTP 422" in str(caught.value)
+    assert "names no message stadt-paderborn sent to kreis-paderborn" in str(caught.value)
+    assert env.journal.unmatched_replies() == []
 
 
 # --------------------------------------------------------------------------- correlation
@@ -334,7 +354,7 @@ def test_reply_early_is_kept_and_taken_when_the_run_asks(quiet_env: Env) -> None
     env = quiet_env
     uuid = env.submit("notification-anmeldung")
     consult_uuid = message_uuid_for(uuid, "auslaenderbehoerde")
-    reply = _reply(env, consult_uuid)  # before any run has sent or waits
+    reply = _reply(env, consult_uuid, overtaking=True)  # in the journal before the run asks
     assert reply in [m.nachrichten_uuid for m in env.journal.unmatched_replies()]
     clerk = _approve_when_waiting(env)
     summary = asyncio.run(gewerbeanmeldung(message_uuid=uuid))

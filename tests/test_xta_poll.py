@@ -96,11 +96,29 @@ def world(tmp_path: Path) -> Iterator[World]:
         xta_journal.close()
 
 
-def _reply_from(author: Agency, reader: Agency, bezug: str | None = None) -> tuple[str, bytes]:
-    """A Rückmeldung (its nachrichtenUUID, bytes) from ``author`` to ``reader``."""
+def _sent(journal: Journal, payload: bytes, *, to: Agency, by: Agency) -> str:
+    """Record ``payload`` as sent by ``by`` to ``to`` in ``journal`` (what a procedure's send
+    step does before it sends); returns its nachrichtenUUID. Replies must answer such a one."""
+    from connectors.journal import MessageMeta
+
+    meta = MessageMeta.from_info(inspect_message(payload))
+    journal.record_outbound(payload, meta, recipients=[to.id], sender_agency=by.id)
+    return meta.nachrichten_uuid
+
+
+def _reply_from(
+    author: Agency, reader: Agency, *, journal: Journal | None = None
+) -> tuple[str, bytes]:
+    """A Rückmeldung (its nachrichtenUUID, bytes) from ``author`` to ``reader``; with
+    ``journal`` (the reader's) it answers a consultation recorded there as sent to ``author``,
+    else a UUID nobody sent."""
     from flows.simulated_xta import _reply
 
-    payload, reply_uuid = _reply(bezug or str(uuid.uuid4()), responder=author, home=reader)
+    bezug = str(uuid.uuid4())
+    if journal is not None:
+        consultation = Messages(reader, author).outgoing()
+        bezug = _sent(journal, consultation.payload, to=author, by=reader)
+    payload, reply_uuid = _reply(bezug, responder=author, home=reader)
     return reply_uuid, payload
 
 
@@ -118,7 +136,7 @@ def _send_over_xta(client: XtaClient, payload: bytes, reader: Agency) -> None:
 
 
 def test_reply_in_our_msgbox_reaches_the_home_journal_once(world: World) -> None:
-    reply_uuid, payload = _reply_from(world.kreis, world.home)
+    reply_uuid, payload = _reply_from(world.kreis, world.home, journal=world.home_journal)
     with httpx.Client(trust_env=False, timeout=10) as http:
         _send_over_xta(world.kreis_client(http), payload, world.home)
         # the server holds it in the city's msgBox, not in the Kreis's
@@ -177,7 +195,7 @@ def test_a_message_from_an_agency_we_do_not_reach_there_is_kept_aside(
 
 
 def test_a_transient_refusal_leaves_the_message_waiting(world: World) -> None:
-    reply_uuid, payload = _reply_from(world.kreis, world.home)
+    reply_uuid, payload = _reply_from(world.kreis, world.home, journal=world.home_journal)
     with httpx.Client(trust_env=False, timeout=10) as http:
         _send_over_xta(world.kreis_client(http), payload, world.home)
 
@@ -207,6 +225,7 @@ def test_the_simulated_fachverfahren_answers_a_consultation_over_xta(world: Worl
     Fachverfahren fetches it from its msgBox and answers; the city's poller fetches the answer."""
     factory = Messages(world.home, world.kreis)
     consultation = factory.outgoing()
+    _sent(world.home_journal, consultation.payload, to=world.kreis, by=world.home)
     sender = XtaSender(world.kreis, world.directory)
     try:
         receipt = sender.send(consultation)

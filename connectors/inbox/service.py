@@ -292,6 +292,7 @@ class InboxService(MessageChecks):
         """Record a checked message (and put/attach a container's files); hook; receipt."""
         info, meta, recipient = checked
         key = meta.nachrichten_uuid
+        self._check_reference(checked, sender)
         blobs = self.journal.blobs
         try:
             if files:
@@ -404,6 +405,39 @@ class InboxService(MessageChecks):
                     record.nachrichten_uuid,
                     type(journal_exc).__name__,
                 )
+
+    def _check_reference(self, checked: Checked, sender: Agency) -> None:
+        """A reply (a ``bezug``, :attr:`MessageInfo.in_reply_to`) to this agency must answer a
+        message it sent to the replying agency; otherwise 422 ``unknown_reference`` and nothing
+        is stored, so the sender learns that its answer went nowhere. Unknown and another
+        agency's UUIDs get the same answer (nothing revealed). Replies for the mailboxes this
+        inbox hosts are not checked: their requests were sent by those agencies."""
+        ref = checked.info.in_reply_to
+        if ref is None or checked.recipient.id != self.agency.id:
+            return
+        try:
+            sent = self.journal.deliveries(nachrichten_uuid=ref, direction=Direction.OUTBOUND)
+        except JournalValueError:  # not even a UUID
+            sent = []
+        except JournalError as exc:
+            raise self._unavailable("check_reference", exc) from exc
+        if not any(d.recipient == sender.id for d in sent):
+            log.warning(
+                "inbox %s: reply %s from %s refused: bezug %s names no message sent to %s",
+                self.agency.id,
+                checked.meta.nachrichten_uuid,
+                sender.id,
+                shown(ref),
+                sender.id,
+            )
+            raise ApiError(
+                422,
+                "unknown_reference",
+                f"the reply's bezug {shown(ref)} names no message {self.agency.id} sent to "
+                f"{sender.id}; it was not stored. Answer with the nachrichtenUUID of the request "
+                "you received",
+                bezug=ref,
+            )
 
     def _unavailable(self, operation: str, exc: JournalError) -> ApiError:
         return journal_unavailable(
