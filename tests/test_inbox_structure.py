@@ -30,6 +30,7 @@ HOME = "stadt-paderborn"
 #: Routes without a response_model, and why.
 WITHOUT_MODEL = {
     ("GET", "/v1/mailbox/{nachrichten_uuid}"): "answers the XML as delivered, not JSON",
+    ("GET", "/docs"): "the HTML viewer of /openapi.json (Swagger UI, served offline)",
 }
 SCHEMA_MODELS = {
     obj
@@ -84,7 +85,7 @@ def test_xta_ports_are_soap_routes_of_their_own_module(app: FastAPI) -> None:
 
 def test_every_json_route_declares_a_response_model_from_schemas(app: FastAPI) -> None:
     routes = _routes(app)
-    assert len(routes) == 6
+    assert len(routes) == 7
     assert set(WITHOUT_MODEL) <= set(routes)
     for key, route in routes.items():
         if key in WITHOUT_MODEL:

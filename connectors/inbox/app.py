@@ -23,7 +23,7 @@ from ..directory import Directory
 from ..journal import Journal
 from .config import InboxConfig
 from .errors import install_error_handlers
-from .routes import mailbox_routes, message_routes, service_routes
+from .routes import DOCS_ASSETS, docs_routes, mailbox_routes, message_routes, service_routes
 from .service import ACCEPTED_STATE, AcceptedHook, InboxService
 from .xta import xta_routes
 
@@ -84,34 +84,14 @@ def create_app(
     app.include_router(message_routes(service))
     app.include_router(mailbox_routes(service))
     app.include_router(xta_routes(service))  # XTA 2 SOAP ports (connectors/inbox/xta.py)
-    if cfg.docs:
-        _offline_docs(app)
-    return app
+    if cfg.docs:  # the viewer and its files, from the installed package (offline)
+        import swagger_ui_bundle
+        from starlette.staticfiles import StaticFiles
 
-
-DOCS_ASSETS = "/docs/assets"
-
-
-def _offline_docs(app: FastAPI) -> None:
-    """``GET /docs``: Swagger UI with its files served from the installed package."""
-    import swagger_ui_bundle
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.responses import HTMLResponse
-    from starlette.staticfiles import StaticFiles
-
-    app.mount(
-        DOCS_ASSETS,
-        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
-        name="docs-assets",
-    )
-    title = f"{app.title} — API"
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title=title,
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        app.mount(
+            DOCS_ASSETS,
+            StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+            name="docs-assets",
         )
+        app.include_router(docs_routes(f"{app.title} — API"))
+    return app

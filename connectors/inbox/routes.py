@@ -28,7 +28,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
@@ -46,7 +46,7 @@ from .schemas import (
 )
 from .service import RECIPIENT_HEADER, SHA512_HEADER, UUID_HEADER, InboxService, shown
 
-__all__ = ["mailbox_routes", "message_routes", "service_routes"]
+__all__ = ["DOCS_ASSETS", "docs_routes", "mailbox_routes", "message_routes", "service_routes"]
 
 _SPOOL_STEP = 1 << 20
 _bearer = HTTPBearer(
@@ -179,6 +179,30 @@ async def _spool_body(request: Request, limit: int, target: Path) -> str:
         if pending:
             await anyio.to_thread.run_sync(out.write, b"".join(pending))
     return digest.hexdigest()
+
+
+DOCS_ASSETS = "/docs/assets"
+"""Where ``create_app`` mounts Swagger UI's files (the ``swagger-ui-bundle`` package)."""
+
+
+def docs_routes(title: str) -> APIRouter:
+    """``GET /docs``: the viewer of ``/openapi.json``, Swagger UI with every script, style and
+    icon served by the inbox itself under :data:`DOCS_ASSETS` — no CDN, works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    router = APIRouter()
+
+    @router.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=title,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    return router
 
 
 def service_routes(service: InboxService) -> APIRouter:

@@ -411,9 +411,13 @@ class InboxService(MessageChecks):
         message it sent to the replying agency; otherwise 422 ``unknown_reference`` and nothing
         is stored, so the sender learns that its answer went nowhere. Unknown and another
         agency's UUIDs get the same answer (nothing revealed). Replies for the mailboxes this
-        inbox hosts are not checked: their requests were sent by those agencies."""
+        inbox hosts are not checked: their requests were sent by those agencies. Nor are
+        xdomea's process replies (their reference is derived from the ProzessID, not written by
+        the sender; the Aussonderung procedure checks the process itself)."""
         ref = checked.info.in_reply_to
-        if ref is None or checked.recipient.id != self.agency.id:
+        if ref is None or checked.info.process_id is not None:
+            return
+        if checked.recipient.id != self.agency.id:
             return
         try:
             sent = self.journal.deliveries(nachrichten_uuid=ref, direction=Direction.OUTBOUND)
