@@ -782,6 +782,7 @@ def test_cli_refuses_unusable_agencies(
     assert "no agency with id 'nobody'" in capsys.readouterr().err
     assert cli_main([*base, "--agency", "ihk-owl"]) == 2
     assert "only agencies with channel http" in capsys.readouterr().err
+    monkeypatch.setenv("AMTSBOTE_DEV_TOKENS", "1")  # past the token policy (test_tokens.py)
     url = f"sqlite:///{tmp_path / 'missing.sqlite'}"
     code = cli_main([*base, "--agency", HOME, "--database-url", url, "--no-migrate", "--port", "1"])
     assert code == 2

@@ -183,6 +183,17 @@ def _serve(args: argparse.Namespace) -> int:
             f"agency {agency.id} has channel {agency.channel.value} and no endpoint; only "
             "agencies with channel http run an inbox (give --port to override)"
         )
+    from connectors.directory.tokens import check_tokens
+
+    tokens = check_tokens(
+        directory, host=args.host, client_certificates=tls is not None and tls.mutual
+    )
+    for warning in tokens.warnings:
+        print(f"amtsbote inbox: WARNING: {warning}", file=sys.stderr, flush=True)
+    if not tokens.ok:
+        for refusal in tokens.refusals:
+            print(f"amtsbote inbox: {refusal}", file=sys.stderr)
+        return EXIT_UNUSABLE
     try:
         options: dict[str, Any] = {"schema_path": tuple(args.schema_path)}
         if args.max_body_bytes is not None:

@@ -314,6 +314,23 @@ def _bring_up(
 ) -> int:
     import httpx
 
+    # 0. the tokens of the agencies the inboxes accept, before anything listens -------------
+    from connectors.directory import Directory as _Directory
+    from connectors.directory import DirectoryError as _DirectoryError
+    from connectors.directory.tokens import check_tokens
+
+    try:
+        tokens = check_tokens(_Directory.default(), host="127.0.0.1")  # loopback inboxes
+    except _DirectoryError as exc:
+        _say(str(exc))
+        return EXIT_UNUSABLE
+    for warning in tokens.warnings:
+        _say(f"WARNING: {warning}")
+    if not tokens.ok:
+        for refusal in tokens.refusals:
+            _say(refusal)
+        return EXIT_UNUSABLE
+
     # 1. Prefect server ---------------------------------------------------------------------
     api_url = os.environ.get("PREFECT_API_URL", "").strip()
     if api_url:
