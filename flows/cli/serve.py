@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import signal
 import socket
@@ -122,13 +121,9 @@ def _port_free(port: int) -> bool:
 
 
 def _is_local(endpoint: str | None) -> bool:
-    host = urlsplit(endpoint or "").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    from connectors.directory.tokens import is_loopback
+
+    return is_loopback(urlsplit(endpoint or "").hostname or "")
 
 
 @dataclass
