@@ -701,6 +701,57 @@ def test_a_reply_must_answer_a_message_sent_to_its_author(tmp_path: Path) -> Non
     assert inbound == {reply_uuid}
 
 
+def test_refused_logins_are_logged_recorded_and_throttled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401s are logged (address, code; never the token) and recorded as journal events; the
+    address refused ``auth_failure_limit`` times gets 429 with Retry-After — even with a good
+    token, until its window has passed — and no more events are written for it."""
+    directory = make_directory()
+    journal = Journal(f"sqlite:///{tmp_path / 'j.sqlite'}", create=True)
+    config = InboxConfig(auth_failure_limit=5, auth_failure_window=30)
+    app = create_app(HOME, journal=journal, directory=directory, config=config)
+    factory = Messages(directory.get("kreis-paderborn"), directory.get(HOME))
+    guess = "guess-" + "x" * 40
+    with (
+        InboxServer(app) as server,
+        caplog.at_level(logging.WARNING, "connectors.inbox"),
+        httpx.Client(trust_env=False, timeout=10) as http,
+    ):
+        statuses = []
+        for _ in range(40):  # bounded: 40 guesses
+            _, body = factory.new()
+            r = http.post(
+                server.url + "/v1/messages",
+                content=body,
+                headers={"Authorization": f"Bearer {guess}", "Content-Type": "application/xml"},
+            )
+            statuses.append(r.status_code)
+        throttled = r
+        _, body = factory.new()
+        honest = http.post(
+            server.url + "/v1/messages", content=body, headers=xml_headers("kreis-paderborn")
+        )
+    events = journal.events()
+    journal.close()
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+    assert throttled.json()["error"] == "too_many_failures"
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 30
+    assert honest.status_code == 429  # the address waits out its window, token or not
+    refused = [e for e in events if e.kind == "inbox.auth_refused"]
+    throttle = [e for e in events if e.kind == "inbox.auth_throttled"]
+    assert len(refused) == 4 and len(throttle) == 1  # 5 recorded, then silence
+    assert refused[0].detail == {"address": "127.0.0.1", "status": 401, "code": "invalid_token"}
+    assert throttle[0].detail["limit"] == 5
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if "401 invalid_token from 127.0.0.1" in r.getMessage()
+    ]
+    assert len(lines) == 5
+    assert guess not in caplog.text
+
+
 def test_docs_work_offline_every_asset_from_the_inbox(tmp_path: Path) -> None:
     """``/docs`` names no other host: its scripts, styles and icon come from the inbox itself
     (a blank page on the administrations' offline networks otherwise)."""

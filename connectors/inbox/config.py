@@ -83,7 +83,12 @@ class InboxConfig:
     """Extra directories with XSD bundles and codelists (like ``--schema-path``); empty: the
     process-wide registry (built-ins plus ``AMTSBOTE_SCHEMA_PATH``)."""
     retry_after: int = 5
-    """Seconds sent as ``Retry-After`` with 503 answers (journal or schemas unavailable)."""
+    """Seconds sent as ``Retry-After`` with 503 answers (journal unavailable)."""
+    auth_failure_limit: int = 10
+    """Refused logins (401/403) from one client address within :attr:`auth_failure_window`
+    after which it is answered 429 until the window has passed (:mod:`.throttle`)."""
+    auth_failure_window: float = 60.0
+    """Seconds of the refused-login window per address."""
     docs: bool = True
     """Serve the OpenAPI description at ``/openapi.json`` and its viewer at ``/docs``."""
     max_container_bytes: int = 2 << 30
@@ -114,6 +119,14 @@ class InboxConfig:
                 "mailbox_page_size",
                 f"must be between 1 and mailbox_page_max ({self.mailbox_page_max}), "
                 f"not {self.mailbox_page_size}",
+            )
+        if self.auth_failure_limit < 1:
+            raise InboxConfigError(
+                "auth_failure_limit", f"must be >= 1, not {self.auth_failure_limit}"
+            )
+        if self.auth_failure_window <= 0:
+            raise InboxConfigError(
+                "auth_failure_window", f"must be > 0, not {self.auth_failure_window}"
             )
         if self.retry_after < 0:
             raise InboxConfigError("retry_after", f"must be >= 0, not {self.retry_after}")

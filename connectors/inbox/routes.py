@@ -237,7 +237,7 @@ def message_routes(service: InboxService) -> APIRouter:
         responses={
             202: {"description": "Stored (first delivery)."},
             200: {"model": ReceiptModel, "description": "Repeat: stored before, same receipt."},
-            **error_responses(400, 401, 403, 409, 413, 415, 422, 500, 503),
+            **error_responses(400, 401, 403, 409, 413, 415, 422, 429, 500, 503),
         },
         openapi_extra={
             "requestBody": {
@@ -330,7 +330,7 @@ def message_routes(service: InboxService) -> APIRouter:
         "/v1/messages/{nachrichten_uuid}/status",
         summary="Transport report of a delivered message (for its sender)",
         response_model=StatusModel,
-        responses=error_responses(401, 403, 404, 422, 503),
+        responses=error_responses(401, 403, 404, 422, 429, 503),
     )
     def message_status(nachrichten_uuid: MessageId, agency: Caller) -> dict[str, Any]:
         return service.status(agency, str(nachrichten_uuid))
@@ -347,7 +347,7 @@ def mailbox_routes(service: InboxService) -> APIRouter:
         "/v1/mailbox",
         summary="List the messages waiting in the calling agency's mailbox",
         response_model=MailboxModel,
-        responses=error_responses(401, 403, 422, 503),
+        responses=error_responses(401, 403, 422, 429, 503),
     )
     def list_mailbox(
         agency: Caller,
@@ -374,7 +374,7 @@ def mailbox_routes(service: InboxService) -> APIRouter:
                     CONTAINER_TYPE: {"schema": {"type": "string", "format": "binary"}},
                 },
             },
-            **error_responses(401, 403, 404, 422, 503),
+            **error_responses(401, 403, 404, 422, 429, 503),
         },
     )
     def fetch_message(nachrichten_uuid: MessageId, agency: Caller) -> Response:
@@ -406,7 +406,7 @@ def mailbox_routes(service: InboxService) -> APIRouter:
         "/v1/mailbox/{nachrichten_uuid}/ack",
         summary="Confirm a fetched message (delivery state → fetched)",
         response_model=AckModel,
-        responses=error_responses(401, 403, 404, 409, 422, 503),
+        responses=error_responses(401, 403, 404, 409, 422, 429, 503),
     )
     def ack_message(nachrichten_uuid: MessageId, agency: Caller) -> dict[str, Any]:
         return mailboxes.ack(agency, str(nachrichten_uuid))

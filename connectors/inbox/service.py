@@ -84,6 +84,7 @@ from .errors import journal_unavailable
 from .exceptions import ApiError, InboxConfigError
 from .identity import identify
 from .mailbox import Mailboxes, iso
+from .throttle import AuthThrottle
 
 __all__ = [
     "ACCEPTED_STATE",
@@ -167,6 +168,10 @@ class InboxService(MessageChecks):
             agency.id, journal=journal, served=self.served, config=self.config
         )
         self._parser_config = self.config.parser_config()
+        #: refused logins per client address (429 beyond the limit)
+        self.auth_throttle = AuthThrottle(
+            limit=self.config.auth_failure_limit, window=self.config.auth_failure_window
+        )
         self._container_parser = ParserConfig(
             max_bytes=max(self.config.container_limits.max_xml_bytes, 1),
             max_depth=self.config.max_depth,
@@ -178,8 +183,48 @@ class InboxService(MessageChecks):
     def identify(self, source: Mapping[str, Any] | str | None, token: str | None) -> Agency:
         """The calling agency by client certificate and/or bearer token — the one rule of
         :mod:`.identity` for every route group; :class:`ApiError` 401 otherwise. ``source``: the
-        request's ASGI scope (or a certificate fingerprint, or None)."""
-        return identify(self.directory, source, token, inbox=self.agency.id).agency
+        request's ASGI scope (or a certificate fingerprint, or None).
+
+        A refusal is logged (address, code, the agency the token or certificate claimed if
+        any — never the token) and recorded as a journal event; an address refused
+        ``auth_failure_limit`` times in ``auth_failure_window`` seconds gets 429
+        ``too_many_failures`` with ``Retry-After``, unchecked, until then (:mod:`.throttle`)."""
+        address = _client_address(source)
+        if address is not None and (wait := self.auth_throttle.retry_after(address)) is not None:
+            raise ApiError(
+                429,
+                "too_many_failures",
+                f"too many refused logins from {address}; try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+        try:
+            return identify(self.directory, source, token, inbox=self.agency.id).agency
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                self._record_refusal(address, exc)
+            raise
+
+    def _record_refusal(self, address: str | None, exc: ApiError) -> None:
+        where = address or "unknown address"
+        log.warning(
+            "inbox %s: %d %s from %s%s",
+            self.agency.id,
+            exc.status,
+            exc.code,
+            where,
+            "".join(f" {k}={v}" for k, v in sorted(exc.extra.items()) if k.endswith("agency")),
+        )
+        kind = self.auth_throttle.refused(where)
+        if kind is None:
+            return
+        detail: dict[str, Any] = {"address": where, "status": exc.status, "code": exc.code}
+        if kind == "inbox.auth_throttled":
+            detail["limit"] = self.auth_throttle.limit
+            detail["window_seconds"] = self.auth_throttle.window
+        try:
+            self.journal.log_event(kind, actor=self.actor, detail=detail)
+        except JournalError as journal_exc:
+            log.error("inbox %s: could not record %s: %s", self.agency.id, kind, journal_exc)
 
     def authenticate(self, token: str | None) -> Agency:
         """The calling agency by bearer token alone (:meth:`identify` without a certificate)."""
@@ -530,3 +575,12 @@ class InboxService(MessageChecks):
             body["status"] = "unavailable"
             return 503, body
         return 200, body
+
+
+def _client_address(source: Mapping[str, Any] | str | None) -> str | None:
+    """The client's IP address from an ASGI scope (None for a fingerprint or nothing)."""
+    if isinstance(source, Mapping):
+        client = source.get("client")
+        if client:
+            return str(client[0])
+    return None
