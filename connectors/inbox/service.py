@@ -82,6 +82,7 @@ from .checks import RECIPIENT_HEADER, UUID_HEADER, Checked, MessageChecks, shown
 from .config import InboxConfig
 from .errors import journal_unavailable
 from .exceptions import ApiError, InboxConfigError
+from .guards import check_reference, client_address, record_refusal, throttled
 from .identity import identify
 from .mailbox import Mailboxes, iso
 from .throttle import AuthThrottle
@@ -189,42 +190,15 @@ class InboxService(MessageChecks):
         any — never the token) and recorded as a journal event; an address refused
         ``auth_failure_limit`` times in ``auth_failure_window`` seconds gets 429
         ``too_many_failures`` with ``Retry-After``, unchecked, until then (:mod:`.throttle`)."""
-        address = _client_address(source)
-        if address is not None and (wait := self.auth_throttle.retry_after(address)) is not None:
-            raise ApiError(
-                429,
-                "too_many_failures",
-                f"too many refused logins from {address}; try again in {wait} s",
-                headers={"Retry-After": str(wait)},
-            )
+        address = client_address(source)
+        if address is not None and (refusal := throttled(self.auth_throttle, address)):
+            raise refusal
         try:
             return identify(self.directory, source, token, inbox=self.agency.id).agency
         except ApiError as exc:
             if exc.status in (401, 403):
-                self._record_refusal(address, exc)
+                record_refusal(self.journal, self.auth_throttle, self.actor, address, exc)
             raise
-
-    def _record_refusal(self, address: str | None, exc: ApiError) -> None:
-        where = address or "unknown address"
-        log.warning(
-            "inbox %s: %d %s from %s%s",
-            self.agency.id,
-            exc.status,
-            exc.code,
-            where,
-            "".join(f" {k}={v}" for k, v in sorted(exc.extra.items()) if k.endswith("agency")),
-        )
-        kind = self.auth_throttle.refused(where)
-        if kind is None:
-            return
-        detail: dict[str, Any] = {"address": where, "status": exc.status, "code": exc.code}
-        if kind == "inbox.auth_throttled":
-            detail["limit"] = self.auth_throttle.limit
-            detail["window_seconds"] = self.auth_throttle.window
-        try:
-            self.journal.log_event(kind, actor=self.actor, detail=detail)
-        except JournalError as journal_exc:
-            log.error("inbox %s: could not record %s: %s", self.agency.id, kind, journal_exc)
 
     def authenticate(self, token: str | None) -> Agency:
         """The calling agency by bearer token alone (:meth:`identify` without a certificate)."""
@@ -452,41 +426,10 @@ class InboxService(MessageChecks):
                 )
 
     def _check_reference(self, checked: Checked, sender: Agency) -> None:
-        """A reply (a ``bezug``, :attr:`MessageInfo.in_reply_to`) to this agency must answer a
-        message it sent to the replying agency; otherwise 422 ``unknown_reference`` and nothing
-        is stored, so the sender learns that its answer went nowhere. Unknown and another
-        agency's UUIDs get the same answer (nothing revealed). Replies for the mailboxes this
-        inbox hosts are not checked: their requests were sent by those agencies. Nor are
-        xdomea's process replies (their reference is derived from the ProzessID, not written by
-        the sender; the Aussonderung procedure checks the process itself)."""
-        ref = checked.info.in_reply_to
-        if ref is None or checked.info.process_id is not None:
-            return
-        if checked.recipient.id != self.agency.id:
-            return
         try:
-            sent = self.journal.deliveries(nachrichten_uuid=ref, direction=Direction.OUTBOUND)
-        except JournalValueError:  # not even a UUID
-            sent = []
+            check_reference(self.journal, self.agency.id, checked, sender)
         except JournalError as exc:
             raise self._unavailable("check_reference", exc) from exc
-        if not any(d.recipient == sender.id for d in sent):
-            log.warning(
-                "inbox %s: reply %s from %s refused: bezug %s names no message sent to %s",
-                self.agency.id,
-                checked.meta.nachrichten_uuid,
-                sender.id,
-                shown(ref),
-                sender.id,
-            )
-            raise ApiError(
-                422,
-                "unknown_reference",
-                f"the reply's bezug {shown(ref)} names no message {self.agency.id} sent to "
-                f"{sender.id}; it was not stored. Answer with the nachrichtenUUID of the request "
-                "you received",
-                bezug=ref,
-            )
 
     def _unavailable(self, operation: str, exc: JournalError) -> ApiError:
         return journal_unavailable(
@@ -575,12 +518,3 @@ class InboxService(MessageChecks):
             body["status"] = "unavailable"
             return 503, body
         return 200, body
-
-
-def _client_address(source: Mapping[str, Any] | str | None) -> str | None:
-    """The client's IP address from an ASGI scope (None for a fingerprint or nothing)."""
-    if isinstance(source, Mapping):
-        client = source.get("client")
-        if client:
-            return str(client[0])
-    return None
