@@ -50,6 +50,14 @@ def free_port() -> int:
 
 def write_config(tmp: Path) -> tuple[Path, Path]:
     text = (ROOT / "deployments" / "owl" / "agencies.yaml").read_text(encoding="utf-8")
+    # the Kreis on plain HTTP like the other recipients: this bench measures the orchestration
+    # against the same deliveries without it; the XTA channel's cost is bench/xta.py's
+    text, kreis = re.subn(
+        r"    channel: xta\n    xta_url: \S+",
+        "    channel: http\n    endpoint: http://127.0.0.1:1",
+        text,
+    )
+    assert kreis == 1, "the OWL directory's XTA agency changed; adjust write_config"
     text = re.sub(r"http://127\.0\.0\.1:\d+", lambda m: f"http://127.0.0.1:{free_port()}", text)
     text = re.sub(r"drop_dir: .*", f"drop_dir: {tmp / 'drop'}", text)
     text = re.sub(r"rate_limit: .*", "rate_limit: 10000", text)

@@ -752,6 +752,24 @@ def test_refused_logins_are_logged_recorded_and_throttled(
     assert guess not in caplog.text
 
 
+def test_an_element_bomb_is_413_and_costs_no_tree(tmp_path: Path) -> None:
+    directory = make_directory()
+    journal = Journal(f"sqlite:///{tmp_path / 'j.sqlite'}", create=True)
+    app = create_app(HOME, journal=journal, directory=directory)
+    bomb = b"<r>" + b"<a/>" * 2_600_000 + b"</r>"  # ~10 MB, under max_body_bytes
+    with InboxServer(app) as server:
+        response = httpx.post(
+            server.url + "/v1/messages",
+            content=bomb,
+            headers=xml_headers("kreis-paderborn"),
+            timeout=60,
+        )
+    journal.close()
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "too_much_markup"
+    assert "ParserConfig.max_tags" in response.json()["detail"]
+
+
 def test_docs_work_offline_every_asset_from_the_inbox(tmp_path: Path) -> None:
     """``/docs`` names no other host: its scripts, styles and icon come from the inbox itself
     (a blank page on the administrations' offline networks otherwise)."""

@@ -16,6 +16,7 @@ from xoev.exceptions import (
     InputTooLargeError,
     NestingTooDeepError,
     NotXMLError,
+    TooMuchMarkupError,
     UnusableInputError,
 )
 from xoev.parsing import LIBXML2_MAX_DEPTH, ParserConfig, parse_file, parse_xml, read_input
@@ -104,6 +105,39 @@ def test_oversize_is_refused_before_parsing() -> None:
     assert info.value.size == 160 and info.value.limit == 100
     with pytest.raises(InputTooLargeError):
         parse_xml(b"<r>" + b"x" * (10 * 1024 * 1024) + b"</r>")
+
+
+def test_an_element_bomb_is_refused_before_a_tree_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 10 MB body of empty elements would cost libxml2 a tree of about a gigabyte: the budget
+    of tags and attribute assignments refuses it on two byte counts, the parser never runs."""
+    import xoev.parsing as parsing
+
+    def no_parse(*_: object) -> None:
+        raise AssertionError("the parser ran")
+
+    monkeypatch.setattr(parsing.etree, "fromstring", no_parse)
+    bomb = b"<r>" + b"<a/>" * 2_600_000 + b"</r>"  # ~10 MB
+    assert len(bomb) < ParserConfig().max_bytes
+    with pytest.raises(TooMuchMarkupError) as info:
+        parse_xml(bomb, source="bomb.xml")
+    assert info.value.what == "tags" and info.value.limit == ParserConfig().max_tags
+    assert "ParserConfig.max_tags" in str(info.value) and "bomb.xml" in str(info.value)
+    attributes = b"<r " + b" ".join(b"a%d='1'" % i for i in range(2_000)) + b"/>"
+    with pytest.raises(TooMuchMarkupError, match="max_attributes"):
+        parse_xml(attributes, config=ParserConfig(max_attributes=1_000))
+
+
+def test_the_markup_budget_is_configurable_and_lets_real_messages_through() -> None:
+    data = b"<r>" + b"<a x='1'/>" * 10 + b"</r>"  # 12 tags, 10 attributes
+    assert len(parse_xml(data, config=ParserConfig(max_tags=12)).getroot()) == 10
+    with pytest.raises(TooMuchMarkupError):
+        parse_xml(data, config=ParserConfig(max_tags=11))
+    with pytest.raises(TooMuchMarkupError):
+        parse_xml(data, config=ParserConfig(max_attributes=9))
+    with pytest.raises(ValueError, match="max_tags"):
+        ParserConfig(max_tags=0)
 
 
 def test_depth_limit_is_configurable() -> None:

@@ -12,6 +12,8 @@ that cannot be checked at all, or a registry that cannot check it::
     │   ├── InputEncodingError        bytes do not match the declared/detected encoding, or the
     │   │                             declared encoding is unknown
     │   ├── NestingTooDeepError       elements nested deeper than ParserConfig.max_depth
+    │   ├── TooMuchMarkupError        more tags or attributes than ParserConfig allows (an
+    │   │                             element bomb: checked before the tree is built)
     │   ├── ForbiddenDoctypeError     a DOCTYPE (XÖV messages have none); rejected before expansion
     │   │   ├── ExternalEntityError   XXE: an entity declared with SYSTEM/PUBLIC
     │   │   ├── EntityDeclarationError  internal entity declarations (billion laughs)
@@ -59,6 +61,7 @@ __all__ = [
     "SchemaError",
     "SchemaPathError",
     "SchemaUnavailableError",
+    "TooMuchMarkupError",
     "UnknownDocumentError",
     "UnreferencedMemberError",
     "UnsafeMemberError",
@@ -106,6 +109,22 @@ class InputTooLargeError(UnusableInputError):
             source=source,
         )
         self.size = size
+        self.limit = limit
+
+
+class TooMuchMarkupError(UnusableInputError):
+    """More tags (``<``) or attribute assignments (``=``) than the parser's budget: a small body
+    that would cost a large tree (an element bomb). Counted on the bytes, before parsing."""
+
+    def __init__(self, what: str, count: int, limit: int, *, source: str | None = None) -> None:
+        setting = "max_tags" if what == "tags" else "max_attributes"
+        super().__init__(
+            f"input has up to {count} {what}, more than the limit of {limit} "
+            f"(ParserConfig.{setting}); refused before parsing",
+            source=source,
+        )
+        self.what = what
+        self.count = count
         self.limit = limit
 
 

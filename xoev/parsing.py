@@ -4,6 +4,9 @@ Every message from outside goes through :func:`parse_xml` (or :func:`parse_file`
 checks is what keeps hostile input cheap:
 
 1. size: the body is refused before any parsing when larger than ``ParserConfig.max_bytes``;
+   markup: the count of ``<`` (an upper bound of tags) and of ``=`` (of attributes) must stay
+   within ``max_tags`` / ``max_attributes`` — a 10 MB element bomb would otherwise cost a tree of
+   a gigabyte; two byte counts, no parser;
 2. prolog scan (pure byte scan, no parser): a ``<!DOCTYPE`` before the root element is refused
    before anything could be expanded or loaded; the exception says which attack it looked like
    (XXE, entity bomb, external DTD). The encoding declaration is checked against the byte-order
@@ -37,6 +40,7 @@ from .exceptions import (
     InputTooLargeError,
     NestingTooDeepError,
     NotXMLError,
+    TooMuchMarkupError,
     UnusableInputError,
 )
 
@@ -79,10 +83,20 @@ class ParserConfig:
     max_bytes: int = 10 * _MiB
     max_depth: int = LIBXML2_MAX_DEPTH
     strict: bool = True
+    max_tags: int = 1_000_000
+    """Most ``<`` in the body (start, end and empty tags, comments …; about twice the number of
+    elements): half a million elements, far beyond any XÖV message, at most a few hundred MB."""
+    max_attributes: int = 1_000_000
+    """Most ``=`` in the body (every attribute has one; text may have more)."""
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
             raise ValueError(f"ParserConfig.max_bytes must be positive, not {self.max_bytes}")
+        if self.max_tags < 1 or self.max_attributes < 1:
+            raise ValueError(
+                "ParserConfig.max_tags and max_attributes must be positive, not "
+                f"{self.max_tags} / {self.max_attributes}"
+            )
         if not 1 <= self.max_depth <= LIBXML2_MAX_DEPTH:
             raise ValueError(
                 f"ParserConfig.max_depth must be between 1 and {LIBXML2_MAX_DEPTH} "
@@ -316,6 +330,7 @@ def parse_xml(
     size = len(data)
     if size > cfg.max_bytes:
         raise InputTooLargeError(size, cfg.max_bytes, source=source)
+    _check_markup(data, cfg, source)
     _scan_prolog(data, cfg, source)
     try:
         root = etree.fromstring(data, _parser())
@@ -344,6 +359,17 @@ def parse_xml(
                 cfg.max_depth, source=source, line=getattr(deeper[0], "sourceline", None)
             )
     return tree
+
+
+def _check_markup(data: bytes, cfg: ParserConfig, source: str | None) -> None:
+    """The element-bomb budget on the bytes (ASCII ``<``/``=``; UTF-16/32 bodies count the same
+    code units). Cheap: two C-level byte counts."""
+    tags = data.count(b"<")
+    if tags > cfg.max_tags:
+        raise TooMuchMarkupError("tags", tags, cfg.max_tags, source=source)
+    attributes = data.count(b"=")
+    if attributes > cfg.max_attributes:
+        raise TooMuchMarkupError("attributes", attributes, cfg.max_attributes, source=source)
 
 
 def _translate(exc: etree.XMLSyntaxError, cfg: ParserConfig, source: str | None) -> Exception:

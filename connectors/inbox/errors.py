@@ -28,6 +28,7 @@ from xoev.exceptions import (
     InputTooLargeError,
     NestingTooDeepError,
     NotXMLError,
+    TooMuchMarkupError,
     UnknownDocumentError,
     UnusableInputError,
 )
@@ -59,6 +60,8 @@ def unusable_input(exc: UnusableInputError) -> ApiError:
     """The answer for input the hardened parser refused."""
     if isinstance(exc, InputTooLargeError):
         return ApiError(413, "too_large", str(exc), limit=exc.limit)
+    if isinstance(exc, TooMuchMarkupError):
+        return ApiError(413, "too_much_markup", str(exc), limit=exc.limit, what=exc.what)
     if isinstance(exc, UnknownDocumentError):
         return ApiError(
             422,
