@@ -15,8 +15,9 @@ request's scope (``scope["extensions"]["tls"]``), where :meth:`.service.InboxSer
 finds it. A bad certificate/key/CA file raises :class:`InboxConfigError` naming the file, before
 the address is bound.
 
-One worker process, HTTP/1.1. uvicorn picks ``httptools`` and ``uvloop`` when they are installed
-(``loop="auto"``, ``http="auto"``), else h11 and asyncio. No access log by default (it would
+One worker process, HTTP/1.1: uvicorn's httptools protocol with a header size limit and a
+header-read timeout (:mod:`.protocol`), at most :data:`LIMIT_CONCURRENCY` connections; uvloop
+when installed. No access log by default (it would
 show paths with nachrichtenUUIDs, which is fine, but it costs time on the hot path).
 """
 
@@ -33,9 +34,25 @@ from typing import Any, Self
 import uvicorn
 
 from .exceptions import InboxServerError
+from .protocol import guarded_protocol
 from .tls import TlsConfig, uvicorn_tls_options
 
-__all__ = ["InboxServer", "serve", "uvicorn_config"]
+__all__ = [
+    "HEADER_TIMEOUT",
+    "LIMIT_CONCURRENCY",
+    "MAX_HEADER_BYTES",
+    "InboxServer",
+    "serve",
+    "uvicorn_config",
+]
+
+MAX_HEADER_BYTES = 32 * 1024
+"""Request line and headers of one request, at most (431 beyond)."""
+HEADER_TIMEOUT = 10.0
+"""Seconds a client has to complete its request line and headers (408 after)."""
+LIMIT_CONCURRENCY = 512
+"""Open connections plus requests in progress before uvicorn answers 503 (below the usual
+1024 open files, so that the process keeps descriptors for its journal and logs)."""
 
 
 def uvicorn_config(
@@ -46,17 +63,22 @@ def uvicorn_config(
     log_level: str = "warning",
     access_log: bool = False,
     tls: TlsConfig | None = None,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    header_timeout: float = HEADER_TIMEOUT,
     **options: Any,
 ) -> uvicorn.Config:
     """The uvicorn configuration used for inboxes; ``options`` override (uvicorn.Config).
-    ``tls``: serve HTTPS (and read client certificates, :func:`.tls.uvicorn_tls_options`)."""
+    ``tls``: serve HTTPS (and read client certificates, :func:`.tls.uvicorn_tls_options`).
+    ``max_header_bytes``/``header_timeout``: 431 and 408 (:mod:`.protocol`); at most
+    ``limit_concurrency`` connections and tasks, beyond that 503 (uvicorn's own)."""
     settings: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": log_level,
         "access_log": access_log,
         "loop": "auto",
-        "http": "auto",
+        "http": guarded_protocol(max_header_bytes=max_header_bytes, header_timeout=header_timeout),
+        "limit_concurrency": LIMIT_CONCURRENCY,
         "lifespan": "on",
         "server_header": False,
         "timeout_keep_alive": 15,
