@@ -90,3 +90,22 @@ def test_a_normal_keep_alive_client_is_served(server: InboxServer) -> None:
         # after the last answer the connection is idle again: the header timeout applies anew
         # and closes it without a stale 408 a client could take for its next answer
         assert _read_all(sock) == b""
+
+
+def test_an_unauthenticated_body_is_answered_and_the_connection_closed(
+    server: InboxServer,
+) -> None:
+    """401 before the body is read, then the connection closes: the server does not drain the
+    10 MB the caller announced (it sends 64 KiB and then only listens)."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /v1/messages HTTP/1.1\r\nHost: inbox\r\n"
+            b"Authorization: Bearer not-a-token-of-anyone-here-at-all\r\n"
+            b"Content-Type: application/xml\r\nContent-Length: 10485760\r\n\r\n" + b"<" * 65536
+        )
+        started = time.monotonic()
+        answer = _read_all(sock)  # returns once the server has closed
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b"connection: close" in answer.lower()
+    assert waited < 9  # closed, not waiting for the remaining ~10 MB

@@ -97,6 +97,10 @@ def request_validation_error(exc: RequestValidationError) -> ApiError:
     return ApiError(422, "invalid_request", text, errors=errors)
 
 
+CLOSE_AFTER = frozenset({401, 403, 413, 429})
+"""Refusals after which the connection is closed: the caller's body is not read (drained)."""
+
+
 def install_error_handlers(app: FastAPI, *, agency_id: str) -> None:
     """Register the handlers of the table above on ``app`` (the inbox of ``agency_id``)."""
 
@@ -106,7 +110,12 @@ def install_error_handlers(app: FastAPI, *, agency_id: str) -> None:
             log.warning(
                 "inbox %s: %s %s → %s", agency_id, request.method, request.url.path, exc.code
             )
-        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status in CLOSE_AFTER:
+            # answered before the body was read: close rather than drain what a refused (or
+            # throttled) caller keeps sending
+            headers["Connection"] = "close"
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
