@@ -310,15 +310,15 @@ def _bring_up(
     import httpx
 
     # 0. the tokens of the agencies the inboxes accept, before anything listens -------------
-    from connectors.directory import Directory as _Directory
-    from connectors.directory import DirectoryError as _DirectoryError
+    from connectors.directory import Directory, DirectoryError
     from connectors.directory.tokens import check_tokens
 
     try:
-        tokens = check_tokens(_Directory.default(), host="127.0.0.1")  # loopback inboxes
-    except _DirectoryError as exc:
+        directory = Directory.default()
+    except DirectoryError as exc:
         _say(str(exc))
         return EXIT_UNUSABLE
+    tokens = check_tokens(directory, host="127.0.0.1")  # the inboxes bind loopback endpoints
     for warning in tokens.warnings:
         _say(f"WARNING: {warning}")
     if not tokens.ok:
@@ -378,7 +378,7 @@ def _bring_up(
     # Prefect is imported from here on, with PREFECT_API_URL set
     import asyncio
 
-    from connectors.directory import Channel, Directory, DirectoryError
+    from connectors.directory import Channel
     from connectors.journal import Journal
 
     from ..correlation import emit_accepted_event
@@ -393,7 +393,6 @@ def _bring_up(
 
     # 2. journal, 3. inboxes ----------------------------------------------------------------
     try:
-        directory = Directory.default()
         routing = Routing.default(directory=directory)
     except (DirectoryError, ValueError) as exc:
         _say(str(exc))
