@@ -8,8 +8,9 @@ from collections import Counter
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import acreate_table_artifact
+from prefect.artifacts import TableArtifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 
 from connectors.journal import CaseStatus, DeliveryRecord, DeliveryState, Direction
 
@@ -154,8 +155,12 @@ async def publish_case_artifacts(rt: Runtime, case_id: str) -> None:
         lambda: (delivery_rows(rt, case_id), timeline_markdown(rt, case_id))
     )
     table = [{k: v for k, v in r.items() if k != "last_error"} for r in rows]
-    await acreate_table_artifact(
+    artifact = TableArtifact(
         key=key,
         table=table or [{"recipient": "-", "state": "none"}],
         description=f"Deliveries of case {case_id}\n\n{timeline}",
     )
+    # the run's own API client: ``acreate_table_artifact`` opens a new one (and a new connection
+    # to the server) for every artifact
+    ctx = FlowRunContext.get()
+    await artifact.acreate(client=ctx.client if ctx is not None else None)

@@ -8,6 +8,7 @@ and the receiving inbox deduplicates by it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 import shutil
 import tempfile
@@ -300,8 +301,14 @@ def _settle(delivery_ids: list[int]) -> list[DeliveryOutcome]:
 
 
 def _retrying(task_fn: Any) -> Any:
-    delays = list(get_runtime().settings.retry_delays)
-    return task_fn.with_options(retries=len(delays), retry_delay_seconds=delays)
+    return _with_retries(task_fn, tuple(get_runtime().settings.retry_delays))
+
+
+@functools.lru_cache(maxsize=32)
+def _with_retries(task_fn: Any, delays: tuple[float, ...]) -> Any:
+    """The task with the runtime's retry delays, made once per (task, delays):
+    ``Task.with_options`` builds a new task, reading its source again, on every call."""
+    return task_fn.with_options(retries=len(delays), retry_delay_seconds=list(delays))
 
 
 async def send_all(
