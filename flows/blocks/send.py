@@ -8,8 +8,8 @@ and the receiving inbox deduplicates by it."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
+import functools
 import shutil
 import tempfile
 import time
