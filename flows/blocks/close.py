@@ -10,6 +10,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import TableArtifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import PrefectClient
 from prefect.context import FlowRunContext
 
 from connectors.journal import CaseStatus, DeliveryRecord, DeliveryState, Direction
@@ -163,4 +164,5 @@ async def publish_case_artifacts(rt: Runtime, case_id: str) -> None:
     # the run's own API client: ``acreate_table_artifact`` opens a new one (and a new connection
     # to the server) for every artifact
     ctx = FlowRunContext.get()
-    await artifact.acreate(client=ctx.client if ctx is not None else None)
+    client = ctx.client if ctx is not None else None
+    await artifact.acreate(client=client if isinstance(client, PrefectClient) else None)
