@@ -157,11 +157,42 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield request.getfixturevalue("pg_schema_url")
 
 
+def _port_slice() -> range:
+    """This test process's own ports: below the kernel's ephemeral range (which outgoing
+    connections draw from), one disjoint slice per xdist worker."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    start, stop = 10000, max(low, 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), 1)
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    width = (stop - start) // count
+    return range(start + index * width, start + (index + 1) * width)
+
+
+_PORTS = _port_slice()
+_next_port = _PORTS.start + (os.getpid() % max(len(_PORTS), 1))
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on 127.0.0.1 that nothing else will take before the test binds it.
+
+    A port the kernel hands out for ``bind(0)`` lies in the ephemeral range, where any outgoing
+    connection (of this or another worker, of the Prefect server) may take it before the test's
+    server binds it ("Address already in use", seen in CI). These ports come from a slice below
+    that range, a different one per xdist worker, handed out in turn and probed free."""
+    global _next_port
+    for _ in range(len(_PORTS)):
+        port = _next_port
+        _next_port = _PORTS.start + (port + 1 - _PORTS.start) % len(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 # --------------------------------------------------------------------------- Prefect
@@ -208,7 +239,7 @@ def write_agencies(target: Path, *, drop_dir: Path) -> Path:
 
     def unique_port(_: re.Match[str]) -> str:
         port = free_port()
-        while port in used:  # a port just probed free can be handed out again
+        while port in used:  # the slice wrapped around
             port = free_port()
         used.add(port)
         return f"http://127.0.0.1:{port}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import socket
 import threading
 import time
 import tracemalloc
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import free_port
 
 from connectors.directory import Agency, Channel, Directory
 from connectors.senders import (
@@ -231,18 +231,12 @@ def test_container_errors_refuse(local: Any) -> None:
 # ------------------------------------------------------------------------------ WebDAV server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class DavServer:
     def __init__(self, root: Path, *, tls: dict[str, Path] | None = None) -> None:
         from cheroot import wsgi
         from wsgidav.wsgidav_app import WsgiDAVApp
 
-        self.root, self.port = root, _free_port()
+        self.root, self.port = root, free_port()
         root.mkdir(parents=True, exist_ok=True)
         config = {
             "host": "127.0.0.1",
@@ -348,7 +342,7 @@ def test_webdav_wrong_password_is_permanent_and_down_is_transient(dav: DavServer
     ):
         sender.send(_message())
     assert info.value.status_code == 401
-    down = _dav_directory(f"http://127.0.0.1:{_free_port()}/transfer").get("archiv")
+    down = _dav_directory(f"http://127.0.0.1:{free_port()}/transfer").get("archiv")
     with WebDavSender(down, environ=ENV) as sender, pytest.raises(TransientSendError) as info2:
         sender.send(_message())
     assert isinstance(info2.value.__cause__, Exception)
