@@ -93,7 +93,9 @@ def _answer_lue(env: Env, case_uuid: str, stop: threading.Event) -> threading.Th
     in the city's outbox, a Rückmeldung 01 to it."""
     from flows.families.gewerbe.family import message_uuid_for
 
-    sent = message_uuid_for(case_uuid, "lebensmittelueberwachung")
+    sent = message_uuid_for(
+        case_uuid, "lebensmittelueberwachung", key=env.journal.secret("message-uuid")
+    )
 
     def run() -> None:
         deadline = time.monotonic() + 60

@@ -132,3 +132,20 @@ def test_escalation_automations_cover_every_family_s_consultations() -> None:
         "amtsbote-missing-reply-anbietung",
         "amtsbote-missing-reply-aussonderung",
     } <= names
+
+
+def test_outgoing_uuids_are_keyed_stable_and_not_derivable_from_public_data() -> None:
+    import uuid as _uuid
+
+    from flows.families.gewerbe.family import message_uuid_for
+
+    notification = str(_uuid.uuid4())
+    key, other = b"k" * 32, b"o" * 32
+    first = message_uuid_for(notification, "auslaenderbehoerde", key=key)
+    assert first == message_uuid_for(notification.upper(), "auslaenderbehoerde", key=key)
+    assert _uuid.UUID(first).version == 4
+    assert first != message_uuid_for(notification, "auslaenderbehoerde", key=other)
+    assert first != message_uuid_for(notification, "ihk", key=key)
+    # the former derivation (UUID v5 of the notification and the rule) no longer predicts it
+    old = _uuid.UUID("5b0f3b8e-2f0a-4d8e-9a55-0a7c1e0b7a11")
+    assert first != str(_uuid.uuid5(old, f"{notification}/auslaenderbehoerde"))

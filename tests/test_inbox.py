@@ -195,6 +195,58 @@ def test_same_uuid_other_payload_is_a_conflict(inbox: Inbox) -> None:
     assert inbox.count()["messages"] == before["messages"]
 
 
+def test_a_uuid_is_unique_per_sender_and_another_senders_use_neither_blocks_nor_shows(
+    inbox: Inbox, tmp_path: Path
+) -> None:
+    uid, genuine = inbox.messages("kreis-paderborn", HOME).new()
+    _, squat = inbox.messages("ihk-owl", HOME).new(uid)  # ihk-owl takes the UUID first
+    before = inbox.count()
+    first = inbox.post(squat, sender="ihk-owl")
+    assert first.status_code == 202, first.text
+    second = inbox.post(genuine, sender="kreis-paderborn")
+    assert second.status_code == 202, second.text  # not blocked by the squatter
+    assert second.json()["nachrichtenUUID"] == uid
+    assert second.json()["sha512"] == hashlib.sha512(genuine).hexdigest()
+    assert inbox.count()["messages"] == before["messages"] + 2
+    # repeats stay idempotent per sender; a changed payload is each sender's own conflict
+    assert inbox.post(genuine, sender="kreis-paderborn").json() == second.json()
+    assert inbox.post(squat, sender="ihk-owl").json() == first.json()
+    changed = genuine.replace(b"Restaurant", b"Imbiss")
+    assert inbox.post(changed, sender="kreis-paderborn").status_code == 409
+    assert inbox.count()["messages"] == before["messages"] + 2
+    # the genuine message is kept under kreis-paderborn's own key, and the hook got that key
+    [record] = [
+        c[0]
+        for c in inbox.hook_calls
+        if c[2] and c[0].sender_agency == "kreis-paderborn" and c[1].nachrichten_uuid == uid
+    ]
+    key = inbox.journal.inbound_key(uid, "kreis-paderborn")
+    assert record.nachrichten_uuid == key != uid
+    assert inbox.observer.payload(key) == genuine
+    assert inbox.observer.payload(uid) == squat
+    # the key is keyed by this installation's secret: another journal derives another one
+    other = Journal(f"sqlite:///{tmp_path / 'other.sqlite'}", create=True)
+    try:
+        assert other.inbound_key(uid, "kreis-paderborn") != key
+    finally:
+        other.close()
+    # each sender sees its own message; for a third the UUID is as unknown as a fresh one
+    for sender, body in (("kreis-paderborn", genuine), ("ihk-owl", squat)):
+        status = httpx.get(f"{inbox.url}/v1/messages/{uid}/status", headers=auth(sender))
+        assert status.status_code == 200, status.text
+        report = status.json()
+        assert (report["nachrichtenUUID"], report["sender"]) == (uid, sender)
+        assert report["sha512"] == hashlib.sha512(body).hexdigest()
+    foreign = httpx.get(f"{inbox.url}/v1/messages/{uid}/status", headers=auth("hwk-owl"))
+    fresh = uuid.uuid4()
+    unknown = httpx.get(f"{inbox.url}/v1/messages/{fresh}/status", headers=auth("hwk-owl"))
+    assert foreign.status_code == unknown.status_code == 404
+    assert foreign.json()["error"] == unknown.json()["error"] == "not_found"
+    assert foreign.json()["detail"].replace(uid, "U") == unknown.json()["detail"].replace(
+        str(fresh), "U"
+    )
+
+
 def test_http_sender_gets_a_checked_receipt(inbox: Inbox) -> None:
     message = inbox.messages("kreis-paderborn", HOME).outgoing()
     with inbox.sender(HOME) as sender:
@@ -526,11 +578,11 @@ def test_mailbox_deposit_list_fetch_ack_and_status(inbox: Inbox) -> None:
     assert fetched.content == message.payload
     assert fetched.headers["content-type"].startswith("application/xml")
     assert fetched.headers["X-Content-SHA512"] == message.sha512
-    for other in (HOME, "kreis-paderborn"):
+    for other in (HOME, "kreis-paderborn"):  # another mailbox's message: as if unknown
         refused = httpx.get(f"{inbox.url}/v1/mailbox/{uid}", headers=auth(other))
-        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+        assert refused.status_code == 404 and refused.json()["error"] == "not_found"
         refused = httpx.post(f"{inbox.url}/v1/mailbox/{uid}/ack", headers=auth(other))
-        assert refused.status_code == 403
+        assert refused.status_code == 404
     unknown = uuid.uuid4()
     missing = httpx.get(f"{inbox.url}/v1/mailbox/{unknown}", headers=auth("ihk-owl"))
     assert missing.status_code == 404
@@ -557,12 +609,12 @@ def test_mailbox_deposit_list_fetch_ack_and_status(inbox: Inbox) -> None:
     ]
     assert report["history"][1]["actor"] == "ihk-owl"
     assert report["history"][0]["at"] <= report["history"][1]["at"]
-    # the status report is for the sender only
-    for other in ("ihk-owl", "kreis-paderborn"):
-        refused = httpx.get(f"{inbox.url}/v1/messages/{uid}/status", headers=auth(other))
-        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    # the status report is for the sender only; for anybody else the UUID is unknown
     nothing = httpx.get(f"{inbox.url}/v1/messages/{unknown}/status", headers=auth(HOME))
     assert nothing.status_code == 404
+    for other in ("ihk-owl", "kreis-paderborn"):
+        refused = httpx.get(f"{inbox.url}/v1/messages/{uid}/status", headers=auth(other))
+        assert refused.status_code == 404 and refused.json()["error"] == "not_found"
 
 
 def test_mailbox_limit(inbox: Inbox) -> None:

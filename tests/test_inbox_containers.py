@@ -417,7 +417,7 @@ def test_mailbox_fetch_returns_the_container(inbox: Inbox, tmp_path: Path) -> No
     assert {n: m.sha512 for n, m in files.items()} == {n: _sha(p) for n, p in inbox.primary.items()}
     _spool_empty(inbox)
     # another agency's mailbox stays closed
-    assert httpx.get(f"{inbox.url}/v1/mailbox/{key}", headers=auth("ihk-owl")).status_code == 403
+    assert httpx.get(f"{inbox.url}/v1/mailbox/{key}", headers=auth("ihk-owl")).status_code == 404
 
 
 # ------------------------------------------------------------------------------ other channels

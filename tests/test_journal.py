@@ -41,6 +41,7 @@ from connectors.journal import (
     generate_key,
     xdomea_message_uuid,
 )
+from connectors.journal.seal import verify as seal_verify
 from xoev.message import xdomea_message_key
 
 GEWERBEAMT = "MELDID:12052000"
@@ -353,7 +354,7 @@ def test_record_inbound_is_idempotent(journal: Journal, db_url: str) -> None:
 
 def test_same_uuid_with_other_payload_is_a_conflict(journal: Journal) -> None:
     m = meta()
-    journal.record_inbound(b"<a/>", m)
+    journal.record_inbound(b"<a/>", m, sender_agency=KAMMER)
     with pytest.raises(MessageConflictError) as err:
         journal.record_inbound(b"<b/>", m, sender_agency=KAMMER)
     assert m.nachrichten_uuid in str(err.value) and "different payload" in str(err.value)
@@ -361,6 +362,41 @@ def test_same_uuid_with_other_payload_is_a_conflict(journal: Journal) -> None:
     conflict = journal.events(kind="message.conflict")
     assert len(conflict) == 1 and conflict[0].nachrichten_uuid == m.nachrichten_uuid
     assert conflict[0].detail["sender_agency"] == KAMMER
+
+
+def test_a_uuid_is_unique_per_sender(journal: Journal, db_url: str) -> None:
+    m = meta()
+    squat, created = journal.record_inbound(b"<squat/>", m, sender_agency=KAMMER)
+    assert created and squat.nachrichten_uuid == m.nachrichten_uuid
+    genuine, created = journal.record_inbound(b"<genuine/>", m, sender_agency=GEWERBEAMT)
+    assert created and genuine.sender_agency == GEWERBEAMT
+    key = journal.inbound_key(m.nachrichten_uuid, GEWERBEAMT)
+    assert genuine.nachrichten_uuid == key != m.nachrichten_uuid
+    assert uuid.UUID(key).version == 4
+    # repeats find each sender's own message; neither is a conflict of the other
+    assert journal.record_inbound(b"<genuine/>", m, sender_agency=GEWERBEAMT) == (genuine, False)
+    assert journal.record_inbound(b"<squat/>", m, sender_agency=KAMMER) == (squat, False)
+    with pytest.raises(MessageConflictError):
+        journal.record_inbound(b"<changed/>", m, sender_agency=GEWERBEAMT)
+    assert count(db_url, "messages") == 2
+    assert journal.payload(key) == b"<genuine/>"
+    assert journal.payload(m.nachrichten_uuid) == b"<squat/>"
+    for sender, record in ((GEWERBEAMT, genuine), (KAMMER, squat)):
+        found = journal.get_message(m.nachrichten_uuid, direction="inbound", sender_agency=sender)
+        assert found.id == record.id
+    with pytest.raises(JournalNotFoundError):
+        journal.get_message(m.nachrichten_uuid, direction="inbound", sender_agency="hwk:9999")
+    [received] = [e for e in journal.events(kind="message.received") if e.nachrichten_uuid == key]
+    assert received.detail["sent_as"] == m.nachrichten_uuid
+    assert seal_verify(journal.engine).ok  # the re-keyed message is sealed like any other
+    # the key comes from this installation's secret: stable, unknown to other installations
+    with Journal(db_url) as again:
+        assert again.inbound_key(m.nachrichten_uuid, GEWERBEAMT) == key
+        assert again.secret("inbound-key") == journal.secret("inbound-key")
+    assert len(journal.secret("message-uuid")) == 32
+    assert journal.secret("message-uuid") != journal.secret("inbound-key")
+    with pytest.raises(JournalValueError, match="purpose"):
+        journal.secret("No Name")
 
 
 def test_inbound_to_unknown_case_writes_nothing(journal: Journal, db_url: str) -> None:

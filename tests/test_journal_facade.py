@@ -28,6 +28,7 @@ from connectors.journal.repo import (
     ExpectationRepository,
     JournalBase,
     MessageRepository,
+    SecretRepository,
 )
 
 #: The public API of Journal, by where it lives. Changing it is a decision: update this table.
@@ -41,7 +42,14 @@ API: dict[type, set[str]] = {
         "update_case",
         "open_case_for_message",
     },
-    MessageRepository: {"record_inbound", "record_outbound", "get_message", "payload", "messages"},
+    MessageRepository: {
+        "record_inbound",
+        "record_outbound",
+        "get_message",
+        "payload",
+        "messages",
+        "inbound_key",
+    },
     DeliveryRepository: {
         "get_delivery",
         "deliveries",
@@ -65,6 +73,7 @@ API: dict[type, set[str]] = {
         "expire_expectation",
         "expire_overdue",
     },
+    SecretRepository: {"secret"},
 }
 GEWERBEAMT = "psw:05774032"
 KAMMER = "hwk:0004"

@@ -33,6 +33,7 @@ TABLES = {
     "journal_seal",
     "blobs",
     "message_blobs",
+    "journal_secrets",
 }
 
 

@@ -353,7 +353,9 @@ def test_reply_early_is_kept_and_taken_when_the_run_asks(quiet_env: Env) -> None
 
     env = quiet_env
     uuid = env.submit("notification-anmeldung")
-    consult_uuid = message_uuid_for(uuid, "auslaenderbehoerde")
+    consult_uuid = message_uuid_for(
+        uuid, "auslaenderbehoerde", key=env.journal.secret("message-uuid")
+    )
     reply = _reply(env, consult_uuid, overtaking=True)  # in the journal before the run asks
     assert reply in [m.nachrichten_uuid for m in env.journal.unmatched_replies()]
     clerk = _approve_when_waiting(env)
@@ -384,7 +386,11 @@ def test_reply_on_time_resumes_the_paused_run(quiet_env: Env) -> None:
     case = env.journal.get_case(env.journal.get_message(uuid).case_id)
     assert case.status.value == "waiting"
     clerk = _approve_when_waiting(env)
-    _reply(env, message_uuid_for(uuid, "auslaenderbehoerde"), ergebnis="01")
+    _reply(
+        env,
+        message_uuid_for(uuid, "auslaenderbehoerde", key=env.journal.secret("message-uuid")),
+        ergebnis="01",
+    )
     thread.join(timeout=90)
     clerk.join(timeout=5)
     assert "error" not in box, box.get("error")
@@ -422,7 +428,9 @@ def test_reply_late_fails_the_case_and_is_kept(quiet_env: Env, tmp_path: Path) -
         asyncio.run(gewerbeanmeldung(message_uuid=uuid))
     case = env.journal.get_case(env.journal.get_message(uuid).case_id)
     assert case.status.value == "failed"
-    reply = _reply(env, message_uuid_for(uuid, "auslaenderbehoerde"))
+    reply = _reply(
+        env, message_uuid_for(uuid, "auslaenderbehoerde", key=env.journal.secret("message-uuid"))
+    )
     assert reply in [m.nachrichten_uuid for m in env.journal.unmatched_replies()]
 
 

@@ -3,8 +3,8 @@
 A message for an agency served by the inbox (its own, or one whose mailbox it hosts) waits as an
 inbound delivery in state ``delivered``; the agency lists it, fetches the XML and acknowledges
 the fetch, which moves the delivery to ``fetched``. An agency sees only its own mailbox: a
-message of another agency's is 403, an unknown one 404. Answers are dicts of the fields of
-:class:`~connectors.inbox.schemas.MailboxModel` / :class:`~connectors.inbox.schemas.AckModel`.
+message of another agency's answers the same 404 as an unknown one. Answers are dicts of the
+fields of :class:`~connectors.inbox.schemas.MailboxModel` / :class:`~connectors.inbox.schemas.AckModel`.
 """
 
 from __future__ import annotations
@@ -62,23 +62,19 @@ class Mailboxes:
             )
 
     def _delivery(self, caller: Agency, nachrichten_uuid: str) -> DeliveryRecord:
-        """The inbound delivery of ``nachrichten_uuid`` to ``caller`` (404 unknown, 403
-        another agency's)."""
+        """The inbound delivery of ``nachrichten_uuid`` to ``caller``; the same 404 when there is
+        none and when the message is another mailbox's (nothing tells that the UUID is in use)."""
         try:
             deliveries = self.journal.deliveries(
                 nachrichten_uuid=nachrichten_uuid, direction=Direction.INBOUND
             )
         except JournalError as exc:
             raise self._unavailable("deliveries", exc) from exc
-        if not deliveries:
-            raise ApiError(404, "not_found", f"no message {nachrichten_uuid} in this inbox")
         for delivery in deliveries:
             if delivery.recipient == caller.id:
                 return delivery
         raise ApiError(
-            403,
-            "forbidden",
-            f"message {nachrichten_uuid} is not in the mailbox of agency {caller.id}",
+            404, "not_found", f"no message {nachrichten_uuid} in the mailbox of {caller.id}"
         )
 
     def list_messages(self, caller: Agency, limit: int | None = None) -> dict[str, Any]:

@@ -39,11 +39,16 @@ description is served at ``/openapi.json``, its viewer at ``/docs``)::
    (and recorded as journal event ``inbox.hook_failed``) and changes nothing in the answer;
 10. 202 with the receipt ``{"nachrichtenUUID", "received_at", "sha512", "state", "recipient"}``.
 
-Repeats: the same nachrichtenUUID with the same payload stores nothing new and answers **200**
-with the identical receipt (``received_at`` of the first delivery); with a different payload
-409 ``conflict`` (the first one stays). A message for the serving agency itself and one for a
-hosted mailbox are stored alike: one inbound delivery to the recipient in state ``delivered``
-(waiting in the mailbox until fetched); the receipt's ``state`` is always ``delivered``.
+Repeats: a nachrichtenUUID is unique per sender (authenticated agency). The same sender's same
+UUID with the same payload stores nothing new and answers **200** with the identical receipt
+(``received_at`` of the first delivery); with a different payload 409 ``conflict`` (the first one
+stays). Another sender's use of the same UUID neither blocks nor shows: its message is kept
+under that sender's own journal key (:meth:`Journal.inbound_key`, keyed, unguessable), and the
+status route answers the same 404 for a foreign UUID as for an unknown one.
+
+A message for the serving agency itself and one for a hosted mailbox are stored alike: one
+inbound delivery to the recipient in state ``delivered`` (waiting in the mailbox until fetched);
+the receipt's ``state`` is always ``delivered``.
 
 Threads: the body is read on the event loop; parsing, validation and the journal run in the
 thread pool (one hop per message); the other endpoints are plain ``def`` endpoints, which FastAPI
@@ -315,8 +320,8 @@ class InboxService(MessageChecks):
         blobs = self.journal.blobs
         try:
             if files:
-                self._check_repeat(key, payload)
-                containers.check_attachments(blobs, key, files)
+                stored = self._check_repeat(key, payload, sender)
+                containers.check_attachments(blobs, stored, files)
                 containers.put_files(blobs, files, label)
             record, created = self.journal.record_inbound(
                 payload,
@@ -327,7 +332,7 @@ class InboxService(MessageChecks):
                 actor=self.actor,
             )
             if files:
-                containers.attach_files(blobs, key, files)
+                containers.attach_files(blobs, record.nachrichten_uuid, files)
         except MessageConflictError as exc:
             log.warning(
                 "inbox %s: message %s from %s refused: same nachrichtenUUID, other payload",
@@ -354,7 +359,7 @@ class InboxService(MessageChecks):
             )
         self._call_hook(record, info, created)
         receipt = {
-            "nachrichtenUUID": record.nachrichten_uuid,
+            "nachrichtenUUID": key,  # as sent (the journal may keep it under the sender's key)
             "received_at": record.recorded_at.isoformat(),
             "sha512": receipt_sha512 or record.payload_sha512,
             "state": ACCEPTED_STATE,
@@ -362,14 +367,27 @@ class InboxService(MessageChecks):
         }
         return (202 if created else 200), receipt
 
-    def _check_repeat(self, key: str, payload: bytes) -> None:
-        """409 before any blob is stored when ``key`` is held by another payload."""
+    def _check_repeat(self, key: str, payload: bytes, sender: Agency) -> str:
+        """409 before any blob is stored when ``sender``'s ``key`` is held by another payload;
+        the journal key its files go under (the UUID, or the sender's own key when another
+        sender's message holds the UUID)."""
         try:
-            record = self.journal.get_message(key, direction=Direction.INBOUND)
+            record = self.journal.get_message(
+                key, direction=Direction.INBOUND, sender_agency=sender.id
+            )
         except JournalNotFoundError:
-            return
+            try:
+                other = self.journal.get_message(key, direction=Direction.INBOUND)
+            except JournalNotFoundError:
+                return key
+            return (
+                key
+                if other.sender_agency == sender.id
+                else self.journal.inbound_key(key, sender.id)
+            )
         if record.payload_sha512 != hashlib.sha512(payload).hexdigest():
             raise _conflict(key)
+        return record.nachrichten_uuid
 
     @property
     def spool_dir(self) -> Path:
@@ -439,29 +457,26 @@ class InboxService(MessageChecks):
     # -- status
 
     def status(self, caller: Agency, nachrichten_uuid: str) -> dict[str, Any]:
+        """The caller's own message only: another sender's message with this UUID answers the
+        same 404 as an unknown one (nothing tells that the UUID is in use)."""
         try:
-            record = self.journal.get_message(nachrichten_uuid, direction=Direction.INBOUND)
+            record = self.journal.get_message(
+                nachrichten_uuid, direction=Direction.INBOUND, sender_agency=caller.id
+            )
         except JournalNotFoundError:
             raise ApiError(
-                404, "not_found", f"no message {nachrichten_uuid} in this inbox"
+                404, "not_found", f"no message {nachrichten_uuid} from you in this inbox"
             ) from None
         except JournalError as exc:
             raise self._unavailable("get_message", exc) from exc
-        if record.sender_agency != caller.id:
-            raise ApiError(
-                403,
-                "forbidden",
-                f"only the sender of message {nachrichten_uuid} may read its status",
-            )
+        key = record.nachrichten_uuid
         try:
-            history = self.journal.transport_report(nachrichten_uuid)
-            deliveries = self.journal.deliveries(
-                nachrichten_uuid=nachrichten_uuid, direction=Direction.INBOUND
-            )
+            history = self.journal.transport_report(key)
+            deliveries = self.journal.deliveries(nachrichten_uuid=key, direction=Direction.INBOUND)
         except JournalError as exc:
             raise self._unavailable("transport_report", exc) from exc
         return {
-            "nachrichtenUUID": record.nachrichten_uuid,
+            "nachrichtenUUID": nachrichten_uuid,
             "sender": record.sender_agency,
             "message_type": record.message_type,
             "received_at": iso(record.recorded_at),

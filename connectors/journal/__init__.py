@@ -53,6 +53,7 @@ from .records import (
     StatusChange,
     xdomea_message_uuid,
 )
+from .repo.secrets import keyed_uuid
 from .store import Journal
 
 __all__ = [
@@ -79,5 +80,6 @@ __all__ = [
     "UpgradeResult",
     "generate_key",
     "head_revision",
+    "keyed_uuid",
     "xdomea_message_uuid",
 ]

@@ -40,7 +40,7 @@ __all__ = [
 SCRIPT_LOCATION = "connectors.journal:migrations"
 VERSION_TABLE = "amtsbote_journal_version"
 #: The newest revision of the scripts in ``migrations/versions`` (raise it with each new one).
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 #: pg_advisory_xact_lock key serialising journal migrations ("amtsbote" in ASCII, truncated).
 _PG_LOCK_KEY = 0x616D7473626F7465 & 0x7FFFFFFFFFFFFFFF
 

@@ -339,3 +339,16 @@ class MessageBlob(Base):
     digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest"))
 
     __table_args__ = (Index(None, "digest"),)
+
+
+class JournalSecret(Base):
+    """Random secrets of this installation, created on first use and never changed: the keys of
+    keyed derivations (outgoing nachrichtenUUIDs; the journal key of a message whose UUID another
+    sender used first). Kept in the journal so that every node of an installation derives the
+    same values (:mod:`connectors.journal.repo.secrets`)."""
+
+    __tablename__ = "journal_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -45,6 +45,7 @@ from .repo import (
     EventRepository,
     ExpectationRepository,
     MessageRepository,
+    SecretRepository,
 )
 from .repo.base import (
     T_ATTEMPTS,
@@ -73,6 +74,7 @@ class Journal(
     DeliveryRepository,
     EventRepository,
     ExpectationRepository,
+    SecretRepository,
 ):
     """The message journal. See the module docstring for the rules.
 

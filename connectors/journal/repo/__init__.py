@@ -8,6 +8,7 @@
 :mod:`.deliveries`         :class:`DeliveryRepository`: ``deliveries``, attempts, mailboxes
 :mod:`.events`             :class:`EventRepository`: the append-only ``events``
 :mod:`.expectations`       :class:`ExpectationRepository`: ``expectations``, correlation
+:mod:`.secrets`            :class:`SecretRepository`: ``journal_secrets``, keyed derivations
 =========================  ====================================================================
 
 The repositories are mixins on :class:`JournalBase` (one engine, one codec, shared by all), so
@@ -24,6 +25,7 @@ from .deliveries import DeliveryRepository
 from .events import EventRepository
 from .expectations import ExpectationRepository
 from .messages import MessageRepository
+from .secrets import SecretRepository
 
 __all__ = [
     "REPOSITORIES",
@@ -33,6 +35,7 @@ __all__ = [
     "ExpectationRepository",
     "JournalBase",
     "MessageRepository",
+    "SecretRepository",
 ]
 
 #: Every repository, in the order :class:`connectors.journal.Journal` combines them.
@@ -42,4 +45,5 @@ REPOSITORIES: tuple[type[JournalBase], ...] = (
     DeliveryRepository,
     EventRepository,
     ExpectationRepository,
+    SecretRepository,
 )

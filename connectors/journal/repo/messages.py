@@ -57,10 +57,15 @@ from .rows import (
     new_delivery_row,
     state_event,
 )
+from .secrets import keyed_uuid, secret_of
 
 __all__ = ["MessageRepository", "insert_message", "message_by_uuid"]
 
 _M = T_MESSAGES.c
+#: The secret the per-sender keys of inbound messages are derived from.
+_INBOUND_KEY = "inbound-key"
+#: ``_inbound_again``'s conflict when the stored message is another sender's.
+_FOREIGN = "another sender's message"
 
 
 #: record_inbound on PostgreSQL, 1 of 2: lock the chain head and reserve the ids the events
@@ -189,55 +194,67 @@ class MessageRepository(JournalBase):
         actor = self._actor(actor)
         encoded = self._codec.encode(payload)
         now = utcnow()
-        row = message_row(meta, encoded, Direction.INBOUND, sender, case, now)
-        row["correlation_state"] = CorrelationState.UNMATCHED.value
         uuid = meta.nachrichten_uuid
-        received = event_row(
-            "message.received",
-            actor,
-            now,
-            case_id=case,
-            nachrichten_uuid=uuid,
-            detail=message_detail(meta, encoded.size, sender),
-        )
-        mailbox = None
-        if state is not None:
-            assert recipient is not None
-            mailbox = state_event(
-                actor, now, uuid, case, 0, Direction.INBOUND, recipient, None, state
+        # The UUID as sent first; when another sender holds it, this sender's own key.
+        keys = (uuid if i == 0 else self.inbound_key(uuid, sender) for i in range(2))
+        for key in keys:
+            row = message_row(meta, encoded, Direction.INBOUND, sender, case, now)
+            row["nachrichten_uuid"] = key
+            row["correlation_state"] = CorrelationState.UNMATCHED.value
+            detail = message_detail(meta, encoded.size, sender)
+            if key != uuid:
+                detail["sent_as"] = uuid
+            received = event_row(
+                "message.received", actor, now, case_id=case, nachrichten_uuid=key, detail=detail
             )
-        # One transaction: the message, its mailbox delivery and the events, sealed into the
-        # hash chain (the chain head is locked until commit).
-        if self._dialect == "postgresql":
-            message_id = self._pg_insert_inbound(row, recipient, state, received, mailbox)
-            if message_id is not None:
-                return message_record(row, message_id, len(encoded.data)), True
-            with self._tx("record_inbound") as conn:
-                existing, conflict = self._inbound_again(
-                    conn, uuid, encoded.sha512, sender, recipient, state, actor, now
+            mailbox = None
+            if state is not None:
+                assert recipient is not None
+                mailbox = state_event(
+                    actor, now, key, case, 0, Direction.INBOUND, recipient, None, state
                 )
-        else:
-            with self._tx("record_inbound") as conn:
-                if case is not None:
-                    self._require_case(conn, case)
-                message_id = conn.execute(insert_message(self._dialect), row).scalar()
+            # One transaction: the message, its mailbox delivery and the events, sealed into
+            # the hash chain (the chain head is locked until commit).
+            if self._dialect == "postgresql":
+                message_id = self._pg_insert_inbound(row, recipient, state, received, mailbox)
                 if message_id is not None:
-                    seal_message(received, row, message_id)
-                    events = [received]
-                    if state is not None and mailbox is not None:
-                        assert recipient is not None
-                        mailbox["delivery_id"] = add_delivery(
-                            conn, message_id, recipient, state, now
-                        )
-                        events.append(mailbox)
-                    insert_events(conn, events)
                     return message_record(row, message_id, len(encoded.data)), True
-                existing, conflict = self._inbound_again(
-                    conn, uuid, encoded.sha512, sender, recipient, state, actor, now
-                )
-        if conflict is not None:
-            raise MessageConflictError(uuid, "inbound", conflict)
-        return existing, False
+                with self._tx("record_inbound") as conn:
+                    existing, conflict = self._inbound_again(
+                        conn, key, encoded.sha512, sender, recipient, state, actor, now
+                    )
+            else:
+                with self._tx("record_inbound") as conn:
+                    if case is not None:
+                        self._require_case(conn, case)
+                    message_id = conn.execute(insert_message(self._dialect), row).scalar()
+                    if message_id is not None:
+                        seal_message(received, row, message_id)
+                        events = [received]
+                        if state is not None and mailbox is not None:
+                            assert recipient is not None
+                            mailbox["delivery_id"] = add_delivery(
+                                conn, message_id, recipient, state, now
+                            )
+                            events.append(mailbox)
+                        insert_events(conn, events)
+                        return message_record(row, message_id, len(encoded.data)), True
+                    existing, conflict = self._inbound_again(
+                        conn, key, encoded.sha512, sender, recipient, state, actor, now
+                    )
+            if conflict is _FOREIGN:
+                continue  # another sender's message: try this sender's own key
+            if conflict is not None:
+                raise MessageConflictError(uuid, "inbound", conflict)
+            return existing, False
+        # the sender's own key is held by another sender: only by tampering with the rows
+        raise MessageConflictError(uuid, "inbound", "its key is held by another sender")
+
+    def inbound_key(self, nachrichten_uuid: str, sender_agency: str | None) -> str:
+        """The journal key of an inbound message of ``sender_agency`` whose UUID another sender
+        used first: keyed from the installation's secret, the sender and the UUID, so the same
+        for every repeat and unguessable for the other senders (no one can take it first)."""
+        return keyed_uuid(secret_of(self, _INBOUND_KEY), sender_agency or "", nachrichten_uuid)
 
     def _pg_insert_inbound(
         self,
@@ -308,8 +325,11 @@ class MessageRepository(JournalBase):
         actor: str,
         now: datetime,
     ) -> tuple[MessageRecord, str | None]:
-        """A repeated inbound UUID: the stored record and the conflict, if any."""
+        """A repeated inbound UUID: the stored record and the conflict, if any — :data:`_FOREIGN`
+        (nothing written) when another sender's message holds it."""
         existing = message_by_uuid(conn, uuid, Direction.INBOUND)
+        if existing.sender_agency != sender:
+            return existing, _FOREIGN
         if existing.payload_sha512 != sha512:
             insert_events(
                 conn,
@@ -459,20 +479,40 @@ class MessageRepository(JournalBase):
 
     @retry_on_disconnect
     def get_message(
-        self, nachrichten_uuid: str, *, direction: Direction | str | None = None
+        self,
+        nachrichten_uuid: str,
+        *,
+        direction: Direction | str | None = None,
+        sender_agency: str | None = None,
     ) -> MessageRecord:
         """Metadata of a message (no payload). Without ``direction``, when the journal holds
-        both copies (a message between two agencies served here), the inbound one."""
+        both copies (a message between two agencies served here), the inbound one. With
+        ``sender_agency``, the inbound message that agency sent with this UUID (whether it is
+        kept under the UUID or under the sender's own key): another sender's is not found."""
         uuid = normalize_uuid(nachrichten_uuid)
         way = as_enum(Direction, direction, "direction") if direction is not None else None
+        if sender_agency is not None:
+            sender = check_agency(sender_agency, "sender_agency")
+            keys = [uuid, self.inbound_key(uuid, sender)]
+            stmt = select(*MESSAGE_COLUMNS).where(
+                _M.nachrichten_uuid.in_(keys),
+                _M.direction == Direction.INBOUND.value,
+                _M.sender_agency == sender,
+            )
+            with self._tx("get_message", write=False) as conn:
+                row = conn.execute(stmt.limit(1)).mappings().first()
+            if row is None:
+                raise JournalNotFoundError("inbound message", uuid)
+            return message_record(row)
         with self._tx("get_message", write=False) as conn:
             return message_by_uuid(conn, uuid, way)
 
     @retry_on_disconnect
     def payload(self, nachrichten_uuid: str, *, direction: Direction | str | None = None) -> bytes:
-        """The original bytes of a message: decrypted, decompressed and checked against the
-        recorded SHA-512 (:class:`PayloadIntegrityError` / :class:`JournalKeyError` otherwise;
-        :class:`PayloadPurgedError` when retention has replaced it by its tombstone)."""
+        """The original bytes of a message (by its journal key): decrypted, decompressed and
+        checked against the recorded SHA-512 (:class:`PayloadIntegrityError` /
+        :class:`JournalKeyError` otherwise; :class:`PayloadPurgedError` when retention has
+        replaced it by its tombstone)."""
         uuid = normalize_uuid(nachrichten_uuid)
         way = as_enum(Direction, direction, "direction") if direction is not None else None
         stmt = select(_M.payload, _M.payload_encoding, _M.payload_sha512).where(

@@ -153,7 +153,7 @@ def _record(
     assert key is not None and process_id is not None  # xdomea with a ProzessID (validated)
     journal = rt.journal
     try:
-        existing = journal.get_message(key, direction=Direction.INBOUND)
+        existing = journal.get_message(key, direction=Direction.INBOUND, sender_agency=by)
     except JournalNotFoundError:
         existing = None
     if existing is not None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import uuid
 import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from connectors.journal import Direction, MessageMeta
+from connectors.journal import Direction, MessageMeta, keyed_uuid
 from xoev.nachrichtenkopf import Behoerde, Behoerdenkennung, Nachrichtenkopf
 from xoev.parsing import parse_xml
 from xoev.rueckmeldung import v1_0 as rueckmeldung
@@ -22,7 +21,14 @@ if TYPE_CHECKING:
     from ...routing import Route
     from ...runtime import Runtime
 
-__all__ = ["FAMILY", "PROCEDURE_KIND", "GewerbeFamily", "meldungsart_of", "message_uuid_for"]
+__all__ = [
+    "FAMILY",
+    "MESSAGE_UUID_SECRET",
+    "PROCEDURE_KIND",
+    "GewerbeFamily",
+    "meldungsart_of",
+    "message_uuid_for",
+]
 
 #: Procedure name → the Meldungsart its notifications carry.
 PROCEDURE_KIND = {
@@ -30,17 +36,21 @@ PROCEDURE_KIND = {
     "gewerbeummeldung": "ummeldung",
     "gewerbeabmeldung": "abmeldung",
 }
-_UUID_NAMESPACE = uuid.UUID("5b0f3b8e-2f0a-4d8e-9a55-0a7c1e0b7a11")
+#: The installation secret outgoing nachrichtenUUIDs are keyed with.
+MESSAGE_UUID_SECRET = "message-uuid"
 _NOTIFICATION = "gwa.gewerbemeldung.0010"
 _PROCEDURES = "flows.families.gewerbe.procedures"
 
 
-def message_uuid_for(notification_uuid: str, rule: str) -> str:
+def message_uuid_for(notification_uuid: str, rule: str, *, key: bytes) -> str:
     """The nachrichtenUUID of the message of ``rule`` for the case opened by the notification
-    ``notification_uuid``: the same on every retry, resume and re-run (UUID v5), and as unique
-    as the notification's own UUID — case ids restart in every journal, notification UUIDs do
-    not. It is fixed in the outbox when the message is first recorded."""
-    return str(uuid.uuid5(_UUID_NAMESPACE, f"{notification_uuid.lower()}/{rule}"))
+    ``notification_uuid``: the same on every retry, resume and re-run and on every node (keyed by
+    the installation's secret ``key`` — :meth:`Journal.secret` ``("message-uuid")``), and as
+    unique as the notification's own UUID — case ids restart in every journal, notification
+    UUIDs do not. Without the key nobody can tell it in advance from public data (the
+    notification's UUID and the route), so nobody can take it first at a recipient. It is fixed
+    in the outbox when the message is first recorded."""
+    return keyed_uuid(key, "gewerbe", notification_uuid.lower(), rule)
 
 
 def meldungsart_of(payload: bytes) -> str | None:
@@ -118,7 +128,10 @@ class GewerbeFamily(Family):
         return (rueckmeldung.ROOT,)
 
     def message_uuid(self, case: Any, route: Route) -> str:
-        return message_uuid_for(case.message_uuid, route.rule)
+        from ...runtime import get_runtime
+
+        key = get_runtime().journal.secret(MESSAGE_UUID_SECRET)
+        return message_uuid_for(case.message_uuid, route.rule, key=key)
 
     def build(self, rt: Runtime, case: Any, route: Route, *, message_uuid: str) -> BuiltMessage:
         """The route's message type filled from the notification: only the data groups the type
