@@ -4,7 +4,8 @@ A message for an agency served by the inbox (its own, or one whose mailbox it ho
 inbound delivery in state ``delivered``; the agency lists it, fetches the XML and acknowledges
 the fetch, which moves the delivery to ``fetched``. An agency sees only its own mailbox: a
 message of another agency's answers the same 404 as an unknown one. Answers are dicts of the
-fields of :class:`~connectors.inbox.schemas.MailboxModel` / :class:`~connectors.inbox.schemas.AckModel`.
+fields of :class:`~connectors.inbox.schemas.MailboxModel` /
+:class:`~connectors.inbox.schemas.AckModel`.
 """
 
 from __future__ import annotations
