@@ -34,7 +34,9 @@ that cannot be checked at all, or a registry that cannot check it::
     │   ├── SchemaPathError           a --schema-path directory does not exist
     │   ├── SchemaUnavailableError    known namespace, but its XSD bundle was not found
     │   └── SchemaCompileError        the XSD bundle was found but does not compile
-    └── CodelistError                 a genericode file cannot be read
+    ├── CodelistError                 a genericode file cannot be read
+    └── KositConfigError              a KoSIT validator configuration (scenarios.xml and its
+                                      repository) cannot be used; names the file and line
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ __all__ = [
     "ForbiddenDoctypeError",
     "InputEncodingError",
     "InputTooLargeError",
+    "KositConfigError",
     "MissingMemberError",
     "NestingTooDeepError",
     "NotXMLError",
@@ -310,3 +313,22 @@ class CodelistError(XoevError):
         super().__init__(f"codelist {path}: {detail}")
         self.path = path
         self.detail = detail
+
+
+class KositConfigError(XoevError):
+    """A KoSIT validator configuration cannot be used: ``scenarios.xml`` is not well-formed or not
+    valid against the scenario schema, an XPath does not compile, a resource is missing or outside
+    the repository, a stylesheet or schema does not compile. ``path``/``line`` point at the
+    cause."""
+
+    def __init__(self, reason: str, *, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+        self.line = line
+
+    def __str__(self) -> str:
+        where = self.path or "<configuration>"
+        if self.line is not None:
+            where += f":{self.line}"
+        return f"{where}: {self.reason}"

@@ -55,13 +55,19 @@ class Report:
     message_type: str | None = None
     nachrichten_uuid: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    scenario: str | None = None
+    """KoSIT configurations (:mod:`xoev.kosit`): the scenario that matched (None: none did)."""
+    accepted: bool | None = None
+    """KoSIT configurations: the acceptance recommendation; when set, it is :attr:`ok`."""
 
     @property
     def ok(self) -> bool:
+        if self.accepted is not None:
+            return self.accepted
         return not any(f.severity is Severity.ERROR for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "source": self.source,
             "valid": self.ok,
             "standard": self.standard,
@@ -70,11 +76,18 @@ class Report:
             "nachrichtenUUID": self.nachrichten_uuid,
             "findings": [f.to_dict() for f in self.findings],
         }
+        if self.accepted is not None:  # KoSIT reports only: other reports keep their shape
+            data["scenario"] = self.scenario
+            data["accepted"] = self.accepted
+        return data
 
     def to_text(self) -> str:
         head = f"{self.source}: {'valid' if self.ok else 'INVALID'}"
         if self.standard:
             head += f" ({self.standard} {self.version}, {self.message_type})"
+        if self.accepted is not None:
+            verdict = "accepted" if self.accepted else "rejected"
+            head += f" (KoSIT scenario {self.scenario or '-'}: {verdict})"
         lines = [head]
         lines.extend(f"  {f}" for f in self.findings)
         return "\n".join(lines)
