@@ -3,6 +3,7 @@
 ::
 
     amtsbote validate FILE... [--schema-path DIR]... [--format text|json]
+    amtsbote validate --kosit CONFIG [--kosit-repository DIR] FILE... [--format text|json]
     amtsbote schemas [--schema-path DIR]... [--format text|json]
 
 ``validate`` checks each file (hardened parse, XSD, codelists, business rules) and prints one
@@ -21,6 +22,12 @@ A ``FILE`` ending in ``.zip`` is an xdomea container as x-man exchanges it
 (``{ProzessID}_{Nachrichtenname}.zip``, :mod:`xoev.container`): the container rules are checked
 first (a breach — zip bomb, unsafe or duplicate member, missing or unreferenced primary file, XML
 not matching the file name — is unusable input, exit 2), then its message XML like any file.
+
+``--kosit CONFIG`` checks with a KoSIT validator configuration instead of the built-in registry
+(a ``scenarios.xml`` or its folder; ``--kosit-repository`` is the folder its resource locations are
+relative to, by default that of the scenarios file; :mod:`xoev.kosit`). Exit 1 when a document is
+rejected; not well-formed input and a document no scenario matches are unusable input (exit 2), like
+without ``--kosit``, and their report is printed too; a broken configuration is exit 2.
 
 ``schemas`` lists the known standards and versions with namespace, message types and where each
 schema bundle came from (built-in or the schema-path directory), plus loaded codelists.
@@ -69,6 +76,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument(
         "--format", choices=("text", "json"), default="text", help="report format on stdout"
     )
+    validate.add_argument(
+        "--kosit",
+        metavar="CONFIG",
+        help="check with a KoSIT validator configuration (scenarios.xml or its folder) instead "
+        "of the built-in registry",
+    )
+    validate.add_argument(
+        "--kosit-repository",
+        metavar="DIR",
+        help="folder the configuration's resource locations are relative to "
+        "(default: the folder of scenarios.xml)",
+    )
     validate.set_defaults(handler=run_validate)
 
     schemas = subparsers.add_parser(
@@ -100,6 +119,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
     from . import EXIT_FINDINGS, EXIT_OK, EXIT_UNUSABLE
 
+    if getattr(args, "kosit", None):
+        return _run_kosit(args)
     registry = _registry(args, "validate")
     if registry is None:
         return EXIT_UNUSABLE
@@ -126,6 +147,44 @@ def run_validate(args: argparse.Namespace) -> int:
         print(reports_to_json(reports))
     elif reports:
         print(reports_to_text(reports))
+    return code
+
+
+def _run_kosit(args: argparse.Namespace) -> int:
+    """``validate --kosit``: every file checked with the configuration (xoev.kosit)."""
+    from xoev.exceptions import KositConfigError, UnusableInputError
+    from xoev.findings import reports_to_json, reports_to_text
+    from xoev.kosit import UNUSABLE_RULES, KositConfiguration
+    from xoev.parsing import read_input
+
+    from . import EXIT_FINDINGS, EXIT_OK, EXIT_UNUSABLE
+
+    try:
+        config = KositConfiguration.load(args.kosit, repository=args.kosit_repository)
+    except KositConfigError as exc:
+        print(f"amtsbote validate: KoSIT configuration unusable: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    code = EXIT_OK
+    reports = []
+    for name in args.files:
+        try:
+            report = config.check(read_input(name), source=name)
+        except UnusableInputError as exc:
+            print(f"amtsbote validate: unusable input: {exc}", file=sys.stderr)
+            code = EXIT_UNUSABLE
+            continue
+        reports.append(report)
+        unusable = [f for f in report.findings if f.rule in UNUSABLE_RULES]
+        if unusable:
+            print(
+                f"amtsbote validate: unusable input: {name}: {unusable[0].message}", file=sys.stderr
+            )
+            code = EXIT_UNUSABLE
+        elif not report.ok and code == EXIT_OK:
+            code = EXIT_FINDINGS
+    output = reports_to_json(reports) if args.format == "json" else reports_to_text(reports)
+    if output:
+        print(output)
     return code
 
 

@@ -8,13 +8,14 @@ Saxon HE (:mod:`.xslt`, :mod:`.svrl`) and acceptance (:mod:`.acceptance`). See d
 
 from __future__ import annotations
 
-from .configuration import SCENARIOS_FILE, KositConfiguration
+from .configuration import SCENARIOS_FILE, UNUSABLE_RULES, KositConfiguration
 from .scenarios import Resource, Scenario, ScenarioFile
 from .xslt import HARDENING, CompiledStylesheet
 
 __all__ = [
     "HARDENING",
     "SCENARIOS_FILE",
+    "UNUSABLE_RULES",
     "CompiledStylesheet",
     "KositConfiguration",
     "Resource",

@@ -37,9 +37,11 @@ from .selection import select_scenario
 from .svrl import findings_from_svrl
 from .xslt import CompiledStylesheet, XsltRunError, compile_stylesheet
 
-__all__ = ["SCENARIOS_FILE", "KositConfiguration"]
+__all__ = ["SCENARIOS_FILE", "UNUSABLE_RULES", "KositConfiguration"]
 
 SCENARIOS_FILE = "scenarios.xml"
+#: Finding rules that say the document could not be checked at all (the CLI's exit 2).
+UNUSABLE_RULES = frozenset({"kosit:not-wellformed", "kosit:no-scenario"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,13 @@ class KositConfiguration:
 
     def check(self, data: bytes, *, source: str = "<bytes>") -> Report:
         """Check one document the way KoSIT's Prüftool does; the outcome as a :class:`Report`."""
+        return self.check_with_report(data, source=source, build=False)[0]
+
+    def check_with_report(
+        self, data: bytes, *, source: str = "<bytes>", build: bool = True
+    ) -> tuple[Report, etree._ElementTree | None]:
+        """:meth:`check`, plus the VARL-shaped report ``acceptMatch`` is evaluated on
+        (:mod:`xoev.kosit.acceptance`; None when no scenario was selected)."""
         report = Report(source=source, accepted=False)
         try:
             tree = parse_xml(data, config=self.parser_config, source=source)
@@ -129,12 +138,12 @@ class KositConfiguration:
                     line=exc.line,
                 )
             )
-            return report
+            return report, None
         selection = select_scenario(self.scenarios, tree)
         scenario = selection.scenario
         if scenario is None:
             report.findings.append(self._no_scenario(selection.matching, tree))
-            return report
+            return report, None
         report.scenario = scenario.name
         steps = self._steps[self.scenarios.index(scenario)]
         results: list[StepResult] = []
@@ -150,8 +159,11 @@ class KositConfiguration:
                 found = self._schematron(sheet, text, tree, scenario)
                 results.append((f"schematron.{number}", found))
                 report.findings.extend(found)
-        report.accepted = self._accept(scenario, schema_valid, results, tree, report)
-        return report
+        varl = None
+        if build or (schema_valid and scenario.accept_match is not None):
+            varl = build_report(scenario.name, results, tree)
+        report.accepted = self._accept(scenario, schema_valid, results, varl, report)
+        return report, varl
 
     def _no_scenario(self, matching: tuple[Scenario, ...], tree: etree._ElementTree) -> Finding:
         root = tree.getroot()
@@ -188,18 +200,17 @@ class KositConfiguration:
         scenario: Scenario,
         schema_valid: bool,
         results: list[StepResult],
-        tree: etree._ElementTree,
+        varl: etree._ElementTree | None,
         report: Report,
     ) -> bool:
         if not schema_valid:
             return False
-        if scenario.accept_match is None:
+        if scenario.accept_match is None or varl is None:
             return not any(
                 f.severity is Severity.ERROR for _step, found in results[1:] for f in found
             )
-        document = build_report(scenario.name, results, tree)
         try:
-            accepted = evaluate_accept_match(scenario.accept_match, document)
+            accepted = evaluate_accept_match(scenario.accept_match, varl)
         except etree.XPathEvalError as exc:
             reason = f"acceptMatch {scenario.accept_match_text!r} cannot be evaluated: {exc}"
             report.findings.append(Finding(Severity.ERROR, reason, "kosit:rejected"))

@@ -36,6 +36,9 @@ _S = f"{{{SCENARIOS_NS}}}"
 _LEVELS = {"error": Severity.ERROR, "warning": Severity.WARNING, "information": Severity.INFO}
 #: scenarios.xml files are small; official ones stay far below this
 _CONFIG_PARSER = ParserConfig(max_bytes=8 * 1024 * 1024)
+#: a document every match/acceptMatch is evaluated on once at load (best effort: a predicate on
+#: elements this document lacks is not evaluated)
+_PROBE = etree.ElementTree(etree.Element("probe"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +122,10 @@ def _xpath(
     text = _text(element)
     try:
         etree.XPath(text, namespaces=namespaces)  # the expression's own syntax errors
-        return etree.XPath(f"boolean({text})", namespaces=namespaces), text
-    except etree.XPathSyntaxError as exc:
+        compiled = etree.XPath(f"boolean({text})", namespaces=namespaces)
+        compiled(_PROBE)  # undefined prefixes and unknown functions show on evaluation
+        return compiled, text
+    except etree.XPathError as exc:
         raise KositConfigError(
             f"{what} {text!r} is not an XPath 1.0 expression lxml can evaluate: {exc}",
             path=source,
