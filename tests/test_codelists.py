@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,14 @@ def test_check_finds_unknown_codes(xdomea_lists: CodelistRegistry) -> None:
         f"<m:e><code>zz</code></m:e>"
     )
     findings = xdomea_lists.check(tree, code_bindings=V3_0_0.code_bindings)
-    assert [(f.xpath, f.line) for f in findings] == [("/m:m/m:b", 2), ("/m:m/m:Medium", 5)]
+    assert [(f.xpath, f.line, f.rule) for f in findings] == [
+        ("/m:m/m:b", 2, "codelist"),
+        ("/m:m/m:c", 3, "codelist:version"),  # version 0.1 not loaded: checked against 1.0
+        ("/m:m/m:c", 3, "codelist"),
+        ("/m:m/m:Medium", 5, "codelist"),
+    ]
+    assert findings[1].severity is Severity.WARNING and "'0.1'" in findings[1].message
+    assert "Version 1.0" in findings[1].message
     first = findings[0]
     assert first.rule == "codelist" and first.severity is Severity.ERROR
     assert "'009'" in first.message and " b " in first.message and MEDIUM in first.message
@@ -165,9 +173,10 @@ def test_registry_loads_codelists_from_the_schema_path(
     assert validate(good, registry=registry).findings == []
     bad = good.replace(b"<code>001</code>", b"<code>009</code>")
     report = validate(bad, registry=registry)
-    rules = {f.rule for f in report.findings}
-    assert "codelist" in rules  # and the XSD enumeration says so too
-    codelist_finding = next(f for f in report.findings if f.rule == "codelist")
+    # the XSD enumeration says so first: one defect, one finding
+    assert [f.rule for f in report.findings] == ["xsd:SCHEMAV_CVC_ENUMERATION_VALID"]
+    found = registry.codelists.check(etree.fromstring(bad).getroottree())
+    codelist_finding = next(f for f in found if f.rule == "codelist")
     assert "'009'" in codelist_finding.message and "Medium" in codelist_finding.message
     assert codelist_finding.xpath is not None and codelist_finding.xpath.endswith("xdomea:Medium")
 
@@ -188,3 +197,41 @@ def test_schema_path_codelist_overrides_builtin(tmp_path: Path) -> None:
     assert only_builtin.codelists.get("urn:t").codes == frozenset({"a"})  # type: ignore[union-attr]
     with_path = SchemaRegistry([path_dir], use_env=False, packages=(), versions=[sv])
     assert with_path.codelists.get("urn:t").codes == frozenset({"b"})  # type: ignore[union-attr]
+
+
+def test_an_empty_or_unknown_list_version_is_checked_against_the_newest(
+    xdomea_lists: CodelistRegistry,
+) -> None:
+    tree = _doc(
+        f"<m:a listURI='{MEDIUM}' listVersionID=''><code>009</code></m:a>\n"
+        f"<m:b listURI='{MEDIUM}' listVersionID='  '><code>001</code></m:b>\n"
+        f"<m:c listURI='{MEDIUM}' listVersionID='7.7'><code>001</code></m:c>"
+    )
+    findings = xdomea_lists.check(tree)
+    assert [(f.line, f.rule, f.severity) for f in findings] == [
+        (1, "codelist:version", Severity.WARNING),
+        (1, "codelist", Severity.ERROR),  # checked, not skipped
+        (2, "codelist:version", Severity.WARNING),
+        (3, "codelist:version", Severity.WARNING),
+    ]
+    assert "leer" in findings[0].message and "'7.7'" in findings[3].message
+
+
+def test_a_reconstructed_list_never_rejects() -> None:
+    from xoev.xgewerbeanzeige.codelisten import codelisten, render_genericode
+
+    geschlecht = next(c for c in codelisten() if c.kurzname == "geschlecht")
+    reconstructed = load_genericode(render_genericode(geschlecht))
+    assert reconstructed.reconstructed and geschlecht.nachgebildet
+    nachrichtentyp = next(c for c in codelisten() if c.kurzname == "nachrichtentyp")
+    assert not load_genericode(render_genericode(nachrichtentyp)).reconstructed
+    registry = CodelistRegistry([reconstructed])
+    uri = reconstructed.canonical_uri
+    tree = _doc(f"<m:geschlecht listURI='{uri}'><code>x-unbekannt</code></m:geschlecht>")
+    [finding] = registry.check(tree)
+    assert finding.severity is Severity.WARNING and finding.rule == "codelist:incomplete"
+    assert uri in finding.message and "unvollständig" in finding.message
+    # the same list as an official one (no marker) rejects the code
+    official = CodelistRegistry([replace(reconstructed, reconstructed=False)])
+    [error] = official.check(tree)
+    assert error.severity is Severity.ERROR and error.rule == "codelist"

@@ -233,12 +233,15 @@ def test_parse_refuses_invalid_foreign_and_mismatched_messages(registry: SchemaR
     data = build(messages()["0502"])
     with pytest.raises(InvalidMessageError) as info:
         parse(data.replace(b"<code>V</code>", b"<code>X</code>"), registry=registry)
-    assert {f.rule for f in info.value.findings} >= {"codelist"}
+    assert {f.rule for f in info.value.findings} & {"codelist", "xsd:SCHEMAV_CVC_ENUMERATION_VALID"}
     with pytest.raises(NotAussonderungError, match=r"Information\.EmpfangBestaetigen\.0102"):
         parse((SAMPLES / "empfangbestaetigen-0102.xml").read_bytes(), registry=registry)
     wrong_type = build(messages()["0504"]).replace(b"<code>0504</code>", b"<code>0501</code>")
-    with pytest.raises(StructureError, match="Nachrichtentyp 0501 does not match"):
+    with pytest.raises(InvalidMessageError) as mismatch:  # the header rule every standard gets
         parse(wrong_type, registry=registry)
+    assert [f.rule for f in mismatch.value.findings] == ["XOEV-KOPF-01"]
+    with pytest.raises(StructureError, match="Nachrichtentyp 0501 does not match"):
+        parse(wrong_type, registry=registry, validate=False)
     # without validation the structure check still refuses a missing Kopf part
     no_flag = data.replace(b"<xdomea:Empfangsbestaetigung>true</xdomea:Empfangsbestaetigung>", b"")
     with pytest.raises(StructureError, match="Empfangsbestaetigung"):

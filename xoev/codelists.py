@@ -12,9 +12,15 @@ part by part, so ``1.10`` > ``1.9`` and ``2019-05-31`` > ``2018-01-31``).
 
 :meth:`CodelistRegistry.check` runs over a document: every element with an unqualified ``code``
 child is an XÖV ``Code``; its list is the ``listURI`` attribute or, when the instance leaves it
-out, the standard's binding for the element's local name (``StandardVersion.code_bindings``). A
-code missing from a loaded list is an error finding (rule ``codelist``); a list that is not loaded
-(or not at that version) gives no finding.
+out, the standard's binding for the element's local name (``StandardVersion.code_bindings``).
+
+* A code missing from a loaded official list is an error (rule ``codelist``).
+* A code missing from a list amtsbote reconstructed (:attr:`Codelist.reconstructed`, marked in the
+  genericode) is a warning naming the list as possibly incomplete (``codelist:incomplete``):
+  never a rejection.
+* An empty ``listVersionID``, or one naming a version not loaded, is checked against the newest
+  loaded version of the ``listURI`` with a warning (``codelist:version``) — never skipped.
+* A list that is not loaded at all (e.g. a large external list) gives no finding.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .findings import Finding, Severity
 from .namespaces import GENERICODE, local_name
 
 __all__ = [
+    "RECONSTRUCTED_NAMESPACE",
     "CodeEntry",
     "Codelist",
     "CodelistRegistry",
@@ -42,6 +49,10 @@ __all__ = [
 ]
 
 _GC = f"{{{GENERICODE}}}"
+#: The marker of a list written by amtsbote, not published: ``<Annotation><AppInfo>`` of the
+#: ``CodeList`` holds ``<ab:nachgebildet xmlns:ab="urn:amtsbote:codeliste">true</…>``.
+RECONSTRUCTED_NAMESPACE = "urn:amtsbote:codeliste"
+_RECONSTRUCTED = f"{{{RECONSTRUCTED_NAMESPACE}}}nachgebildet"
 _RECOMMENDED = ("empfohleneCodeSpalte", "recommendedKeyColumn")
 _DESCRIPTION_COLUMNS = ("beschreibung", "description", "name", "wert", "value", "shortname")
 _MAX_TAGS_CACHED = 4096  # per bindings mapping (hostile documents have many distinct tags)
@@ -73,6 +84,10 @@ class Codelist:
     columns: tuple[str, ...]
     entries: Mapping[str, CodeEntry] = field(repr=False)
     source: str = ""
+    reconstructed: bool = False
+    """Written after the standard by amtsbote, not published (may lack codes): an unknown code
+    is a warning naming the list as incomplete, never an error. Official lists are
+    authoritative."""
 
     def __contains__(self, code: object) -> bool:
         return code in self.entries
@@ -197,7 +212,16 @@ def load_genericode(source: str | os.PathLike[str] | bytes) -> Codelist:
         columns=columns,
         entries=entries,
         source=name,
+        reconstructed=_is_reconstructed(root, q),
     )
+
+
+def _is_reconstructed(root: etree._Element, q: str) -> bool:
+    for appinfo in root.iterfind(f"{q}Annotation/{q}AppInfo"):
+        marker = appinfo.find(_RECONSTRUCTED)
+        if marker is not None and (marker.text or "").strip().lower() == "true":
+            return True
+    return False
 
 
 def _description_column(columns: tuple[str, ...], key: str) -> str | None:
@@ -343,16 +367,52 @@ class CodelistRegistry:
                     text = code_el.text
                     if (text.strip() if text is not None else "") in codes:
                         continue
-            codelist = latest.get(uri) if version is None else lists.get((uri, version))
+            asked = version.strip() if version is not None else None
+            codelist = lists.get((uri, asked)) if asked else latest.get(uri)
+            if codelist is None and asked:
+                codelist = latest.get(uri)  # a version we do not have: the newest we have
             if codelist is None:
-                continue
+                continue  # a list not loaded at all (e.g. a large external one)
+            if doc is None:
+                doc = root.getroottree()
+            element = local_name(parent.tag)
+            if version is not None and codelist.version != asked:
+                findings.append(
+                    Finding(
+                        severity=Severity.WARNING,
+                        message=(
+                            f"listVersionID '{version}' in {element}: "
+                            + (
+                                "leer"
+                                if not asked
+                                else "diese Version der Codeliste liegt nicht vor"
+                            )
+                            + f"; geprüft gegen {uri} Version {codelist.version}"
+                        ),
+                        rule="codelist:version",
+                        line=parent.sourceline,
+                        xpath=doc.getpath(parent),
+                    )
+                )
             text = code_el.text
             code = text.strip() if text is not None else ""
             if code in codelist.entries:
                 continue
-            if doc is None:
-                doc = root.getroottree()
-            element = local_name(parent.tag)
+            if codelist.reconstructed:
+                findings.append(
+                    Finding(
+                        severity=Severity.WARNING,
+                        message=(
+                            f"Code '{code}' in {element} fehlt in der von amtsbote nachgebildeten "
+                            f"Codeliste {uri} (Version {codelist.version}); die Liste ist "
+                            "möglicherweise unvollständig, der Code wird nicht abgelehnt"
+                        ),
+                        rule="codelist:incomplete",
+                        line=code_el.sourceline,
+                        xpath=doc.getpath(parent),
+                    )
+                )
+                continue
             findings.append(
                 Finding(
                     severity=Severity.ERROR,

@@ -8,7 +8,7 @@ elements (``code``, ``name``) stay unqualified. Structure, as in XGewerbeanzeige
     ├── identifikation.nachricht
     │   ├── nachrichtenUUID
     │   ├── nachrichtentyp            Code
-    │   └── erstellungszeitpunkt      xs:dateTime with time zone
+    │   └── erstellungszeitpunkt      xs:dateTime (without zone: German legal time)
     ├── leser                          Behoerde
     └── autor                          Behoerde
     Behoerde: behoerdenkennung (praefix Code, kennung Code), erreichbarkeit* (kanal Code, kennung),
@@ -282,15 +282,16 @@ def write_text(parent: etree._Element, namespace: str, local: str, text: str) ->
     return element
 
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(Z|[+-]\d{2}:\d{2})?")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?")
 
 
 def parse_date(text: str) -> date:
-    """``xs:date`` in the form ``YYYY-MM-DD`` (no time zone)."""
-    if not _DATE.fullmatch(text):
-        raise ValueError("not a date of the form YYYY-MM-DD")
-    return date.fromisoformat(text)
+    """``xs:date``: ``YYYY-MM-DD``, a time zone (allowed by the type) is read and dropped."""
+    match = _DATE.fullmatch(text)
+    if not match:
+        raise ValueError("not a date of the form YYYY-MM-DD[Z|±hh:mm]")
+    return date.fromisoformat(match.group(1))
 
 
 def format_date(value: date) -> str:
@@ -308,8 +309,8 @@ def parse_datetime(text: str, *, require_tz: bool = True) -> datetime:
 
 
 def format_datetime(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("a date-time written into an XÖV message needs a time zone")
+    """``xs:dateTime`` as ISO 8601; a value read without time zone is written back without one
+    (new messages get one: :meth:`Nachrichtenkopf.neu` requires it)."""
     return value.isoformat()
 
 
@@ -585,8 +586,8 @@ class IdentifikationNachricht:
             nachrichtentyp=read_code(typ_el, strict=strict, error=error),
             erstellungszeitpunkt=_value(  # type: ignore[arg-type]
                 zeit_el,
-                lambda t: parse_datetime(t, require_tz=strict),
-                "xs:dateTime with time zone",
+                lambda t: parse_datetime(t, require_tz=False),
+                "xs:dateTime",
                 strict,
                 error,
             ),

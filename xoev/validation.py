@@ -8,8 +8,11 @@
    an unknown namespace raises :class:`~xoev.exceptions.UnknownDocumentError`, a known one
    without a bundle :class:`~xoev.exceptions.SchemaUnavailableError`;
 3. XML Schema (compiled once per registry), findings ``xsd:…``;
-4. codelists (:mod:`xoev.codelists`), findings ``codelist``;
-5. the version's business rules (``StandardVersion.rules``), only when the schema check passed.
+4. codelists (:mod:`xoev.codelists`), findings ``codelist`` — not where the schema already
+   refused the same code (an enumeration that is also a code list: one defect, one finding);
+5. only when the schema check passed: the version's business rules (``StandardVersion.rules``),
+   or for a standard without rules of its own the header rules (:mod:`xoev.header`: the Kopf
+   names the message's own type, author and reader).
 
 The default registry is created on first use and shared (thread-safe), so the hot path never
 recompiles a schema.
@@ -22,6 +25,7 @@ import os
 from lxml import etree
 
 from .findings import Report
+from .header import header_findings
 from .message import message_ids, type_from_root
 from .namespaces import split_tag
 from .parsing import ParserConfig, parse_xml, read_input
@@ -71,9 +75,20 @@ def validate_tree(
         report.findings.extend(schema_findings(compiled, tree, entries))
     codelists = reg.codelists
     if len(codelists):
-        report.findings.extend(codelists.check(tree, code_bindings=sv.code_bindings))
-    if ok and sv.rules is not None:
-        report.findings.extend(sv.rules(tree))
+        found = codelists.check(tree, code_bindings=sv.code_bindings)
+        if not ok and found:  # one defect, one finding: the schema's, where it saw the code
+            seen = {f.xpath for f in report.findings}
+            found = [
+                f
+                for f in found
+                if f.rule != "codelist" or (f.xpath not in seen and f"{f.xpath}/code" not in seen)
+            ]
+        report.findings.extend(found)
+    if ok:
+        # the standard's own rules, or the header rules every standard gets
+        report.findings.extend(
+            sv.rules(tree) if sv.rules is not None else header_findings(tree, sv)
+        )
     return report
 
 

@@ -185,8 +185,8 @@ def _read_value(spec: Spec, typ: Any, el: etree._Element, ctx: Context) -> Any:
         return _convert(
             el,
             ctx,
-            lambda t: parse_datetime(t, require_tz=ctx.strict),
-            "xs:dateTime with time zone",
+            lambda t: parse_datetime(t, require_tz=False),
+            "xs:dateTime",
         )
     if kind == "value":
         return _convert(el, ctx, typ.from_text, typ.__name__)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from lxml import etree
 
+from ..codelists import RECONSTRUCTED_NAMESPACE
 from ..namespaces import GENERICODE
 from .exceptions import TableError
 from .message_types import nachrichtentypen
@@ -46,6 +47,8 @@ class Codeliste:
     elemente: tuple[str, ...]
     codes: tuple[tuple[str, str], ...]
     hinweis: str
+    nachgebildet: bool = True
+    """Written by amtsbote after the standard (may lack codes): marked so in the genericode."""
 
     @property
     def canonical_version_uri(self) -> str:
@@ -63,6 +66,13 @@ def _need(entry: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in entry or entry[key] in (None, ""):
         raise TableError(SOURCE_PATH.name, where, f"missing key {key!r}")
     return entry[key]
+
+
+def _flag(entry: Mapping[str, Any], key: str, where: str, *, default: bool) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise TableError(SOURCE_PATH.name, where, f"{key} must be true or false, not {value!r}")
+    return value
 
 
 @cache
@@ -89,6 +99,7 @@ def _load() -> tuple[tuple[Codeliste, ...], Mapping[str, str]]:
             elemente=tuple(str(e) for e in _need(entry, "elemente", where)),
             codes=codes,
             hinweis=" ".join(str(_need(entry, "hinweis", where)).split()),
+            nachgebildet=_flag(entry, "nachgebildet", where, default=True),
         )
         for element in liste.elemente:
             if element in bound:
@@ -126,6 +137,14 @@ def render_genericode(liste: Codeliste) -> bytes:
     """The genericode 1.0 document for ``liste`` (deterministic bytes)."""
     gc = f"{{{GENERICODE}}}"
     root = etree.Element(f"{gc}CodeList", nsmap={"gc": GENERICODE})
+    if liste.nachgebildet:
+        appinfo = etree.SubElement(etree.SubElement(root, "Annotation"), "AppInfo")
+        marker = etree.SubElement(
+            appinfo,
+            f"{{{RECONSTRUCTED_NAMESPACE}}}nachgebildet",
+            nsmap={"ab": RECONSTRUCTED_NAMESPACE},
+        )
+        marker.text = "true"
     ident = etree.SubElement(root, "Identification")
     etree.SubElement(ident, "ShortName").text = liste.kurzname
     etree.SubElement(ident, "LongName").text = liste.name
