@@ -82,6 +82,7 @@ def create_app(
     install_error_handlers(app, agency_id=service.agency.id)
     app.include_router(service_routes(service))
     queue = cfg.fair_queue()  # the workers of deliveries, HTTP API and XTA alike
+    app.state.queue = queue
     app.include_router(message_routes(service, queue))
     app.include_router(mailbox_routes(service))
     app.include_router(xta_routes(service, queue))  # XTA 2 SOAP ports (connectors/inbox/xta.py)
