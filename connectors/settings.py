@@ -251,6 +251,16 @@ class AmtsboteSettings(BaseSettings):
         description="Largest accepted xdomea container body of the inbox in bytes (default "
         "2 GiB, see `InboxConfig.max_container_bytes`).",
     )
+    inbox_queue_per_sender: int | None = Field(
+        default=None,
+        description="Messages of one sender the inbox has in progress at once (reading, waiting "
+        "or working) before it answers 429 (default 32, see `InboxConfig.queue_per_sender`).",
+    )
+    inbox_queue_total: int | None = Field(
+        default=None,
+        description="Messages of all senders the inbox has in progress at once before it "
+        "answers 503 (default 64, see `InboxConfig.queue_total`).",
+    )
     schema_path: str | None = Field(
         default=None,
         description="Extra directories with XSD bundles and codelists, `os.pathsep`-separated; "
@@ -375,7 +385,9 @@ class AmtsboteSettings(BaseSettings):
     def _receipt_wait(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("inbox_max_container_bytes", mode="before")
+    @field_validator(
+        "inbox_max_container_bytes", "inbox_queue_per_sender", "inbox_queue_total", mode="before"
+    )
     @classmethod
     def _container_bytes(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -81,9 +81,11 @@ def create_app(
     app.state.inbox = service
     install_error_handlers(app, agency_id=service.agency.id)
     app.include_router(service_routes(service))
-    app.include_router(message_routes(service))
+    queue = cfg.fair_queue()  # the workers of deliveries, HTTP API and XTA alike
+    app.state.queue = queue
+    app.include_router(message_routes(service, queue))
     app.include_router(mailbox_routes(service))
-    app.include_router(xta_routes(service))  # XTA 2 SOAP ports (connectors/inbox/xta.py)
+    app.include_router(xta_routes(service, queue))  # XTA 2 SOAP ports (connectors/inbox/xta.py)
     if cfg.docs:  # the viewer and its files, from the installed package (offline)
         import swagger_ui_bundle
         from starlette.staticfiles import StaticFiles

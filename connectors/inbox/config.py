@@ -34,12 +34,15 @@ from ..config import Settings
 from ..exceptions import ConfigError
 from ..settings import AmtsboteSettings
 from .exceptions import InboxConfigError
+from .fairqueue import FairQueue
 
 __all__ = [
     "DEFAULT_HOME_AGENCY",
     "HOME_AGENCY_ENV",
     "INBOX_DIR_NAME",
     "MAX_CONTAINER_BYTES_ENV",
+    "QUEUE_PER_SENDER_ENV",
+    "QUEUE_TOTAL_ENV",
     "InboxConfig",
     "home_agency",
     "journal_url_for",
@@ -48,6 +51,15 @@ __all__ = [
 HOME_AGENCY_ENV = "AMTSBOTE_HOME_AGENCY"
 #: Overrides :attr:`InboxConfig.max_container_bytes` (bytes) in :meth:`InboxConfig.from_env`.
 MAX_CONTAINER_BYTES_ENV = "AMTSBOTE_INBOX_MAX_CONTAINER_BYTES"
+#: Override :attr:`InboxConfig.queue_per_sender` / :attr:`InboxConfig.queue_total`.
+QUEUE_PER_SENDER_ENV = "AMTSBOTE_INBOX_QUEUE_PER_SENDER"
+QUEUE_TOTAL_ENV = "AMTSBOTE_INBOX_QUEUE_TOTAL"
+#: InboxConfig field → the settings field it is read from in :meth:`InboxConfig.from_env`.
+_FROM_ENV = {
+    "max_container_bytes": "inbox_max_container_bytes",
+    "queue_per_sender": "inbox_queue_per_sender",
+    "queue_total": "inbox_queue_total",
+}
 DEFAULT_HOME_AGENCY: str = AmtsboteSettings.model_fields["home_agency"].default
 #: Directory below the data directory holding the journals of non-home inboxes.
 INBOX_DIR_NAME = "inbox"
@@ -74,7 +86,23 @@ class InboxConfig:
     GIL back from busy ones (`bench/inbox.py` on 2 cores, PostgreSQL, 32 clients: 2 threads
     ≈ 630 msg/s, 8 threads ≈ 500 msg/s). Raise it when the database is far away (network
     round trips to overlap). Further requests wait their turn on the event loop (their bodies
-    are read already)."""
+    are read already), handed a worker round-robin by sender (:mod:`.fairqueue`)."""
+    sender_workers: int | None = None
+    """Workers one sender may hold at once; default all but one (``max(1, workers - 1)``), so
+    that another sender's message starts at once even while one floods the inbox with
+    expensive messages (:mod:`.fairqueue`)."""
+    queue_per_sender: int = 32
+    """Messages of one sender in progress at once — its body being read, waiting for a worker
+    or worked on — before further ones are answered 429 ``sender_queue_full`` with
+    ``Retry-After`` (:attr:`queue_retry_after`). Environment: ``AMTSBOTE_INBOX_QUEUE_PER_SENDER``.
+    The default leaves room for the directory's ``concurrency`` (at most 8 there)."""
+    queue_total: int = 64
+    """Messages of all senders in progress at once before further ones are answered 503
+    ``queue_full`` with ``Retry-After``; bounds the bodies held in memory (at most
+    ``queue_total × max_body_bytes``). At least :attr:`queue_per_sender`. Environment:
+    ``AMTSBOTE_INBOX_QUEUE_TOTAL``."""
+    queue_retry_after: int = 1
+    """Seconds sent as ``Retry-After`` with the queue's 429 and 503 answers."""
     mailbox_page_size: int = 100
     """Entries listed by ``GET /v1/mailbox`` without ``limit``."""
     mailbox_page_max: int = 1000
@@ -114,6 +142,25 @@ class InboxConfig:
             )
         if not 1 <= self.workers <= 256:
             raise InboxConfigError("workers", f"must be between 1 and 256, not {self.workers}")
+        if self.sender_workers is not None and not 1 <= self.sender_workers <= self.workers:
+            raise InboxConfigError(
+                "sender_workers",
+                f"must be between 1 and workers ({self.workers}), not {self.sender_workers}",
+            )
+        if not isinstance(self.queue_total, int) or self.queue_total < 1:
+            raise InboxConfigError("queue_total", f"must be >= 1, not {self.queue_total!r}")
+        if not isinstance(self.queue_per_sender, int) or not (
+            1 <= self.queue_per_sender <= self.queue_total
+        ):
+            raise InboxConfigError(
+                "queue_per_sender",
+                f"must be between 1 and queue_total ({self.queue_total}), "
+                f"not {self.queue_per_sender!r}",
+            )
+        if self.queue_retry_after < 0:
+            raise InboxConfigError(
+                "queue_retry_after", f"must be >= 0, not {self.queue_retry_after}"
+            )
         if not 1 <= self.mailbox_page_size <= self.mailbox_page_max:
             raise InboxConfigError(
                 "mailbox_page_size",
@@ -143,18 +190,31 @@ class InboxConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: object) -> InboxConfig:
-        """``InboxConfig(**options)``, with ``max_container_bytes`` from
-        ``AMTSBOTE_INBOX_MAX_CONTAINER_BYTES`` when set and not given in ``options``."""
-        if "max_container_bytes" not in options:
+        """``InboxConfig(**options)``, with ``max_container_bytes``, ``queue_per_sender`` and
+        ``queue_total`` from ``AMTSBOTE_INBOX_MAX_CONTAINER_BYTES``,
+        ``AMTSBOTE_INBOX_QUEUE_PER_SENDER`` and ``AMTSBOTE_INBOX_QUEUE_TOTAL`` when set and not
+        given in ``options``."""
+        for option, name in _FROM_ENV.items():
+            if option in options:
+                continue
             try:
-                read = AmtsboteSettings.from_environ(environ, only=("inbox_max_container_bytes",))
+                read = AmtsboteSettings.from_environ(environ, only=(name,))
             except ConfigError as exc:
-                raise InboxConfigError(
-                    "max_container_bytes", f"{MAX_CONTAINER_BYTES_ENV}={exc.problem}"
-                ) from None
-            if read.inbox_max_container_bytes is not None:
-                options["max_container_bytes"] = read.inbox_max_container_bytes
+                raise InboxConfigError(option, f"{exc.setting}={exc.problem}") from None
+            value = getattr(read, name)
+            if value is not None:
+                options[option] = value
         return cls(**options)  # type: ignore[arg-type]
+
+    def fair_queue(self) -> FairQueue:
+        """A new :class:`~.fairqueue.FairQueue` with this inbox's workers and bounds."""
+        return FairQueue(
+            workers=self.workers,
+            sender_workers=self.sender_workers,
+            per_sender=self.queue_per_sender,
+            total=self.queue_total,
+            retry_after=self.queue_retry_after,
+        )
 
     def parser_config(self) -> ParserConfig:
         """The hardened parser's limits for this inbox (strict: every DOCTYPE is refused)."""

@@ -11,7 +11,10 @@ mailbox     ``GET /v1/mailbox``, ``GET /v1/mailbox/{uuid}``, ``POST /v1/mailbox/
 Only HTTP happens here: authentication (client certificate and/or bearer token, one rule in
 :mod:`.identity`), the content type, reading the body within the size limit on the event loop,
 and handing over to :class:`.service.InboxService`
-(one thread hop per message, at most ``InboxConfig.workers`` at a time).
+(one thread hop per message, at most ``InboxConfig.workers`` at a time). A delivery is admitted
+to the inbox's :class:`.fairqueue.FairQueue` right after authentication, before its body is
+read (429/503 with ``Retry-After`` when its sender's or the inbox's queue is full), and waits
+there for a worker, handed out round-robin by sender.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from starlette.requests import ClientDisconnect
 from ..directory import Agency
 from .containers import CONTAINER_TYPE, sha512_of
 from .exceptions import ApiError
+from .fairqueue import FairQueue, Ticket
 from .schemas import (
     AckModel,
     HealthModel,
@@ -223,10 +227,10 @@ def service_routes(service: InboxService) -> APIRouter:
     return router
 
 
-def message_routes(service: InboxService) -> APIRouter:
-    """``POST /v1/messages`` (deliver) and ``GET /v1/messages/{uuid}/status`` (Laufzettel)."""
+def message_routes(service: InboxService, queue: FairQueue) -> APIRouter:
+    """``POST /v1/messages`` (deliver) and ``GET /v1/messages/{uuid}/status`` (Laufzettel);
+    deliveries share ``queue``'s workers (with the XTA ports)."""
     cfg = service.config
-    accept_slots = anyio.CapacityLimiter(cfg.workers)
     router = APIRouter(tags=["messages"])
 
     @router.post(
@@ -263,11 +267,8 @@ def message_routes(service: InboxService) -> APIRouter:
         x_empfaenger: HeaderRecipient = None,
     ) -> dict[str, Any]:
         content_type = request.headers.get("content-type")
-        if _is_container_type(content_type):
-            return await _post_container(
-                request, response, sender, x_nachrichten_uuid, x_empfaenger
-            )
-        if not _is_xml_type(content_type):
+        container = _is_container_type(content_type)
+        if not container and not _is_xml_type(content_type):
             media = shown(content_type or "")
             raise ApiError(
                 415,
@@ -275,17 +276,21 @@ def message_routes(service: InboxService) -> APIRouter:
                 f"Content-Type {media} is neither XML nor {CONTAINER_TYPE}; send "
                 "application/xml (or an xdomea container as application/zip)",
             )
-        body = await _read_body(request, cfg.max_body_bytes)
-        status, receipt = await anyio.to_thread.run_sync(
-            functools.partial(
-                service.accept,
-                body,
-                sender,
-                header_uuid=x_nachrichten_uuid,
-                header_recipient=x_empfaenger,
-            ),
-            limiter=accept_slots,
-        )
+        with queue.admit(sender.id) as ticket:
+            if container:
+                return await _post_container(
+                    request, response, sender, ticket, x_nachrichten_uuid, x_empfaenger
+                )
+            body = await _read_body(request, cfg.max_body_bytes)
+            status, receipt = await ticket.run_sync(
+                functools.partial(
+                    service.accept,
+                    body,
+                    sender,
+                    header_uuid=x_nachrichten_uuid,
+                    header_recipient=x_empfaenger,
+                )
+            )
         response.status_code = status
         return receipt
 
@@ -293,6 +298,7 @@ def message_routes(service: InboxService) -> APIRouter:
         request: Request,
         response: Response,
         sender: Agency,
+        ticket: Ticket,
         header_uuid: str | None,
         header_recipient: str | None,
     ) -> dict[str, Any]:
@@ -308,7 +314,7 @@ def message_routes(service: InboxService) -> APIRouter:
         try:
             body = tmp / "body.zip.part"
             sha512 = await _spool_body(request, cfg.max_container_bytes, body)
-            status, receipt = await anyio.to_thread.run_sync(
+            status, receipt = await ticket.run_sync(
                 functools.partial(
                     service.accept_container,
                     body,
@@ -316,8 +322,7 @@ def message_routes(service: InboxService) -> APIRouter:
                     header_uuid=header_uuid,
                     header_recipient=header_recipient,
                     body_sha512=sha512,
-                ),
-                limiter=accept_slots,
+                )
             )
         finally:
             await anyio.to_thread.run_sync(

@@ -40,6 +40,8 @@ from ..xta.namespaces import ACTIONS, OSCIMETA, WSA
 from ..xta.schema import assert_valid
 from ..xta.soap import Envelope, build_envelope, build_fault, parse_envelope, serialize
 from . import routes
+from .exceptions import ApiError
+from .fairqueue import FairQueue, Ticket
 from .service import InboxService
 from .xta_operations import Answer, XtaOperations
 from .xta_send import send_message
@@ -157,14 +159,17 @@ async def _read_mtom(
     return root.read_bytes(), attachments
 
 
-def xta_routes(service: InboxService, *, validate_responses: bool = True) -> APIRouter:
-    """The three XTA ports of ``service``'s inbox. ``validate_responses``: check every answer
-    body and header block against the official XSDs (a failure is logged and answered with
-    XTAWSTechnicalProblem — it is our bug)."""
+def xta_routes(
+    service: InboxService, queue: FairQueue, *, validate_responses: bool = True
+) -> APIRouter:
+    """The three XTA ports of ``service``'s inbox, their operations sharing ``queue``'s workers
+    with the HTTP API (a full queue: an XTAWSTechnicalProblem fault with the queue's 429/503 and
+    ``Retry-After``). ``validate_responses``: check every answer body and header block against
+    the official XSDs (a failure is logged and answered with XTAWSTechnicalProblem — it is our
+    bug)."""
     cfg = service.config
     ops = XtaOperations(service)
     handlers = _handlers(ops)
-    slots = anyio.CapacityLimiter(cfg.workers)
     envelope_limit = cfg.max_body_bytes * 4 // 3 + _ENVELOPE_OVERHEAD
     mtom_limit = max(cfg.max_container_bytes, cfg.max_body_bytes) + _ENVELOPE_OVERHEAD
     router = APIRouter(tags=["xta"], include_in_schema=False)
@@ -176,6 +181,16 @@ def xta_routes(service: InboxService, *, validate_responses: bool = True) -> API
         limit = mtom_limit if media == "multipart/related" else envelope_limit
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return _fault_response(_too_large(f"Content-Length {declared} exceeds {limit} bytes"))
+        try:
+            ticket = queue.admit(caller.id)
+        except ApiError as full:
+            return _fault_response(_busy(full))
+        with ticket:
+            return await _admitted(port, request, caller, media, ticket)
+
+    async def _admitted(
+        port: str, request: Request, caller: Agency, media: str, ticket: Ticket
+    ) -> Response:
         spool = service.spool_dir
         await anyio.to_thread.run_sync(
             functools.partial(spool.mkdir, parents=True, exist_ok=True, mode=0o700)
@@ -187,7 +202,7 @@ def xta_routes(service: InboxService, *, validate_responses: bool = True) -> API
         )
         cleanup: list[Callable[[], Any]] = [lambda: shutil.rmtree(tmp, ignore_errors=True)]
         try:
-            return await _handle(port, request, caller, media, tmp, cleanup)
+            return await _handle(port, request, caller, media, ticket, tmp, cleanup)
         finally:
             if not getattr(request.state, "xta_streaming", False):
                 for fn in cleanup:
@@ -198,6 +213,7 @@ def xta_routes(service: InboxService, *, validate_responses: bool = True) -> API
         request: Request,
         caller: Agency,
         media: str,
+        ticket: Ticket,
         tmp: Path,
         cleanup: list[Callable[[], Any]],
     ) -> Response:
@@ -251,9 +267,7 @@ def xta_routes(service: InboxService, *, validate_responses: bool = True) -> API
             return _fault_response(fault, relates_to=env.message_id)
         action = ACTIONS[(port, operation)]
         try:
-            answer = await anyio.to_thread.run_sync(
-                handlers[port][operation], caller, env, parts, tmp, limiter=slots
-            )
+            answer = await ticket.run_sync(handlers[port][operation], caller, env, parts, tmp)
             envelope = build_envelope(
                 action, answer.body, relates_to=env.message_id, headers=answer.headers
             )
@@ -306,6 +320,19 @@ def xta_routes(service: InboxService, *, validate_responses: bool = True) -> API
 
 def _iterate(chunks: Iterator[bytes]) -> Iterator[bytes]:
     yield from chunks
+
+
+def _busy(full: ApiError) -> XtaFault:
+    """The queue's 429/503 as a fault, with its ``Retry-After`` and ``Connection: close``
+    (the body is not read); the sender repeats the request later."""
+    return XtaFault(
+        "XTAWSTechnicalProblemException",
+        "9030",
+        full.detail,
+        sender_fault=False,
+        status=full.status,
+        headers=full.headers,
+    )
 
 
 def _too_large(reason: str) -> XtaFault:
