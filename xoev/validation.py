@@ -9,7 +9,11 @@
    without a bundle :class:`~xoev.exceptions.SchemaUnavailableError`;
 3. XML Schema (compiled once per registry), findings ``xsd:…``;
 4. codelists (:mod:`xoev.codelists`), findings ``codelist``;
-5. the version's business rules (``StandardVersion.rules``), only when the schema check passed.
+5. the version's business rules (``StandardVersion.rules``), only when the schema check passed;
+6. the Schematron of the KoSIT configuration a bundle names (``StandardVersion.kosit``,
+   :mod:`xoev.bundles`), also only when the schema check passed: its findings (``kosit:…`` and the
+   assertion ids) join the report; a broken configuration raises
+   :class:`~xoev.exceptions.BundleError`.
 
 The default registry is created on first use and shared (thread-safe), so the hot path never
 recompiles a schema.
@@ -40,7 +44,7 @@ def validate(
 ) -> Report:
     """Check a message given as bytes; ``source`` names it in the report and in errors."""
     tree = parse_xml(data, config=config, source=source)
-    return validate_tree(tree, source=source, registry=registry)
+    return validate_tree(tree, source=source, registry=registry, data=data)
 
 
 def validate_tree(
@@ -48,8 +52,11 @@ def validate_tree(
     *,
     source: str = "<tree>",
     registry: SchemaRegistry | None = None,
+    data: bytes | None = None,
 ) -> Report:
-    """Check an already parsed tree (parse it with :func:`xoev.parsing.parse_xml`)."""
+    """Check an already parsed tree (parse it with :func:`xoev.parsing.parse_xml`). ``data``: the
+    bytes it was parsed from, if at hand (a bundle's KoSIT step checks them, so that its findings
+    carry the lines of the input; else the serialised tree)."""
     reg = registry or default_registry()
     sv = reg.detect(tree, source=source)
     compiled = reg.schema(sv)
@@ -74,6 +81,12 @@ def validate_tree(
         report.findings.extend(codelists.check(tree, code_bindings=sv.code_bindings))
     if ok and sv.rules is not None:
         report.findings.extend(sv.rules(tree))
+    if ok and sv.kosit is not None:
+        kosit = reg.kosit(sv)
+        if kosit is not None:
+            report.findings.extend(
+                kosit.check(data or etree.tostring(tree), source=source).findings
+            )
     return report
 
 

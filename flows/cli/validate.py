@@ -15,8 +15,9 @@ report per usable file on stdout. Exit codes:
   (DOCTYPE, XXE, entity bomb, external DTD), wrong encoding, too deep, an **unknown document**
   (root namespace of no known standard version — there is nothing to check it against, so it is
   unusable input rather than a finding, like the KoSIT test case ``xy-unknown.xml``), or a known
-  standard whose schema bundle is not on the schema path. The reason goes to stderr, naming the
-  file. Other files are still checked; 2 wins over 1.
+  standard whose schema bundle is not on the schema path, or a version amtsbote knows of but does
+  not ship ("XGewerbeanzeige 2.1 is not built in; put its bundle on the schema path"). The reason
+  goes to stderr, naming the file. Other files are still checked; 2 wins over 1.
 
 A ``FILE`` ending in ``.zip`` is an xdomea container as x-man exchanges it
 (``{ProzessID}_{Nachrichtenname}.zip``, :mod:`xoev.container`): the container rules are checked
@@ -30,10 +31,14 @@ rejected; not well-formed input and a document no scenario matches are unusable 
 without ``--kosit``, and their report is printed too; a broken configuration is exit 2.
 
 ``schemas`` lists the known standards and versions with namespace, message types and where each
-schema bundle came from (built-in or the schema-path directory), plus loaded codelists.
+schema bundle came from (built-in, the schema-path directory, or the bundle folder of a version by
+configuration with its ``bundle.yaml`` or ``targetNamespace``), plus loaded codelists; unusable
+bundles are warnings on stderr.
 
 ``--schema-path DIR`` (repeatable) is searched recursively before the directories in
-``AMTSBOTE_SCHEMA_PATH``; bundles found there override built-in ones.
+``AMTSBOTE_SCHEMA_PATH``; bundles found there override built-in ones, and bundles for namespaces no
+package declares are versions of their own (:mod:`xoev.bundles`, docs/xoev.md "Versions by
+configuration").
 """
 
 from __future__ import annotations
@@ -231,6 +236,12 @@ def run_schemas(args: argparse.Namespace) -> int:
         lines.append(f"  namespace:  {sv.namespace}")
         if status.available:
             lines.append(f"  schema:     {sv.schema} ({sv.origin})")
+            if sv.configured_by == "targetNamespace":
+                lines.append("  configured: standard and version from the targetNamespace")
+            elif sv.configured_by:
+                lines.append(f"  configured: {sv.configured_by}")
+            if sv.kosit:
+                lines.append(f"  kosit:      {sv.kosit}")
         else:
             entry = sv.entry_name or "?"
             where = ", ".join(status.searched) or "empty schema path"
