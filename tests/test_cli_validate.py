@@ -155,9 +155,19 @@ def test_json_output_shape(
     assert code == 1
     data = json.loads(capsys.readouterr().out)
     assert isinstance(data, list) and len(data) == 2
-    keys = {"source", "valid", "standard", "version", "message_type", "nachrichtenUUID", "findings"}
+    keys = {
+        "source",
+        "valid",
+        "standard",
+        "version",
+        "message_type",
+        "nachrichtenUUID",
+        "findings",
+        "exit",
+    }
     assert all(set(report) == keys for report in data)
     good, bad = data
+    assert (good["exit"], bad["exit"]) == (0, 1)
     assert good["valid"] is True and good["findings"] == []
     assert (good["standard"], good["version"], good["message_type"]) == ("xdomea", "3.0.0", "0102")
     assert bad["valid"] is False and bad["source"] == str(invalid_xdomea)
@@ -341,3 +351,178 @@ def test_hostile_container_exits_2(
     misnamed = path.rename(tmp_path / "container.zip")
     assert main(["validate", str(misnamed)]) == 2
     assert "rule name" in capsys.readouterr().err
+
+
+# -- output: line order, one JSON entry per file, worst exit, a closed pipe ---------------------
+
+
+def _out_of_order(tmp_path: Path, xgwa_samples: Path) -> Path:
+    """The KoSIT invalid message with a bad code at line 26: the codelist check reports it after
+    the XSD findings at lines 137 and 172."""
+    data = (xgwa_samples / "xgwa2.2-invalid.xml").read_bytes()
+    path = tmp_path / "three-defects.xml"
+    path.write_bytes(data.replace(b"<code>01</code>", b"<code>77</code>", 1))
+    return path
+
+
+def test_findings_in_line_order(
+    tmp_path: Path, xgwa_samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _out_of_order(tmp_path, xgwa_samples)
+    assert main(["validate", str(path), "--format", "json"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    assert [(f["line"], f["rule"]) for f in report["findings"]] == [
+        (26, "codelist"),
+        (137, "xsd:SCHEMAV_ELEMENT_CONTENT"),
+        (172, "xsd:SCHEMAV_ELEMENT_CONTENT"),
+    ]
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.index("line 26 ") < out.index("line 137 ") < out.index("line 172 ")
+
+
+def test_findings_without_line_come_last_in_a_stable_order(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import xoev.validation
+    from xoev.findings import Finding, Report, Severity
+
+    def fake(name: str, **_kw: object) -> Report:
+        findings = [
+            Finding(Severity.ERROR, "late", "r1", line=30),
+            Finding(Severity.WARNING, "nowhere-a", "r2"),
+            Finding(Severity.ERROR, "early-a", "r3", line=5),
+            Finding(Severity.ERROR, "nowhere-b", "r4"),
+            Finding(Severity.ERROR, "early-b", "r5", line=5),
+        ]
+        return Report(source=name, standard="S", version="1", findings=findings)
+
+    monkeypatch.setattr(xoev.validation, "validate_file", fake)
+    assert main(["validate", "m.xml", "--format", "json"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    assert [f["message"] for f in report["findings"]] == [
+        "early-a",
+        "early-b",
+        "late",
+        "nowhere-a",
+        "nowhere-b",
+    ]
+
+
+def test_json_has_one_entry_per_file_unusable_ones_included(
+    tmp_path: Path,
+    xgwa_samples: Path,
+    invalid_xdomea: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    not_xml = tmp_path / "not.xml"
+    not_xml.write_bytes(b"<a><b></a>")
+    unshipped = tmp_path / "xgwa-2.1.xml"
+    unshipped.write_bytes(
+        (xgwa_samples / "xgwa2.2-valid.xml")
+        .read_bytes()
+        .replace(XGEWERBEANZEIGE_2_2.encode(), b"http://www.xgewerbeanzeige.de/spezifikation/2.1")
+    )
+    files = [
+        MINIMAL,
+        tmp_path / "missing.xml",
+        invalid_xdomea,
+        not_xml,
+        xgwa_samples / "xy-unknown.xml",
+        unshipped,
+    ]
+    assert main(["validate", "--format", "json", *map(str, files)]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert [entry["source"] for entry in data] == [str(f) for f in files]
+    assert [entry["exit"] for entry in data] == [0, 2, 1, 2, 2, 2]
+    assert [entry["valid"] for entry in data] == [True, False, False, False, False, False]
+    errors = [entry for entry in data if entry["exit"] == 2]
+    assert all(set(entry) == {"source", "valid", "exit", "error"} for entry in errors)
+    missing, broken, unknown, not_built_in = (entry["error"] for entry in errors)
+    assert str(files[1]) in missing
+    assert f"{not_xml}:1:" in broken
+    assert "unknown document" in unknown
+    assert "XGewerbeanzeige 2.1 is not built in; put its bundle on the schema path" in not_built_in
+
+
+def test_kosit_json_has_one_entry_per_file(
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simple = shared_dir / "kosit" / "examples" / "simple"
+    files = [
+        simple / "input" / "simple-schematron-invalid.xml",
+        tmp_path / "missing.xml",
+        simple / "input" / "unknown.xml",
+        simple / "input" / "foo-schematron-invalid.xml",
+    ]
+    argv = ["validate", "--kosit", str(simple), "--kosit-repository", str(simple / "repository")]
+    assert main([*argv, "--format", "json", *map(str, files)]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert [entry["source"] for entry in data] == [str(f) for f in files]
+    assert [entry["exit"] for entry in data] == [0, 2, 2, 1]
+    assert "error" in data[1] and data[2]["findings"][0]["rule"] == "kosit:no-scenario"
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["valid"], 0),
+        (["invalid", "valid"], 1),
+        (["valid", "invalid"], 1),
+        (["missing", "invalid", "valid"], 2),
+        (["invalid", "valid", "missing"], 2),
+    ],
+)
+def test_a_batch_exits_with_its_worst_result(
+    names: list[str], expected: int, invalid_xdomea: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = {"valid": MINIMAL, "invalid": invalid_xdomea, "missing": invalid_xdomea.with_name("x")}
+    assert main(["validate", *(str(paths[n]) for n in names)]) == expected
+
+
+def _closed_pipe_run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """``python -m flows.cli ARGS`` with stdout a pipe whose reading end is already closed."""
+    env = {k: v for k, v in os.environ.items() if k != SCHEMA_PATH_ENV}
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "flows.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args", [["schemas"], ["schemas", "--format", "json"], ["validate", str(MINIMAL)]]
+)
+def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
+    result = _closed_pipe_run(args)
+    assert result.stderr == b""
+    assert result.returncode == 141
+
+
+def test_head_one_ends_validate_quietly(invalid_xdomea: Path) -> None:
+    """``amtsbote validate FILE… | head -1`` with more output than a pipe holds."""
+    env = {k: v for k, v in os.environ.items() if k != SCHEMA_PATH_ENV}
+    files = [str(invalid_xdomea), str(MINIMAL)] * 1000
+    with subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "validate", *files],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        err = process.stderr.read()
+        code = process.wait(timeout=120)
+    assert first.startswith(str(invalid_xdomea).encode())
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert code == 141

@@ -33,6 +33,11 @@ that cannot be checked at all, or a registry that cannot check it::
     ├── SchemaError                   the registry cannot check a known standard (CLI exit 2)
     │   ├── SchemaPathError           a --schema-path directory does not exist
     │   ├── SchemaUnavailableError    known namespace, but its XSD bundle was not found
+    │   │   └── VersionNotBuiltInError  a version amtsbote knows of but does not ship
+    │   │                             (XGewerbeanzeige 2.1, XGewerbeordnung): put its bundle on
+    │   │                             the schema path
+    │   ├── BundleError               a bundle on the schema path (bundle.yaml, its files, its
+    │   │                             KoSIT configuration) cannot be used; names file and line
     │   └── SchemaCompileError        the XSD bundle was found but does not compile
     ├── CodelistError                 a genericode file cannot be read
     └── KositConfigError              a KoSIT validator configuration (scenarios.xml and its
@@ -44,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "BundleError",
     "CodelistError",
     "ContainerError",
     "ContainerFormatError",
@@ -69,6 +75,7 @@ __all__ = [
     "UnreferencedMemberError",
     "UnsafeMemberError",
     "UnusableInputError",
+    "VersionNotBuiltInError",
     "XoevError",
     "ZipBombError",
 ]
@@ -301,6 +308,61 @@ class SchemaUnavailableError(SchemaError):
         self.searched = tuple(searched)
 
 
+class VersionNotBuiltInError(SchemaUnavailableError):
+    """A namespace of a version amtsbote knows of but does not ship (XGewerbeanzeige 2.0/2.1,
+    XGewerbeordnung), with no bundle for it on the schema path."""
+
+    def __init__(
+        self,
+        *,
+        standard: str,
+        version: str,
+        namespace: str,
+        searched: Sequence[str],
+        hint: str | None = None,
+    ) -> None:
+        where = f"searched: {', '.join(searched)}" if searched else "the schema path is empty"
+        reason = (
+            f"{standard} {version} is not built in; put its bundle on the schema path "
+            f"(--schema-path DIR or AMTSBOTE_SCHEMA_PATH; {where}). Namespace {namespace}; "
+            f'see docs/xoev.md, "Versions by configuration"'
+        )
+        if hint:
+            reason += f"; {hint}"
+        SchemaError.__init__(self, reason)
+        self.standard = standard
+        self.version = version
+        self.namespace = namespace
+        self.entry_name = None
+        self.searched = tuple(searched)
+
+
+class _LocatedError(XoevError):
+    """An error about a configuration file, shown ``path:line: reason``."""
+
+    unnamed = "<file>"
+
+    def __init__(self, reason: str, *, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+        self.line = line
+
+    def __str__(self) -> str:
+        where = self.path or self.unnamed
+        if self.line is not None:
+            where += f":{self.line}"
+        return f"{where}: {self.reason}"
+
+
+class BundleError(_LocatedError, SchemaError):
+    """A bundle on the schema path cannot be used: its ``bundle.yaml`` is not valid, names a
+    missing file or one outside the bundle folder, or its KoSIT configuration is broken.
+    ``path``/``line`` point at the cause."""
+
+    unnamed = "<bundle>"
+
+
 class SchemaCompileError(SchemaError):
     def __init__(self, path: str, detail: str) -> None:
         super().__init__(f"schema {path} does not compile: {detail}")
@@ -315,20 +377,10 @@ class CodelistError(XoevError):
         self.detail = detail
 
 
-class KositConfigError(XoevError):
+class KositConfigError(_LocatedError):
     """A KoSIT validator configuration cannot be used: ``scenarios.xml`` is not well-formed or not
     valid against the scenario schema, an XPath does not compile, a resource is missing or outside
     the repository, a stylesheet or schema does not compile. ``path``/``line`` point at the
     cause."""
 
-    def __init__(self, reason: str, *, path: str | None = None, line: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path = path
-        self.line = line
-
-    def __str__(self) -> str:
-        where = self.path or "<configuration>"
-        if self.line is not None:
-            where += f":{self.line}"
-        return f"{where}: {self.reason}"
+    unnamed = "<configuration>"

@@ -24,6 +24,18 @@ Where schemas come from
     schema-path directories the first wins. Explicit ``schema_path`` directories must exist;
     missing directories from the environment variable are skipped and reported in ``problems``.
 
+Versions by configuration
+    A bundle on the schema path for a namespace no package declares is a version of its own
+    (:mod:`xoev.bundles`): described by a ``bundle.yaml`` beside its XSDs (standard, version,
+    schema, codelists, KoSIT configuration), or — without one — by its XSD's ``targetNamespace``
+    when that follows an XÖV pattern naming standard and version. A ``bundle.yaml`` for a namespace
+    a package declares overrides that version's bundle and keeps its message types and business
+    rules. Origin is the bundle folder; :attr:`StandardVersion.configured_by` says how it was
+    configured. Unusable ``bundle.yaml`` files are reported in :attr:`SchemaRegistry.problems` and
+    in the error for a document of an unknown namespace. A namespace amtsbote knows of but does
+    not ship (XGewerbeanzeige 2.0, 2.1, XGewerbeordnung) without a bundle is a
+    :class:`~xoev.exceptions.VersionNotBuiltInError`.
+
 Codelists
     :attr:`SchemaRegistry.codelists` (loaded on first use) holds the genericode files named by the
     versions (``StandardVersion.codelists``) plus every genericode ``*.xml`` found on the schema
@@ -43,22 +55,29 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from lxml import etree
 
+from .bundles import BUNDLE_FILE, discover, load_bundle, not_built_in, target_namespace
 from .codelists import CodelistRegistry, is_genericode
 from .exceptions import (
+    BundleError,
     CodelistError,
+    KositConfigError,
     SchemaCompileError,
     SchemaPathError,
     SchemaUnavailableError,
     UnknownDocumentError,
+    VersionNotBuiltInError,
 )
 from .namespaces import split_tag
 from .standards import StandardVersion
 from .xsd import CompiledSchema
+
+if TYPE_CHECKING:
+    from .kosit import KositConfiguration
 
 __all__ = [
     "BUILTIN_PACKAGES",
@@ -101,6 +120,8 @@ class SchemaStatus:
                 for mt in sv.message_types
             ],
             "codelists": [str(p) for p in sv.codelists],
+            "configured_by": sv.configured_by,
+            "kosit": str(sv.kosit) if sv.kosit else None,
         }
 
 
@@ -140,23 +161,6 @@ def _compile(path: Path, origin: str) -> CompiledSchema:
             f"refers to remote resources, network access is off: {', '.join(resolver.refused)}",
         )
     return CompiledSchema(schema, path=str(path), origin=origin)
-
-
-def _target_namespace(path: Path) -> str | None:
-    try:
-        for _event, element in etree.iterparse(
-            str(path),
-            events=("start",),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-        ):
-            value = element.get("targetNamespace")
-            return str(value) if value is not None else None
-    except (etree.XMLSyntaxError, OSError):
-        return None
-    return None
 
 
 def _env_path() -> list[str]:
@@ -205,6 +209,8 @@ class SchemaRegistry:
         wanted = {self._entry_name(sv) for sv in declared} - {None}
         self._files: dict[Path, dict[str, list[Path]]] = {}
         self._xml_files: dict[Path, list[Path]] = {}
+        self._xsd_files: dict[Path, list[Path]] = {}
+        self._bundle_files: dict[Path, list[Path]] = {}
         for directory in self.schema_path:
             self._index(directory, {w for w in wanted if w})
 
@@ -218,7 +224,14 @@ class SchemaRegistry:
                 )
                 continue
             self._by_ns[sv.namespace] = self._resolve(sv)
+        self.bundle_problems: list[str] = []
+        """Bundles on the schema path that cannot be used (also in :attr:`problems`)."""
+        self._unconfigured: dict[str, list[Path]] = {}
+        self._ns_problems: dict[str, str] = {}
+        self._kosit_lines: dict[str, int | None] = {}
+        self._configure()
         self._compiled: dict[str, CompiledSchema] = {}
+        self._kosit: dict[str, KositConfiguration] = {}
         self._lock = threading.Lock()
         self._codelists: CodelistRegistry | None = None
 
@@ -253,6 +266,9 @@ class SchemaRegistry:
     def _index(self, directory: Path, wanted: set[str]) -> None:
         files: dict[str, list[Path]] = {}
         xml: list[Path] = []
+        xsd: list[Path] = []
+        bundles: list[Path] = []
+        self._xsd_files[directory], self._bundle_files[directory] = xsd, bundles
         seen = 0
         for current, dirnames, filenames in os.walk(directory):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -267,8 +283,13 @@ class SchemaRegistry:
                     return
                 if filename in wanted:
                     files.setdefault(filename, []).append(Path(current, filename))
-                if filename.lower().endswith(".xml"):
+                lower = filename.lower()
+                if lower.endswith(".xml"):
                     xml.append(Path(current, filename))
+                elif lower.endswith(".xsd"):
+                    xsd.append(Path(current, filename))
+                elif filename == BUNDLE_FILE:
+                    bundles.append(Path(current, filename))
         self._files[directory], self._xml_files[directory] = files, xml
 
     def _resolve(self, sv: StandardVersion) -> StandardVersion:
@@ -277,15 +298,91 @@ class SchemaRegistry:
             return sv
         for directory in self.schema_path:
             for candidate in self._files.get(directory, {}).get(name, []):
-                if _target_namespace(candidate) == sv.namespace:
+                if target_namespace(candidate) == sv.namespace:
                     return dataclasses.replace(sv, schema=candidate, origin=str(directory))
         return sv
+
+    def _configure(self) -> None:
+        """Versions by configuration (:mod:`xoev.bundles`): ``bundle.yaml`` files first, then XSDs
+        of unknown namespaces outside any bundle folder; the first schema-path directory wins."""
+        claimed: list[Path] = []
+        configured: dict[str, str] = {}
+        known = {ns: (sv.standard, sv.version) for ns, sv in self._by_ns.items()}
+        for directory in self.schema_path:
+            for file in self._bundle_files.get(directory, []):
+                claimed.append(file.parent.resolve())
+                try:
+                    bundle = load_bundle(file, known=known)
+                except BundleError as exc:
+                    self.bundle_problems.append(str(exc))
+                    self.problems.append(f"bundle skipped: {exc}")
+                    continue
+                codelists = tuple(p for p in bundle.codelists if is_genericode(p))
+                for entry in bundle.entries:
+                    if entry.namespace in configured:
+                        self.problems.append(
+                            f"{bundle.file}: {entry.namespace} already configured by "
+                            f"{configured[entry.namespace]}, ignored"
+                        )
+                        continue
+                    configured[entry.namespace] = str(bundle.file)
+                    self._kosit_lines[entry.namespace] = bundle.kosit_line
+                    changes: dict[str, Any] = {
+                        "schema": entry.schema,
+                        "origin": str(bundle.directory),
+                        "kosit": bundle.kosit,
+                        "kosit_repository": bundle.kosit_repository,
+                        "configured_by": str(bundle.file),
+                    }
+                    declared = self._by_ns.get(entry.namespace)
+                    if declared is not None:  # overrides the bundle, keeps types and rules
+                        changes["codelists"] = declared.codelists + codelists
+                        self._by_ns[entry.namespace] = dataclasses.replace(declared, **changes)
+                    else:
+                        self._by_ns[entry.namespace] = StandardVersion(
+                            standard=entry.standard,
+                            version=entry.version,
+                            namespace=entry.namespace,
+                            codelists=codelists,
+                            **changes,
+                        )
+
+        for directory in self.schema_path:
+            free = [
+                p
+                for p in self._xsd_files.get(directory, [])
+                if not any(p.resolve().is_relative_to(c) for c in claimed)
+            ]
+            unknown: dict[str, list[Path]] = {}
+            for path in free:
+                namespace = target_namespace(path)
+                if namespace and namespace not in self._by_ns:
+                    unknown.setdefault(namespace, []).append(path)
+            entries, problems = discover(unknown, free)
+            for entry in entries:
+                if entry.namespace in self._by_ns:
+                    continue
+                self._by_ns[entry.namespace] = StandardVersion(
+                    standard=entry.standard,
+                    version=entry.version,
+                    namespace=entry.namespace,
+                    schema=entry.schema,
+                    origin=str(entry.schema.parent),
+                    configured_by="targetNamespace",
+                )
+            for namespace, problem in problems.items():
+                self._ns_problems.setdefault(namespace, problem)
+            for namespace, paths in unknown.items():
+                if namespace not in self._by_ns:
+                    self._unconfigured.setdefault(namespace, []).extend(paths)
 
     # -- queries ------------------------------------------------------------------------------
 
     def versions(self) -> tuple[StandardVersion, ...]:
         """Every known version, resolved against the schema path, by standard and version."""
-        return tuple(sorted(self._by_ns.values(), key=lambda v: (v.standard.lower(), v.version)))
+        return tuple(
+            sorted(self._by_ns.values(), key=lambda v: (v.standard.lower(), v.version, v.namespace))
+        )
 
     def status(self) -> list[SchemaStatus]:
         searched = tuple(str(d) for d in self.schema_path)
@@ -307,13 +404,34 @@ class SchemaRegistry:
     ) -> StandardVersion:
         """The version for a root namespace, or :class:`UnknownDocumentError`."""
         sv = self._by_ns.get(namespace) if namespace else None
-        if sv is None:
-            hint = None
-            skipped = [p for p in self.problems if "skipped" in p and p.startswith("xoev.")]
-            if skipped:
-                hint = "not loaded: " + "; ".join(skipped)
-            raise UnknownDocumentError(namespace, root, self.supported(), source=source, hint=hint)
-        return sv
+        if sv is not None:
+            return sv
+        hints = []
+        if namespace in self._ns_problems:
+            hints.append(self._ns_problems[namespace])
+        elif namespace in self._unconfigured:
+            folders = ", ".join(dict.fromkeys(str(p.parent) for p in self._unconfigured[namespace]))
+            hints.append(
+                f"the schema path has XSDs with this targetNamespace (in {folders}), but "
+                f"nothing names their standard and version: put a {BUNDLE_FILE} with "
+                f'standard and version beside them (docs/xoev.md, "Versions by configuration")'
+            )
+        if self.bundle_problems:
+            hints.append("unusable bundles: " + "; ".join(self.bundle_problems))
+        skipped = [p for p in self.problems if "skipped" in p and p.startswith("xoev.")]
+        if skipped:
+            hints.append("not loaded: " + "; ".join(skipped))
+        unshipped = not_built_in(namespace)
+        if unshipped is not None and namespace:
+            raise VersionNotBuiltInError(
+                standard=unshipped[0],
+                version=unshipped[1],
+                namespace=namespace,
+                searched=[str(d) for d in self.schema_path],
+                hint="; ".join(hints) or None,
+            )
+        hint = "; ".join(hints) or None
+        raise UnknownDocumentError(namespace, root, self.supported(), source=source, hint=hint)
 
     def detect(
         self, tree: etree._ElementTree | etree._Element, *, source: str | None = None
@@ -342,6 +460,33 @@ class SchemaRegistry:
                 compiled = _compile(resolved.schema, resolved.origin)
                 self._compiled[sv.namespace] = compiled
         return compiled
+
+    def kosit(self, sv: StandardVersion) -> KositConfiguration | None:
+        """The KoSIT configuration of a version's bundle (loaded on first use, then cached), or
+        None; :class:`~xoev.exceptions.BundleError` when it cannot be used."""
+        resolved = self._by_ns.get(sv.namespace, sv)
+        if resolved.kosit is None:
+            return None
+        config = self._kosit.get(sv.namespace)
+        if config is not None:
+            return config
+        with self._lock:
+            config = self._kosit.get(sv.namespace)
+            if config is None:
+                from .kosit import KositConfiguration
+
+                try:
+                    config = KositConfiguration.load(
+                        resolved.kosit, repository=resolved.kosit_repository
+                    )
+                except KositConfigError as exc:
+                    raise BundleError(
+                        f"kosit: the KoSIT configuration cannot be used: {exc}",
+                        path=resolved.configured_by,
+                        line=self._kosit_lines.get(sv.namespace),
+                    ) from exc
+                self._kosit[sv.namespace] = config
+        return config
 
     @property
     def codelists(self) -> CodelistRegistry:

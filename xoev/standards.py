@@ -52,6 +52,15 @@ class StandardVersion:
     code_bindings: Mapping[str, str] = field(default_factory=dict)
     """Element local name → listURI, for code elements whose list the standard fixes (code types
     1 and 2) so that the instance need not carry ``listURI``."""
+    kosit: Path | None = None
+    """A KoSIT validator configuration (``scenarios.xml`` or its folder) whose Schematron runs after
+    the XSD check (set by a bundle's ``bundle.yaml``, :mod:`xoev.bundles`)."""
+    kosit_repository: Path | None = None
+    """Folder the KoSIT configuration's resource locations are relative to (KoSIT's ``-r``)."""
+    configured_by: str | None = None
+    """How a version from the schema path was configured: the path of its ``bundle.yaml``, or
+    ``targetNamespace`` when standard and version come from the namespace (:mod:`xoev.bundles`).
+    None for versions of a standard package."""
     in_reply_to_element: str | None = None
     """Local name of the child of the root that holds the nachrichtenUUID a reply answers (e.g.
     ``bezug`` in a Rückmeldung); :func:`xoev.message.inspect_message` reads it into

@@ -12,7 +12,11 @@
    refused the same code (an enumeration that is also a code list: one defect, one finding);
 5. only when the schema check passed: the version's business rules (``StandardVersion.rules``),
    or for a standard without rules of its own the header rules (:mod:`xoev.header`: the Kopf
-   names the message's own type, author and reader).
+   names the message's own type, author and reader);
+6. the Schematron of the KoSIT configuration a bundle names (``StandardVersion.kosit``,
+   :mod:`xoev.bundles`), also only when the schema check passed: its findings (``kosit:…`` and the
+   assertion ids) join the report; a broken configuration raises
+   :class:`~xoev.exceptions.BundleError`.
 
 The default registry is created on first use and shared (thread-safe), so the hot path never
 recompiles a schema.
@@ -44,7 +48,7 @@ def validate(
 ) -> Report:
     """Check a message given as bytes; ``source`` names it in the report and in errors."""
     tree = parse_xml(data, config=config, source=source)
-    return validate_tree(tree, source=source, registry=registry)
+    return validate_tree(tree, source=source, registry=registry, data=data)
 
 
 def validate_tree(
@@ -52,8 +56,11 @@ def validate_tree(
     *,
     source: str = "<tree>",
     registry: SchemaRegistry | None = None,
+    data: bytes | None = None,
 ) -> Report:
-    """Check an already parsed tree (parse it with :func:`xoev.parsing.parse_xml`)."""
+    """Check an already parsed tree (parse it with :func:`xoev.parsing.parse_xml`). ``data``: the
+    bytes it was parsed from, if at hand (a bundle's KoSIT step checks them, so that its findings
+    carry the lines of the input; else the serialised tree)."""
     reg = registry or default_registry()
     sv = reg.detect(tree, source=source)
     compiled = reg.schema(sv)
@@ -89,6 +96,12 @@ def validate_tree(
         report.findings.extend(
             sv.rules(tree) if sv.rules is not None else header_findings(tree, sv)
         )
+    if ok and sv.kosit is not None:
+        kosit = reg.kosit(sv)
+        if kosit is not None:
+            report.findings.extend(
+                kosit.check(data or etree.tostring(tree), source=source).findings
+            )
     return report
 
 

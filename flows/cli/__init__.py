@@ -8,6 +8,10 @@ module in its package (``flows/families/<family>/cli.py``) or an entry point in 
 (Prefect, SQLAlchemy, FastAPI) inside their handlers so that ``amtsbote validate`` stays fast.
 
 Exit codes: 0 ok, 1 findings, 2 unusable input (argparse's own usage errors are 2 as well).
+A batch exits with its worst result. A closed stdout (``amtsbote schemas | head -1``) ends any
+command quietly with :data:`EXIT_BROKEN_PIPE` (141, 128 + SIGPIPE, as a shell reports a process a
+closed pipe ended): stdout is pointed at ``/dev/null`` so that the interpreter's final flush does
+not fail again, as the Python documentation on SIGPIPE recommends.
 
 A command that talks to the Prefect server sets ``needs_prefect=True`` with its handler; without
 ``PREFECT_API_URL`` it exits 2 saying what to export instead of talking to a temporary server
@@ -24,11 +28,19 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_UNUSABLE", "build_parser", "main"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FINDINGS",
+    "EXIT_OK",
+    "EXIT_UNUSABLE",
+    "build_parser",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_UNUSABLE = 2
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,10 +91,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_UNUSABLE
     try:
         code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
     except KeyboardInterrupt:
         print("amtsbote: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     return int(code or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe goes nowhere."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (e.g. captured in tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

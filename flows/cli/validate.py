@@ -7,7 +7,8 @@
     amtsbote schemas [--schema-path DIR]... [--format text|json]
 
 ``validate`` checks each file (hardened parse, XSD, codelists, business rules) and prints one
-report per usable file on stdout. Exit codes:
+report per file on stdout, in the order the files were given; each report's findings are in line
+order (findings without a line last, otherwise in the order the checks found them). Exit codes:
 
 * 0 — every file is valid (no error findings; warnings are printed but do not count);
 * 1 — at least one report has error findings;
@@ -15,8 +16,22 @@ report per usable file on stdout. Exit codes:
   (DOCTYPE, XXE, entity bomb, external DTD), wrong encoding, too deep, an **unknown document**
   (root namespace of no known standard version — there is nothing to check it against, so it is
   unusable input rather than a finding, like the KoSIT test case ``xy-unknown.xml``), or a known
-  standard whose schema bundle is not on the schema path. The reason goes to stderr, naming the
-  file. Other files are still checked; 2 wins over 1.
+  standard whose schema bundle is not on the schema path, or a version amtsbote knows of but does
+  not ship ("XGewerbeanzeige 2.1 is not built in; put its bundle on the schema path"). The reason
+  goes to stderr, naming the file. Other files are still checked.
+
+A batch exits with its worst result: 2 over 1 over 0.
+
+``--format json`` prints one array with **one entry per file given**, in order. A checked file is
+its report (``source``, ``valid``, ``standard``, ``version``, ``message_type``,
+``nachrichtenUUID``, ``findings``; with ``--kosit`` also ``scenario``, ``accepted``) plus
+``exit`` (0 or 1, or 2 for a KoSIT report of an unusable document). A file that could not be checked
+is ``{"source": FILE, "valid": false, "exit": 2, "error": REASON}`` (the reason printed to stderr
+too). The text format prints the reports; unusable files only on stderr.
+
+A closed stdout (``amtsbote validate … | head -1``, ``amtsbote schemas | head``) ends the command
+quietly: no traceback, exit 141 (128 + SIGPIPE, what a shell reports for a process a closed pipe
+ended; :func:`flows.cli.main`).
 
 A ``FILE`` ending in ``.zip`` is an xdomea container as x-man exchanges it
 (``{ProzessID}_{Nachrichtenname}.zip``, :mod:`xoev.container`): the container rules are checked
@@ -30,10 +45,14 @@ rejected; not well-formed input and a document no scenario matches are unusable 
 without ``--kosit``, and their report is printed too; a broken configuration is exit 2.
 
 ``schemas`` lists the known standards and versions with namespace, message types and where each
-schema bundle came from (built-in or the schema-path directory), plus loaded codelists.
+schema bundle came from (built-in, the schema-path directory, or the bundle folder of a version by
+configuration with its ``bundle.yaml`` or ``targetNamespace``), plus loaded codelists; unusable
+bundles are warnings on stderr.
 
 ``--schema-path DIR`` (repeatable) is searched recursively before the directories in
-``AMTSBOTE_SCHEMA_PATH``; bundles found there override built-in ones.
+``AMTSBOTE_SCHEMA_PATH``; bundles found there override built-in ones, and bundles for namespaces no
+package declares are versions of their own (:mod:`xoev.bundles`, docs/xoev.md "Versions by
+configuration").
 """
 
 from __future__ import annotations
@@ -112,9 +131,48 @@ def _registry(args: argparse.Namespace, command: str) -> Any:
         return None
 
 
+class _Batch:
+    """The outcome of ``validate`` for each file, in order: a report or the reason it could not be
+    checked, each with its exit code; the batch's exit is the worst."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, Any, int]] = []
+
+    def report(self, report: Any, code: int) -> None:
+        report.findings.sort(key=_line_order)  # stable: equal lines keep the checks' order
+        self.entries.append((report.source, report, code))
+
+    def unusable(self, name: str, message: str, error: str) -> None:
+        from . import EXIT_UNUSABLE
+
+        print(f"amtsbote validate: {message}", file=sys.stderr)
+        self.entries.append((name, error, EXIT_UNUSABLE))
+
+    @property
+    def code(self) -> int:
+        return max((code for _name, _entry, code in self.entries), default=0)
+
+    def write(self, output_format: str) -> None:
+        if output_format == "json":
+            data = []
+            for name, entry, code in self.entries:
+                if isinstance(entry, str):
+                    data.append({"source": name, "valid": False, "exit": code, "error": entry})
+                else:
+                    data.append({**entry.to_dict(), "exit": code})
+            print(json.dumps(data, ensure_ascii=False, indent=2))
+            return
+        text = "\n".join(e.to_text() for _n, e, _c in self.entries if not isinstance(e, str))
+        if text:
+            print(text)
+
+
+def _line_order(finding: Any) -> tuple[bool, int]:
+    return (finding.line is None, finding.line or 0)
+
+
 def run_validate(args: argparse.Namespace) -> int:
     from xoev.exceptions import SchemaError, UnusableInputError
-    from xoev.findings import reports_to_json, reports_to_text
     from xoev.validation import validate_file
 
     from . import EXIT_FINDINGS, EXIT_OK, EXIT_UNUSABLE
@@ -124,8 +182,7 @@ def run_validate(args: argparse.Namespace) -> int:
     registry = _registry(args, "validate")
     if registry is None:
         return EXIT_UNUSABLE
-    code = EXIT_OK
-    reports = []
+    batch = _Batch()
     for name in args.files:
         try:
             if name.lower().endswith(".zip"):
@@ -133,27 +190,19 @@ def run_validate(args: argparse.Namespace) -> int:
             else:
                 report = validate_file(name, registry=registry)
         except UnusableInputError as exc:
-            print(f"amtsbote validate: unusable input: {exc}", file=sys.stderr)
-            code = EXIT_UNUSABLE
+            batch.unusable(name, f"unusable input: {exc}", str(exc))
             continue
         except SchemaError as exc:
-            print(f"amtsbote validate: {name}: cannot check: {exc}", file=sys.stderr)
-            code = EXIT_UNUSABLE
+            batch.unusable(name, f"{name}: cannot check: {exc}", f"cannot check: {exc}")
             continue
-        reports.append(report)
-        if not report.ok and code == EXIT_OK:
-            code = EXIT_FINDINGS
-    if args.format == "json":
-        print(reports_to_json(reports))
-    elif reports:
-        print(reports_to_text(reports))
-    return code
+        batch.report(report, EXIT_OK if report.ok else EXIT_FINDINGS)
+    batch.write(args.format)
+    return batch.code
 
 
 def _run_kosit(args: argparse.Namespace) -> int:
     """``validate --kosit``: every file checked with the configuration (xoev.kosit)."""
     from xoev.exceptions import KositConfigError, UnusableInputError
-    from xoev.findings import reports_to_json, reports_to_text
     from xoev.kosit import UNUSABLE_RULES, KositConfiguration
     from xoev.parsing import read_input
 
@@ -164,28 +213,23 @@ def _run_kosit(args: argparse.Namespace) -> int:
     except KositConfigError as exc:
         print(f"amtsbote validate: KoSIT configuration unusable: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    code = EXIT_OK
-    reports = []
+    batch = _Batch()
     for name in args.files:
         try:
             report = config.check(read_input(name), source=name)
         except UnusableInputError as exc:
-            print(f"amtsbote validate: unusable input: {exc}", file=sys.stderr)
-            code = EXIT_UNUSABLE
+            batch.unusable(name, f"unusable input: {exc}", str(exc))
             continue
-        reports.append(report)
         unusable = [f for f in report.findings if f.rule in UNUSABLE_RULES]
         if unusable:
             print(
                 f"amtsbote validate: unusable input: {name}: {unusable[0].message}", file=sys.stderr
             )
-            code = EXIT_UNUSABLE
-        elif not report.ok and code == EXIT_OK:
-            code = EXIT_FINDINGS
-    output = reports_to_json(reports) if args.format == "json" else reports_to_text(reports)
-    if output:
-        print(output)
-    return code
+            batch.report(report, EXIT_UNUSABLE)
+        else:
+            batch.report(report, EXIT_OK if report.ok else EXIT_FINDINGS)
+    batch.write(args.format)
+    return batch.code
 
 
 def _validate_container(name: str, registry: Any) -> Any:
@@ -231,6 +275,12 @@ def run_schemas(args: argparse.Namespace) -> int:
         lines.append(f"  namespace:  {sv.namespace}")
         if status.available:
             lines.append(f"  schema:     {sv.schema} ({sv.origin})")
+            if sv.configured_by == "targetNamespace":
+                lines.append("  configured: standard and version from the targetNamespace")
+            elif sv.configured_by:
+                lines.append(f"  configured: {sv.configured_by}")
+            if sv.kosit:
+                lines.append(f"  kosit:      {sv.kosit}")
         else:
             entry = sv.entry_name or "?"
             where = ", ".join(status.searched) or "empty schema path"
