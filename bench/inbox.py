@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import os
 import socket
@@ -55,7 +56,26 @@ from connectors.directory import dev_token  # noqa: E402
 SAMPLE = ROOT / "xoev" / "xgewerbeanzeige" / "samples" / "anmeldung-restaurant-abh-0500.xml"
 SAMPLE_UUID = b"6f1c2a44-8d0b-4c3e-9a51-2b7d0e4f5a01"
 SENDER, RECIPIENT = "stadt-paderborn", "kreis-paderborn"
-AGENCIES = ROOT / "deployments" / "owl" / "agencies.yaml"
+OWL_AGENCIES = ROOT / "deployments" / "owl" / "agencies.yaml"
+AGENCIES = Path(tempfile.gettempdir()) / f"amtsbote-bench-agencies-{os.getpid()}.yaml"
+"""The OWL directory, except that the Kreis Paderborn (channel xta there: its Fachverfahren speak
+XTA 2) gets an amtsbote inbox of its own (channel http on 127.0.0.1:8702) for the bench to load."""
+
+
+def write_agencies() -> Path:
+    """Write :data:`AGENCIES` (see there) and return it."""
+    text = OWL_AGENCIES.read_text(encoding="utf-8")
+    xta = "    channel: xta\n    xta_url: http://127.0.0.1:8702/services/XTAService\n"
+    if xta not in text:
+        raise SystemExit(
+            f"{OWL_AGENCIES}: the Kreis Paderborn's XTA entry changed; adapt the bench"
+        )
+    atexit.register(AGENCIES.unlink, missing_ok=True)
+    AGENCIES.write_text(
+        text.replace(xta, "    channel: http\n    endpoint: http://127.0.0.1:8702\n", 1),
+        encoding="utf-8",
+    )
+    return AGENCIES
 
 
 # ------------------------------------------------------------------------------ bare server
@@ -360,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     extra = ("--workers", str(args.workers)) if args.workers else ()
     results: list[Result] = []
+    write_agencies()
     with tempfile.TemporaryDirectory(prefix="amtsbote-bench-") as tmp:
         work = Path(tmp)
         size = len(SAMPLE.read_bytes())

@@ -11,7 +11,13 @@ buffered whole. :class:`GuardedHttpToolsProtocol` adds
   idle connection, new or kept alive, is closed silently);
 * a **header size limit**: more than :attr:`max_header_bytes` bytes before the headers are
   complete — ``431 Request Header Fields Too Large`` and closed; what is buffered is bounded by the
-  limit plus one read.
+  limit plus one read;
+* **room for the living at the connection cap**: uvicorn answers every request 503 once
+  ``limit_concurrency`` connections are open, so a thousand silent connections used to lock out
+  the agencies that send. When a new connection reaches the cap, idle connections are closed to
+  make room — first those that never completed a request (oldest first), then kept-alive ones
+  (longest idle first); a connection with a request in progress is never touched. A sender on
+  a kept-alive connection keeps being served while silent connections churn.
 
 :func:`guarded_protocol` makes the class with the limits of an :class:`~.config.InboxConfig`.
 """
@@ -19,7 +25,8 @@ buffered whole. :class:`GuardedHttpToolsProtocol` adds
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import time
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -31,13 +38,48 @@ _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes: int = 32 * 1024
     header_timeout: float = 10.0
+    _shed_logged: ClassVar[float] = 0.0
+    _shed_since_log: ClassVar[int] = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_bytes = 0
         self._in_headers = True
         self._header_timer: asyncio.TimerHandle | None = None
+        self._served = 0
+        self._idle_since = self.loop.time()
         self._arm()
+        self._make_room()
+
+    def _idle(self) -> bool:
+        return self._in_headers and self._header_bytes == 0 and not self.transport.is_closing()
+
+    def _make_room(self) -> None:
+        """At the connection cap: close idle connections, never-served and oldest first."""
+        limit = self.limit_concurrency
+        if limit is None or len(self.connections) < limit:
+            return
+        idle = [
+            c
+            for c in self.connections
+            if c is not self and isinstance(c, GuardedHttpToolsProtocol) and c._idle()
+        ]
+        idle.sort(key=lambda c: (c._served > 0, c._idle_since))
+        victims = idle[: len(self.connections) - limit + 1]
+        for victim in victims:
+            victim._disarm()
+            victim.transport.close()
+            self.connections.discard(victim)  # its connection_lost comes later, the room now
+        cls = GuardedHttpToolsProtocol
+        cls._shed_since_log += len(victims)
+        now = time.monotonic()
+        if cls._shed_since_log and now - cls._shed_logged >= 10.0:  # one line per 10 s at most
+            self.logger.warning(
+                "inbox: at the connection limit (%d): closed %d idle connection(s) to make room",
+                limit,
+                cls._shed_since_log,
+            )
+            cls._shed_logged, cls._shed_since_log = now, 0
 
     def _arm(self) -> None:
         if self._header_timer is None:
@@ -63,6 +105,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._served += 1
+        self._idle_since = self.loop.time()
         if not self.transport.is_closing():  # keep-alive: the next request's headers
             self._in_headers = True
             self._header_bytes = 0

@@ -36,8 +36,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
+from xoev.exceptions import TooMuchMarkupError
+
 from ..directory import Agency
 from .containers import CONTAINER_TYPE, sha512_of
+from .errors import unusable_input
 from .exceptions import ApiError
 from .fairqueue import FairQueue, Ticket
 from .schemas import (
@@ -103,12 +106,14 @@ def _is_xml_type(content_type: str | None) -> bool:
     return media.startswith("application/") and media.endswith("+xml")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) a declared or streamed size above ``limit`` without
-    reading on."""
+async def _read_body(request: Request, limit: int, *, max_tags: int) -> bytes:
+    """The request body, refusing (413) a declared or streamed size above ``limit``, or more
+    than ``max_tags`` ``<`` (the parser's element-bomb budget, counted as the chunks arrive),
+    without reading on: a 10 MB element bomb costs the few MB up to the budget, not its whole
+    upload."""
     _declared_size(request, limit)
     chunks: list[bytes] = []
-    received = 0
+    received = tags = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
@@ -119,6 +124,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
                     f"body exceeds the limit of {limit} bytes (stopped reading at {received})",
                     limit=limit,
                     headers={"Connection": "close"},
+                )
+            tags += chunk.count(b"<")
+            if tags > max_tags:
+                raise unusable_input(
+                    TooMuchMarkupError("tags", tags, max_tags, source="request body")
                 )
             chunks.append(chunk)
     except ClientDisconnect:
@@ -231,6 +241,7 @@ def message_routes(service: InboxService, queue: FairQueue) -> APIRouter:
     """``POST /v1/messages`` (deliver) and ``GET /v1/messages/{uuid}/status`` (Laufzettel);
     deliveries share ``queue``'s workers (with the XTA ports)."""
     cfg = service.config
+    max_tags = cfg.parser_config().max_tags
     router = APIRouter(tags=["messages"])
 
     @router.post(
@@ -281,7 +292,7 @@ def message_routes(service: InboxService, queue: FairQueue) -> APIRouter:
                 return await _post_container(
                     request, response, sender, ticket, x_nachrichten_uuid, x_empfaenger
                 )
-            body = await _read_body(request, cfg.max_body_bytes)
+            body = await _read_body(request, cfg.max_body_bytes, max_tags=max_tags)
             status, receipt = await ticket.run_sync(
                 functools.partial(
                     service.accept,
