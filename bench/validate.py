@@ -2,7 +2,7 @@
 
 ::
 
-    .venv/bin/python bench/validate.py [--n 2000] [--schema-path DIR]...
+    .venv/bin/python bench/validate.py [--n 2000] [--files 10000] [--schema-path DIR]...
 
 For each sample message (the KoSIT XGewerbeanzeige 2.2 valid message from ../shared, and the
 bundled xdomea 3.0.0 sample when the xdomea bundle is on the schema path) one run measures, on the
@@ -12,7 +12,18 @@ same bytes:
 * ``lxml``      — bare ``etree.fromstring()`` + ``XMLSchema.validate()``: the limit;
 * ``xmlschema`` — ``xmlschema.XMLSchema(...).is_valid()`` (fewer rounds, it is slow).
 
-and prints messages/s and the ratios (targets: amtsbote ≥ 0.5 × lxml, ≥ 20 × xmlschema). Then each
+and prints messages/s and the ratios (targets: amtsbote ≥ 0.5 × lxml, ≥ 20 × xmlschema).
+
+**The whole CLI** (issue 13, point 6): ``--files`` copies of the samples (in turn) are written to a
+temporary folder and checked by ``amtsbote validate`` as a subprocess — interpreter start, imports,
+schema loading, reports on stdout included — once with its default ``--jobs`` (the CPU cores) and
+once with ``--jobs 1``; beside it, in this process, plain lxml over the same files: read, parse
+(``etree.fromstring``), XSD (the schemas compiled once, inside the timing), run before and after
+the CLI and the faster of the two taken. Printed: seconds,
+files/s, and CLI / lxml as throughput ratios (target ≥ 0.5). Then the Schematron cost per message
+of KoSIT's example configuration (``bench/kosit.py``).
+
+Then each
 hostile input is refused by ``xoev.parsing.parse_xml`` and the time (median) and memory
 (Python-heap peak via tracemalloc, growth of the process's max RSS) are printed.
 
@@ -34,6 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import xmlschema  # noqa: E402
 from lxml import etree  # noqa: E402
@@ -119,6 +131,61 @@ def _throughput(name: str, data: bytes, registry: SchemaRegistry, n: int) -> Non
     print(f"  amtsbote stages µs/msg: {', '.join(parts)}")
 
 
+def _cli_batch(samples: list[tuple[str, Path]], registry: SchemaRegistry, files: int) -> None:
+    import os
+    import subprocess
+    import tempfile
+
+    print(f"\nthe whole CLI over {files} files (samples in turn) against plain lxml, same files")
+    with tempfile.TemporaryDirectory(prefix="amtsbote-bench-validate-") as tmp:
+        names = []
+        contents = [path.read_bytes() for _name, path in samples]
+        for i in range(files):
+            name = os.path.join(tmp, f"m{i:05d}.xml")
+            Path(name).write_bytes(contents[i % len(contents)])
+            names.append(name)
+        schema_files = {}
+        for data in contents:
+            sv = registry.detect(parse_xml(data))
+            schema_files[sv.namespace] = str(registry.schema(sv).path)
+        os.sync()  # the files written: no writeback during the timing
+
+        def plain_lxml() -> float:
+            gc.collect()
+            start = time.perf_counter()
+            schemas = {ns: etree.XMLSchema(etree.parse(p)) for ns, p in schema_files.items()}
+            for name in names:
+                with open(name, "rb") as fh:
+                    root = etree.fromstring(fh.read())
+                if not schemas[etree.QName(root).namespace].validate(root):
+                    raise AssertionError(f"{name}: lxml says invalid")
+            return time.perf_counter() - start
+
+        first = plain_lxml()
+        rows = []
+        schema_args = [a for p in registry.schema_path for a in ("--schema-path", str(p))]
+        for label, jobs in (("amtsbote validate", []), ("  … --jobs 1", ["--jobs", "1"])):
+            command = [sys.executable, "-m", "flows.cli", "validate", *jobs, *schema_args]
+            start = time.perf_counter()
+            done = subprocess.run(
+                [*command, *names], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            elapsed = time.perf_counter() - start
+            if done.returncode != 0:
+                raise SystemExit(f"{label}: exit {done.returncode}: {done.stderr[-500:]!r}")
+            rows.append((label, elapsed))
+        base = min(first, plain_lxml())  # before and after the CLI runs: the faster one
+        rows.insert(0, ("lxml, one process", base))
+    print(f"  {'':<20} {'seconds':>8} {'files/s':>8} {'× lxml':>7}")
+    for label, seconds in rows:
+        print(f"  {label:<20} {seconds:>8.2f} {files / seconds:>8.0f} {base / seconds:>7.2f}")
+    ratio = base / rows[1][1]
+    print(
+        f"  CLI / lxml = {ratio:.2f} (target ≥ 0.5: {'ok' if ratio >= 0.5 else 'MISSED'}; "
+        f"{os.cpu_count()} CPU cores; the CLI also checks codelists and business rules)"
+    )
+
+
 def _hostile_inputs() -> list[tuple[str, bytes]]:
     lol = [b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n  <!ENTITY lol "lol">\n']
     for i in range(1, 10):
@@ -174,6 +241,7 @@ def _hostile(rounds: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="validations per implementation")
+    parser.add_argument("--files", type=int, default=10_000, help="files for the CLI run (0: none)")
     parser.add_argument("--hostile-rounds", type=int, default=20)
     parser.add_argument("--schema-path", action="append", default=[], metavar="DIR")
     args = parser.parse_args(argv)
@@ -212,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         _throughput(name, path.read_bytes(), registry, args.n)
     if not samples:
         print("no sample could be validated: throughput not measured")
+    elif args.files:
+        _cli_batch(samples, registry, args.files)
+        import kosit  # bench/kosit.py: the Schematron cost per message
+
+        print()
+        kosit.main(["--n", str(max(50, args.n // 4))])
     _hostile(args.hostile_rounds)
     return 0
 

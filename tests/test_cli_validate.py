@@ -526,3 +526,81 @@ def test_head_one_ends_validate_quietly(invalid_xdomea: Path) -> None:
     assert first.startswith(str(invalid_xdomea).encode())
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
     assert code == 141
+
+
+# -- a large batch on several cores (--jobs) -----------------------------------------------------
+
+
+def _pid(_name: str) -> int:
+    return os.getpid()
+
+
+def test_in_order_forks_workers_and_keeps_the_order() -> None:
+    from flows.cli._jobs import MIN_PARALLEL, in_order
+
+    names = [str(i) for i in range(MIN_PARALLEL * 2)]
+    assert list(in_order(names, int, jobs=2)) == list(range(len(names)))
+    pids = set(in_order(names, _pid, jobs=2))
+    assert os.getpid() not in pids and len(pids) == 2  # checked by two worker processes
+    assert set(in_order(names, _pid, jobs=1)) == {os.getpid()}
+    assert set(in_order(names[: MIN_PARALLEL - 1], _pid, jobs=2)) == {os.getpid()}  # small
+
+
+def test_jobs_give_what_one_process_gives(invalid_xdomea: Path, xgwa_samples: Path) -> None:
+    """Reports, stderr lines and the exit code of 500 files on 2 workers are those of 1 process,
+    in the same order — unusable ones (missing, unknown document) included."""
+    env = {k: v for k, v in os.environ.items() if k != SCHEMA_PATH_ENV}
+    kinds = [MINIMAL, invalid_xdomea, invalid_xdomea.with_name("missing.xml")]
+    kinds += [xgwa_samples / "xy-unknown.xml", xgwa_samples / "xgwa2.2-valid.xml"]
+    files = [str(kinds[i % len(kinds)]) for i in range(500)]
+    runs = {}
+    command = [sys.executable, "-m", "flows.cli", "validate"]
+    for fmt in ("text", "json"):
+        for jobs in ("1", "2"):
+            runs[fmt, jobs] = subprocess.run(
+                [*command, "--jobs", jobs, "--format", fmt, *files],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                timeout=300,
+            )
+    for fmt in ("text", "json"):
+        one, two = runs[fmt, "1"], runs[fmt, "2"]
+        assert two.returncode == one.returncode == 2
+        assert two.stdout == one.stdout
+        assert two.stderr == one.stderr
+    entries = json.loads(runs["json", "2"].stdout)
+    assert [e["source"] for e in entries] == files
+    assert [e["exit"] for e in entries[:5]] == [0, 1, 2, 2, 0]
+
+
+def test_ctrl_c_stops_the_workers_quietly(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the foreground process group) during a parallel batch: exit 130, one
+    line on stderr, no traceback from the parent or a worker, no process left behind."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != SCHEMA_PATH_ENV}
+    files = [str(MINIMAL)] * 20_000  # bounded: ends by itself in well under a minute
+    with subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "validate", "--jobs", "2", *files],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as process:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        deadline = time.monotonic() + 60
+        while not children.read_text().split():  # the workers are forked
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.stderr is not None
+        err = process.stderr.read().decode()
+        code = process.wait(timeout=60)
+    assert code == 130, err
+    assert err.strip() == "amtsbote: interrupted", err
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # nothing of the session is left
+        os.killpg(process.pid, 0)

@@ -25,9 +25,9 @@ import codecs
 import functools
 import os
 import re
+import stat
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from lxml import etree
 
@@ -365,6 +365,8 @@ def parse_xml(
 def _check_markup(data: bytes, cfg: ParserConfig, source: str | None) -> None:
     """The element-bomb budget on the bytes (ASCII ``<``/``=``; UTF-16/32 bodies count the same
     code units). Cheap: two C-level byte counts."""
+    if len(data) <= cfg.max_tags and len(data) <= cfg.max_attributes:
+        return  # fewer bytes than either budget: cannot exceed it (every normal message)
     tags = data.count(b"<")
     if tags > cfg.max_tags:
         raise TooMuchMarkupError("tags", tags, cfg.max_tags, source=source)
@@ -411,15 +413,19 @@ def read_input(path: str | os.PathLike[str], *, config: ParserConfig | None = No
     """Read a file's bytes, refusing it by its size before reading it whole."""
     cfg = config or DEFAULT_CONFIG
     name = os.fspath(path)
-    p = Path(name)
     try:
-        st = p.stat()
-        if not p.is_file():
+        st = os.stat(name)
+        if not stat.S_ISREG(st.st_mode):  # before opening: a FIFO would block the open
             raise UnusableInputError("not a regular file", source=name)
         if st.st_size > cfg.max_bytes:
             raise InputTooLargeError(st.st_size, cfg.max_bytes, source=name)
-        with p.open("rb") as fh:
-            data = fh.read(cfg.max_bytes + 1)
+        with open(name, "rb", buffering=0) as fh:
+            # what stat saw plus one byte (a read sized by the limit would allocate the limit
+            # every time); a file that grew since is read on, up to the limit plus one
+            want = st.st_size + 1
+            data = fh.read(want)
+            if len(data) == want:
+                data += fh.read(cfg.max_bytes + 1 - len(data))
     except FileNotFoundError as exc:
         raise UnusableInputError("file not found", source=name) from exc
     except PermissionError as exc:

@@ -53,8 +53,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.settings import AmtsboteSettings
-
 from . import EXIT_FINDINGS, EXIT_OK, EXIT_UNUSABLE
 
 __all__ = ["register"]
@@ -267,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ["AMTSBOTE_DATABASE_URL"] = settings.database_url
     # not flows.operations.project_root: Prefect must not be imported before PREFECT_API_URL is
     # final (it reads its settings once, at import)
+    from connectors.settings import AmtsboteSettings
+
     home = (
         AmtsboteSettings.from_environ(only=("home",)).home or Path(__file__).resolve().parents[2]
     ).resolve()
@@ -350,6 +350,8 @@ def _bring_up(
         if not _port_free(args.port):
             _say(f"port {args.port} is busy; choose another with --port")
             return EXIT_UNUSABLE
+        from connectors.settings import AmtsboteSettings
+
         db = (
             args.prefect_database_url
             or AmtsboteSettings.from_environ(only=("prefect_database_url",)).prefect_database_url
