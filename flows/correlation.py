@@ -207,7 +207,8 @@ def approve_case(
 
 
 # --------------------------------------------------------------------------- consultation events
-# Emitted for the escalation automations of `amtsbote automations sync` (flows/operations.py):
+# Emitted for the escalation automations of `amtsbote automations sync`
+# (flows/operations/automations.py):
 # ``amtsbote.consultation.sent`` not followed by ``amtsbote.reply.received`` for the same
 # resource within the rule's ``reply_within`` runs the ``escalate`` deployment. Ids only.
 
@@ -283,7 +284,7 @@ def rule_of_consultation(
     return None
 
 
-__all__ += [  # appended by the operations helper (issue 6), see flows/operations.py
+__all__ += [  # appended by the operations helper (issue 6), see flows/operations/automations.py
     "EVENT_CONSULTATION_SENT",
     "EVENT_REPLY_RECEIVED",
     "consultation_resource",
