@@ -535,12 +535,19 @@ def _pid(_name: str) -> int:
     return os.getpid()
 
 
+def _slow_pid(_name: str) -> int:
+    import time
+
+    time.sleep(0.01)  # a chunk takes a second: the second worker gets one too
+    return os.getpid()
+
+
 def test_in_order_forks_workers_and_keeps_the_order() -> None:
     from flows.cli._jobs import MIN_PARALLEL, in_order
 
     names = [str(i) for i in range(MIN_PARALLEL * 2)]
     assert list(in_order(names, int, jobs=2)) == list(range(len(names)))
-    pids = set(in_order(names, _pid, jobs=2))
+    pids = set(in_order(names[:MIN_PARALLEL], _slow_pid, jobs=2))
     assert os.getpid() not in pids and len(pids) == 2  # checked by two worker processes
     assert set(in_order(names, _pid, jobs=1)) == {os.getpid()}
     assert set(in_order(names[: MIN_PARALLEL - 1], _pid, jobs=2)) == {os.getpid()}  # small

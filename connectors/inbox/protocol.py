@@ -16,8 +16,10 @@ buffered whole. :class:`GuardedHttpToolsProtocol` adds
   ``limit_concurrency`` connections are open, so a thousand silent connections used to lock out
   the agencies that send. When a new connection reaches the cap, idle connections are closed to
   make room — first those that never completed a request (oldest first), then kept-alive ones
-  (longest idle first); a connection with a request in progress is never touched. A sender on
-  a kept-alive connection keeps being served while silent connections churn.
+  (longest idle first); a connection with a request in progress is never touched. When none is
+  idle the newcomer is answered 503 and closed at once (it would otherwise make uvicorn answer
+  503 to the requests in progress too). A sender on a kept-alive connection keeps being served
+  while silent connections churn.
 
 :func:`guarded_protocol` makes the class with the limits of an :class:`~.config.InboxConfig`.
 """
@@ -32,7 +34,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = ["GuardedHttpToolsProtocol", "guarded_protocol"]
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -40,6 +46,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
     _shed_logged: ClassVar[float] = 0.0
     _shed_since_log: ClassVar[int] = 0
+    _full_logged: ClassVar[float] = 0.0
+    _full_since_log: ClassVar[int] = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -70,6 +78,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             victim._disarm()
             victim.transport.close()
             self.connections.discard(victim)  # its connection_lost comes later, the room now
+        if len(self.connections) >= limit:
+            # nothing idle to close: this newcomer is refused at once, so that it does not hold
+            # the place that would make uvicorn answer 503 to the requests in progress
+            self.connections.discard(self)
+            self._refuse(503, f"{limit} connections busy, none idle; retry later", log=False)
+            cls = GuardedHttpToolsProtocol
+            cls._full_since_log += 1
+            now = time.monotonic()
+            if now - cls._full_logged >= 10.0:  # a flood of newcomers: one line per 10 s
+                self.logger.warning(
+                    "inbox: at the connection limit (%d), none idle: refused %d connection(s)",
+                    limit,
+                    cls._full_since_log,
+                )
+                cls._full_logged, cls._full_since_log = now, 0
+            return
         cls = GuardedHttpToolsProtocol
         cls._shed_since_log += len(victims)
         now = time.monotonic()
@@ -125,16 +149,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refuse(408, f"request headers not complete within {self.header_timeout:g} s")
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _refuse(self, status: int, message: str, *, log: bool = True) -> None:
         body = message.encode("ascii")
+        retry = b"retry-after: 1\r\n" if status == 503 else b""
         self.transport.write(
             b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
             + b"content-type: text/plain; charset=utf-8\r\n"
+            + retry
             + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
             + body
         )
         self.transport.close()
-        self.logger.warning("inbox: %d from %s: %s", status, _peer(self.client), message)
+        if log:
+            self.logger.warning("inbox: %d from %s: %s", status, _peer(self.client), message)
 
 
 def _peer(client: Any) -> str:

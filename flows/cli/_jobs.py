@@ -6,7 +6,8 @@ With ``jobs`` > 1 and enough names it forks ``jobs`` worker processes that inher
 :data:`CHUNK` names; only the results travel back (pickled). Below :data:`MIN_PARALLEL` names,
 with ``jobs`` 1, or where ``fork`` is not available, the check runs here, one name after another.
 
-Ctrl-C: the workers ignore SIGINT; the parent's KeyboardInterrupt cancels the chunks not yet
+Ctrl-C: the workers ignore SIGINT (forked with it blocked, so that none slips in before they
+ignore it); the parent's KeyboardInterrupt cancels the chunks not yet
 started and waits for the running ones (at most one chunk each, well under a second) before it
 propagates — no worker tracebacks, no orphans.
 """
@@ -44,7 +45,10 @@ def default_jobs() -> int:
 
 
 def _ignore_interrupt() -> None:
+    # the worker was forked with SIGINT blocked (see in_order): ignore it, which also drops one
+    # that arrived in between, then unblock
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _chunk(names: Sequence[str]) -> list[Any]:
@@ -69,8 +73,15 @@ def in_order(names: Sequence[str], check: Callable[[str], T], *, jobs: int) -> I
         max_workers=min(jobs, len(chunks)), mp_context=context, initializer=_ignore_interrupt
     )
     try:
-        for results in pool.map(_chunk, chunks):
-            yield from results
+        # the workers are forked while the chunks are submitted: with SIGINT blocked, so that a
+        # Ctrl-C in that moment reaches only this process (delivered when it is unblocked)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            results = pool.map(_chunk, chunks)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for chunk in results:
+            yield from chunk
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _inherited.clear()
