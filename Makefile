@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 	$(BIN)/amtsbote demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check xoev connectors flows tests bench
