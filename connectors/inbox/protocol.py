@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -41,13 +41,36 @@ _REASONS = {
 }
 
 
+class _Tally:
+    """Events counted, and logged as one warning line per :attr:`every` seconds at most (a flood
+    of connections must not become a flood of log lines)."""
+
+    every = 10.0
+
+    def __init__(self, message: str) -> None:
+        self.message = message  # with %(limit)d and %(count)d
+        self.pending = 0
+        self.logged = 0.0
+
+    def count(self, n: int, logger: Any, limit: int) -> None:
+        self.pending += n
+        now = time.monotonic()
+        if self.pending and now - self.logged >= self.every:
+            logger.warning(self.message, {"limit": limit, "count": self.pending})
+            self.logged, self.pending = now, 0
+
+
+_SHED = _Tally(
+    "inbox: at the connection limit (%(limit)d): closed %(count)d idle connection(s) to make room"
+)
+_REFUSED = _Tally(
+    "inbox: at the connection limit (%(limit)d), none idle: refused %(count)d connection(s)"
+)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes: int = 32 * 1024
     header_timeout: float = 10.0
-    _shed_logged: ClassVar[float] = 0.0
-    _shed_since_log: ClassVar[int] = 0
-    _full_logged: ClassVar[float] = 0.0
-    _full_since_log: ClassVar[int] = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -78,32 +101,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             victim._disarm()
             victim.transport.close()
             self.connections.discard(victim)  # its connection_lost comes later, the room now
+        _SHED.count(len(victims), self.logger, limit)
         if len(self.connections) >= limit:
             # nothing idle to close: this newcomer is refused at once, so that it does not hold
             # the place that would make uvicorn answer 503 to the requests in progress
             self.connections.discard(self)
             self._refuse(503, f"{limit} connections busy, none idle; retry later", log=False)
-            cls = GuardedHttpToolsProtocol
-            cls._full_since_log += 1
-            now = time.monotonic()
-            if now - cls._full_logged >= 10.0:  # a flood of newcomers: one line per 10 s
-                self.logger.warning(
-                    "inbox: at the connection limit (%d), none idle: refused %d connection(s)",
-                    limit,
-                    cls._full_since_log,
-                )
-                cls._full_logged, cls._full_since_log = now, 0
-            return
-        cls = GuardedHttpToolsProtocol
-        cls._shed_since_log += len(victims)
-        now = time.monotonic()
-        if cls._shed_since_log and now - cls._shed_logged >= 10.0:  # one line per 10 s at most
-            self.logger.warning(
-                "inbox: at the connection limit (%d): closed %d idle connection(s) to make room",
-                limit,
-                cls._shed_since_log,
-            )
-            cls._shed_logged, cls._shed_since_log = now, 0
+            _REFUSED.count(1, self.logger, limit)
 
     def _arm(self) -> None:
         if self._header_timer is None:
