@@ -101,6 +101,54 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of the local PostgreSQL server so far: its live processes plus what the
+    postmaster reaped of exited backends (both databases of this bench live there)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        if name not in ("postgres", "postmaster"):
+            continue
+        f = rest.split()
+        total += (int(f[11]) + int(f[12])) / tick
+        if f[1] == "1" or int(f[1]) <= 1:  # the postmaster (parent: init): reaped children too
+            total += (int(f[13]) + int(f[14])) / tick
+    return total
+
+
+def profile_start(server_pid: int | None) -> list[subprocess.Popen[bytes]]:
+    """With BENCH_PROFILE=<prefix>: py-spy (if installed) samples this process and the Prefect
+    server during the amtsbote phase, all threads, into <prefix>-client.txt / -server.txt
+    (collapsed stacks)."""
+    prefix = os.environ.get("BENCH_PROFILE")
+    spy = Path(sys.executable).with_name("py-spy")
+    if not prefix or not spy.exists():
+        return []
+    spies = []
+    for label, pid in (("client", os.getpid()), ("server", server_pid)):
+        if pid is None:
+            continue
+        cmd = [str(spy), "record", "--pid", str(pid), "-r", "50", "-f", "raw", "--nonblocking"]
+        cmd += ["-o", f"{prefix}-{label}.txt"]
+        spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)
+    return spies
+
+
+def profile_stop(spies: list[subprocess.Popen[bytes]]) -> None:
+    import signal
+
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        spy.wait(timeout=30)
+
+
 def create_pg_database(prefix: str) -> tuple[str, str]:
     import psycopg
 
@@ -303,11 +351,28 @@ def main() -> int:
         t_base = baseline(payloads)
         payloads = notification_payloads(args.n)  # new UUIDs: the inboxes would deduplicate
         server_pid = server.pid
-        cpu0 = (cpu_seconds(), cpu_seconds(server_pid), cpu_seconds(partners.pid))
+        cpu0 = (
+            cpu_seconds(),
+            cpu_seconds(server_pid),
+            cpu_seconds(partners.pid),
+            postgres_cpu_seconds(),
+        )
+        spies = profile_start(server_pid)
         t_flow = asyncio.run(with_flows(payloads, journal_url, args.concurrency))
-        cpu1 = (cpu_seconds(), cpu_seconds(server_pid), cpu_seconds(partners.pid))
+        profile_stop(spies)
+        cpu1 = (
+            cpu_seconds(),
+            cpu_seconds(server_pid),
+            cpu_seconds(partners.pid),
+            postgres_cpu_seconds(),
+        )
         t_empty = asyncio.run(empty_flow_runs(args.n, args.concurrency))
-        cpu2 = (cpu_seconds(), cpu_seconds(server_pid), cpu_seconds(partners.pid))
+        cpu2 = (
+            cpu_seconds(),
+            cpu_seconds(server_pid),
+            cpu_seconds(partners.pid),
+            postgres_cpu_seconds(),
+        )
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         base_rate, flow_rate = args.n / t_base, args.n / t_flow
         print(
@@ -335,9 +400,16 @@ def main() -> int:
         flow_cpu = [(b - a) * 1000 / args.n for a, b in zip(cpu0, cpu1, strict=True)]
         empty_cpu = [(b - a) * 1000 / args.n for a, b in zip(cpu1, cpu2, strict=True)]
         print(
-            "CPU ms per case (this process / Prefect server / partner inboxes): "
-            f"amtsbote {flow_cpu[0]:.0f} / {flow_cpu[1]:.0f} / {flow_cpu[2]:.0f}, "
-            f"empty flow run {empty_cpu[0]:.0f} / {empty_cpu[1]:.0f} / {empty_cpu[2]:.0f}"
+            "CPU ms per case (this process / Prefect server / partner inboxes / PostgreSQL = "
+            "total): "
+            + ", ".join(
+                f"{label} " + " / ".join(f"{v:.0f}" for v in cpu) + f" = {sum(cpu):.0f}"
+                for label, cpu in (("amtsbote", flow_cpu), ("empty flow run", empty_cpu))
+            )
+        )
+        print(
+            f"CPU per case, amtsbote against an empty flow run: "
+            f"{sum(flow_cpu) / sum(empty_cpu):.2f}x"
         )
         print(
             f"peak RSS of this process: {rss_mb:.0f} MiB; load average at the end: "

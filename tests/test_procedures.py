@@ -347,6 +347,67 @@ def _flow_state(flow_run_id: str) -> str:
         return client.read_flow_run(UUID(flow_run_id)).state.type.value
 
 
+def _task_runs(flow_run_id: str) -> list[tuple[str, str, int]]:
+    """(name, state type, run count) of a flow run's task runs, oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
+    runs.sort(key=lambda r: r.created or datetime.min.replace(tzinfo=UTC))
+    return [(r.name, r.state.type.value if r.state else "?", r.run_count) for r in runs]
+
+
+def test_a_recipient_down_at_the_first_attempt_gets_its_message_from_the_retry_task(
+    tmp_path: Path, prefect_server: Any
+) -> None:
+    """A case whose deliveries all succeed at once runs no task (the first attempt is on the
+    flow run); when a recipient is down, the retry is a ``send-…`` task an operator can watch,
+    and a recipient back in time gets its message at the second attempt under the same
+    nachrichtenUUID."""
+    import dataclasses
+
+    from flows.procedures import gewerbeummeldung
+
+    env = Env(tmp_path, failing=frozenset({"dguv"}))
+    try:
+        env.rt.settings = dataclasses.replace(env.rt.settings, retry_delays=(4.0,))
+        uuid = env.submit("notification-ummeldung")
+
+        def bring_dguv_up() -> None:  # as soon as its first attempt has failed
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if env.journal.deliveries(recipient="dguv", state=DeliveryState.FAILED):
+                    env.installation.start_agency("dguv")
+                    return
+                time.sleep(0.02)
+
+        helper = threading.Thread(target=bring_dguv_up, daemon=True)
+        helper.start()
+        summary = asyncio.run(gewerbeummeldung(message_uuid=uuid))
+        helper.join(timeout=5)
+        case_id = summary["case_id"]
+        assert summary["status"] == "closed"
+        deliveries = _outbound(env, case_id)
+        attempts = {key.split(":")[0]: d.attempts for key, d in deliveries.items()}
+        assert attempts.pop("dguv") == 2 and set(attempts.values()) == {1}
+        [(name, state, run_count)] = _task_runs(env.journal.get_case(case_id).flow_run_id or "")
+        assert (name, state, run_count) == (f"send-{len(deliveries)}-messages", "COMPLETED", 1)
+        received = env.installation.journal_of("dguv").messages(direction=Direction.INBOUND)
+        assert [m.nachrichten_uuid for m in received] == [
+            deliveries[next(k for k in deliveries if k.startswith("dguv:"))].nachrichten_uuid
+        ]
+
+        # all up now: the next case runs no task at all
+        second = asyncio.run(gewerbeummeldung(message_uuid=env.submit("notification-ummeldung")))
+        assert second["status"] == "closed"
+        assert _task_runs(env.journal.get_case(second["case_id"]).flow_run_id or "") == []
+    finally:
+        env.close()
+
+
 def test_reply_early_is_kept_and_taken_when_the_run_asks(quiet_env: Env) -> None:
     from flows.families.gewerbe.family import message_uuid_for
     from flows.procedures import gewerbeanmeldung
@@ -584,6 +645,12 @@ def test_dead_letters_fail_the_run_and_redeliver_fails_until_they_are_gone(
         assert env.journal.get_case(case_id).status.value == "failed"
         case = env.journal.get_case(case_id)
         assert case.flow_run_id and _flow_state(case.flow_run_id) == "FAILED"
+        # the first attempt on the flow run, then the retries of FlowSettings (0.2, 0.2)
+        [dead] = env.journal.deliveries(case_id=case_id, state=DeliveryState.DEAD)
+        assert dead.recipient == "dguv" and dead.attempts == 3
+        assert [(name, state) for name, state, _ in _task_runs(case.flow_run_id)] == [
+            (f"send-{len(_outbound(env, case_id))}-messages", "FAILED")
+        ]
 
         async def message_of(flow_run_id: str) -> str:
             async with get_client() as client:

@@ -47,7 +47,6 @@ from .common import (
 from .consult import Reply, consult, exchange, record_reply
 from .intake import intake
 from .send import (
-    deliver,
     distribute,
     prepare_messages,
     send_all,
@@ -70,7 +69,6 @@ __all__ = [
     "check",
     "close",
     "consult",
-    "deliver",
     "delivery_rows",
     "distribute",
     "exchange",

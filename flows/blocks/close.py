@@ -111,11 +111,18 @@ def timeline_markdown(rt: Runtime, case_id: str) -> str:
 
 
 def finish_case(
-    rt: Runtime, case_id: str, *, outcome: str | None = None, actor: str
+    rt: Runtime,
+    case_id: str,
+    *,
+    outcome: str | None = None,
+    actor: str,
+    rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Set the final status from the deliveries: closed when every one is acknowledged, failed
-    while dead letters remain (``amtsbote redeliver``). Returns the non-personal summary."""
-    rows = delivery_rows(rt, case_id)
+    """Set the final status from the deliveries (``rows``: :func:`delivery_rows`, read here
+    when not given): closed when every one is acknowledged, failed while dead letters remain
+    (``amtsbote redeliver``). Returns the non-personal summary."""
+    if rows is None:
+        rows = delivery_rows(rt, case_id)
     dead = [r for r in rows if r["state"] == "dead"]
     status = CaseStatus.FAILED if dead else CaseStatus.CLOSED
     if outcome == "rejected":
@@ -139,23 +146,37 @@ async def close(case: CaseRef, *, outcome: str | None = None) -> dict[str, Any]:
     the flow run itself (not a task: the run's final state is the case's; a task run would
     only cost the server its writes)."""
     rt = get_runtime()
-    summary = await asyncio.to_thread(finish_case, rt, case.case_id, outcome=outcome, actor="close")
-    await publish_case_artifacts(rt, case.case_id)
+
+    def finish() -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+        rows = delivery_rows(rt, case.case_id)
+        summary = finish_case(rt, case.case_id, outcome=outcome, actor="close", rows=rows)
+        return summary, rows, timeline_markdown(rt, case.case_id)
+
+    summary, rows, timeline = await asyncio.to_thread(finish)
+    await publish_case_artifacts(rt, case.case_id, rows=rows, timeline=timeline)
     if summary["status"] == CaseStatus.FAILED.value:
         # a failed case must look failed: the run ends Failed with the reason (agency ids only)
         raise DeadLetters([summary], step="close")
     return summary
 
 
-async def publish_case_artifacts(rt: Runtime, case_id: str) -> None:
+async def publish_case_artifacts(
+    rt: Runtime,
+    case_id: str,
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    timeline: str | None = None,
+) -> None:
     """One table artifact for operators: a row per delivery (recipient, type, state, attempts),
     the case's timeline from the journal as its description (one artifact, not two: each costs
-    the Prefect server a write and an event per case)."""
+    the Prefect server a write and an event per case). ``rows`` and ``timeline`` are read from
+    the journal when not given."""
     key = "case-" + "".join(c if c.isalnum() else "-" for c in case_id.lower())
-    rows, timeline = await asyncio.to_thread(
-        lambda: (delivery_rows(rt, case_id), timeline_markdown(rt, case_id))
-    )
-    table = [{k: v for k, v in r.items() if k != "last_error"} for r in rows]
+    if rows is None or timeline is None:
+        rows, timeline = await asyncio.to_thread(
+            lambda: (delivery_rows(rt, case_id), timeline_markdown(rt, case_id))
+        )
+    table = [{k: v for k, v in r.items() if k != "last_error"} for r in rows or ()]
     artifact = TableArtifact(
         key=key,
         table=table or [{"recipient": "-", "state": "none"}],

@@ -35,7 +35,6 @@ from ..runtime import get_runtime
 from .common import ACKNOWLEDGED, CaseRef, DeliveryOutcome
 
 __all__ = [
-    "deliver",
     "distribute",
     "prepare_messages",
     "send_all",
@@ -54,10 +53,15 @@ async def prepare_messages(case: CaseRef, routes: list[Route]) -> list[DeliveryR
 def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
     rt = get_runtime()
     family = case.family
+    held: dict[str, list[DeliveryRecord]] = {}
+    for d in rt.journal.deliveries(case_id=case.case_id, direction=Direction.OUTBOUND):
+        held.setdefault(d.nachrichten_uuid, []).append(d)
     out: list[DeliveryRecord] = []
     for route in routes:
         msg_uuid = family.message_uuid(case, route)
-        existing = rt.journal.deliveries(nachrichten_uuid=msg_uuid, direction=Direction.OUTBOUND)
+        existing = held.get(msg_uuid) or rt.journal.deliveries(
+            nachrichten_uuid=msg_uuid, direction=Direction.OUTBOUND
+        )
         if existing:
             out.extend(existing)
             continue
@@ -76,7 +80,7 @@ def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
     return out
 
 
-async def _send_one(delivery_id: int) -> DeliveryOutcome:
+async def _send_one(delivery: DeliveryRecord) -> DeliveryOutcome:
     """Send one delivery, recording the attempt; already acknowledged or dead ones are not sent
     again. The request holds a slot of the recipient's global limits
     (:func:`flows.operations.agency_slot`): no agency receives more than its ``concurrency`` and
@@ -84,7 +88,7 @@ async def _send_one(delivery_id: int) -> DeliveryOutcome:
     from ..operations import agency_slot
 
     rt = get_runtime()
-    d, payload = await asyncio.to_thread(_load_delivery, delivery_id)
+    d, payload = await asyncio.to_thread(_payload_of, delivery)
     if payload is None:
         return DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts)
     sender = rt.sender(d.recipient)
@@ -184,21 +188,21 @@ async def _container(key: str, payload: bytes) -> AsyncIterator[Path | None]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _attempt(delivery_ids: list[int]) -> list[DeliveryOutcome]:
+async def _attempt(deliveries: list[DeliveryRecord]) -> list[DeliveryOutcome]:
     """One attempt at every pending delivery, concurrently. A permanent failure makes its
     delivery a dead letter at once (no retry can help); when transient failures remain, the
     first is raised so that the task is retried (``retry_condition``) — a retry sends only
     what is still unacknowledged."""
-    results = await asyncio.gather(*(_send_one(i) for i in delivery_ids), return_exceptions=True)
+    results = await asyncio.gather(*(_send_one(d) for d in deliveries), return_exceptions=True)
     transient: list[BaseException] = []
     outcomes: list[DeliveryOutcome] = []
-    for delivery_id, result in zip(delivery_ids, results, strict=True):
+    for delivery, result in zip(deliveries, results, strict=True):
         if isinstance(result, DeliveryOutcome):
             outcomes.append(result)
         elif isinstance(result, Exception) and is_transient(result):
             transient.append(result)
         elif isinstance(result, Exception):
-            await asyncio.to_thread(_bury, delivery_id)
+            await asyncio.to_thread(_bury, delivery.id)
         else:
             raise result
     if transient:
@@ -220,22 +224,9 @@ async def _attempt(delivery_ids: list[int]) -> list[DeliveryOutcome]:
 async def send_deliveries(delivery_ids: list[int], label: str) -> list[DeliveryOutcome]:
     """Send the given deliveries concurrently, every attempt recorded in the journal; a
     transient failure retries the task (delays from ``FlowSettings``)."""
-    return await _attempt(delivery_ids)
-
-
-@task(
-    name="deliver",
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retry_condition_fn=retry_condition,
-    task_run_name="deliver-{label}",
-)
-async def deliver(case: CaseRef, routes: list[Route], label: str) -> list[DeliveryOutcome]:
-    """Build and record (outbox) the routes' messages and send them concurrently — one task for
-    the whole group: the journal shows each delivery and attempt, the artifact table each
-    recipient. A transient failure retries the task; what is acknowledged is not sent again."""
-    deliveries = await asyncio.to_thread(_prepare, case, routes)
-    return await _attempt([d.id for d in deliveries])
+    rt = get_runtime()
+    current = await asyncio.to_thread(lambda: [rt.journal.get_delivery(i) for i in delivery_ids])
+    return await _attempt(current)
 
 
 async def send_delivery(delivery_id: int) -> DeliveryOutcome:
@@ -245,10 +236,9 @@ async def send_delivery(delivery_id: int) -> DeliveryOutcome:
     return outcome
 
 
-def _load_delivery(delivery_id: int) -> tuple[DeliveryRecord, bytes | None]:
+def _payload_of(d: DeliveryRecord) -> tuple[DeliveryRecord, bytes | None]:
     """The delivery and its payload; no payload when there is nothing (more) to send."""
     rt = get_runtime()
-    d = rt.journal.get_delivery(delivery_id)
     if d.state in ACKNOWLEDGED or d.state is DeliveryState.DEAD:
         return d, None
     return d, rt.journal.payload(d.nachrichten_uuid, direction=Direction.OUTBOUND)
@@ -300,10 +290,6 @@ def _settle(delivery_ids: list[int]) -> list[DeliveryOutcome]:
     return outcomes
 
 
-def _retrying(task_fn: Any) -> Any:
-    return _with_retries(task_fn, tuple(get_runtime().settings.retry_delays))
-
-
 @functools.lru_cache(maxsize=32)
 def _with_retries(task_fn: Any, delays: tuple[float, ...]) -> Any:
     """The task with the runtime's retry delays, made once per (task, delays):
@@ -319,7 +305,10 @@ async def send_all(
     if not deliveries:
         return []
     ids = [d.id for d in deliveries]
-    await _reraise_unless_sending(await _retrying(send_deliveries)(ids, label, return_state=True))
+    delays = tuple(get_runtime().settings.retry_delays)
+    await _reraise_unless_sending(
+        await _with_retries(send_deliveries, delays)(ids, label, return_state=True)
+    )
     return await asyncio.to_thread(_settle, ids)
 
 
@@ -327,33 +316,52 @@ async def distribute(
     case: CaseRef, routes: tuple[Route, ...] | list[Route]
 ) -> list[DeliveryOutcome]:
     """One message per route (built by the family: data-minimised, validated), recorded in the
-    outbox and sent concurrently — one ``deliver`` task for the group."""
+    outbox and sent concurrently.
+
+    The first attempt runs on the flow run itself: a task run costs the Prefect server a dozen
+    writes per case and shows an operator nothing the journal and the case's artifact do not.
+    Only when transient failures remain does a ``send-<label>`` task take over, with the
+    retries (and backoff) of ``FlowSettings.retry_delays`` after the first — that is where an
+    operator gains from watching. A message that cannot be built fails the flow; deliveries
+    whose retries are exhausted become dead letters."""
     if not routes:
         return []
     routes = list(routes)
-    label = routes[0].rule if len(routes) == 1 else f"{len(routes)}-messages"
-    await _reraise_unless_sending(await _retrying(deliver)(case, routes, label, return_state=True))
-    ids = await asyncio.to_thread(_delivery_ids, case, routes)
-    return await asyncio.to_thread(_settle, ids)
+    rt = get_runtime()
+    deliveries = await asyncio.to_thread(_prepare, case, routes)
+    try:
+        outcomes = await _attempt(deliveries)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        delays = tuple(rt.settings.retry_delays)
+        ids = [d.id for d in deliveries]
+        if delays:
+            label = routes[0].rule if len(routes) == 1 else f"{len(routes)}-messages"
+            get_run_logger().warning(
+                "case %s: first attempt failed (%s); retrying in %s s as task send-%s",
+                case.case_id,
+                exc,
+                delays[0],
+                label,
+            )
+            await asyncio.sleep(delays[0])
+            state = await _with_retries(send_deliveries, delays[1:])(ids, label, return_state=True)
+            await _reraise_unless_sending(state)
+        return await asyncio.to_thread(_settle, ids)
+    if len(outcomes) == len(deliveries) and all(o.state in _ACK_VALUES for o in outcomes):
+        return outcomes
+    return await asyncio.to_thread(_settle, [d.id for d in deliveries])
+
+
+_ACK_VALUES = frozenset(s.value for s in ACKNOWLEDGED)
 
 
 async def _reraise_unless_sending(state: Any) -> None:
     """A sending task that failed because sending failed leaves dead letters (settled by the
-    caller); one that failed for any other reason (a message that cannot be built) fails the
-    flow with that error."""
+    caller); one that failed for any other reason fails the flow with that error."""
     if not state.is_failed():
         return
     exc = await state.result(raise_on_failure=False)
     if isinstance(exc, BaseException) and not isinstance(exc, SendError):
         raise exc
-
-
-def _delivery_ids(case: CaseRef, routes: list[Route]) -> list[int]:
-    rt = get_runtime()
-    ids: list[int] = []
-    for route in routes:
-        key = case.family.message_uuid(case, route)
-        ids.extend(
-            d.id for d in rt.journal.deliveries(nachrichten_uuid=key, direction=Direction.OUTBOUND)
-        )
-    return ids
