@@ -38,6 +38,7 @@ from connectors.journal import (
     ExpectationState,
     Journal,
     MessageMeta,
+    OutboxEntry,
     generate_key,
     xdomea_message_uuid,
 )
@@ -556,6 +557,52 @@ def test_record_outbound_creates_deliveries_in_one_go(journal: Journal) -> None:
         journal.record_outbound(b"<changed/>", m, recipients=[AZR, KAMMER])
     with pytest.raises(JournalValueError, match="recipients"):
         journal.record_outbound(b"<x/>", meta(), recipients=[])
+
+
+def test_record_outbound_many_is_one_transaction(journal: Journal) -> None:
+    """A route group's messages go into the outbox together: in order, one event seal for all,
+    a repeat returns what is stored, and a conflict in one leaves none of the new ones."""
+    journal.create_case("c-many", procedure="gewerbeanzeige")
+    a, b = meta(reader=AZR), meta(reader=KAMMER)
+    recorded = journal.record_outbound_many(
+        [
+            OutboxEntry(b"<a/>", a, [AZR], actor="rule:azr"),
+            OutboxEntry(b"<b/>", b, [KAMMER], actor="rule:hwk"),
+        ],
+        case_id="c-many",
+        sender_agency=GEWERBEAMT,
+    )
+    assert [(m.nachrichten_uuid, created) for m, _, created in recorded] == [
+        (a.nachrichten_uuid, True),
+        (b.nachrichten_uuid, True),
+    ]
+    assert [[d.recipient for d in ds] for _, ds, _ in recorded] == [[AZR], [KAMMER]]
+    assert journal.deliveries(case_id="c-many") == [d for _, ds, _ in recorded for d in ds]
+    queued = journal.events(case_id="c-many", kind="message.queued")
+    assert [(e.actor, e.nachrichten_uuid) for e in queued] == [
+        ("rule:azr", a.nachrichten_uuid),
+        ("rule:hwk", b.nachrichten_uuid),
+    ]
+    assert seal_verify(journal.engine).ok
+
+    c = meta(reader=AZR)
+    again = journal.record_outbound_many(
+        [OutboxEntry(b"<a/>", a, [AZR]), OutboxEntry(b"<c/>", c, [AZR])], case_id="c-many"
+    )
+    assert again[0] == (recorded[0][0], recorded[0][1], False) and again[1][2] is True
+
+    d = meta(reader=AZR)
+    with pytest.raises(MessageConflictError, match="different payload"):
+        journal.record_outbound_many(
+            [OutboxEntry(b"<d/>", d, [AZR]), OutboxEntry(b"<changed/>", b, [KAMMER])],
+            case_id="c-many",
+        )
+    with pytest.raises(JournalNotFoundError):
+        journal.get_message(d.nachrichten_uuid)  # the first of the failed group is not kept
+    with pytest.raises(JournalValueError, match="entries"):
+        journal.record_outbound_many([b"<x/>"], case_id="c-many")  # type: ignore[list-item]
+    assert journal.record_outbound_many([], case_id="c-many") == []
+    assert seal_verify(journal.engine).ok
 
 
 def _fail_inserts_of(db_url: str, kind: str) -> None:

@@ -45,6 +45,7 @@ API: dict[type, set[str]] = {
     MessageRepository: {
         "record_inbound",
         "record_outbound",
+        "record_outbound_many",
         "get_message",
         "payload",
         "messages",

@@ -408,6 +408,23 @@ def test_a_recipient_down_at_the_first_attempt_gets_its_message_from_the_retry_t
         env.close()
 
 
+def test_a_run_whose_intake_refuses_is_failed_and_named_after_the_message(env: Env) -> None:
+    """An Anmeldung started as an Ummeldung: intake refuses, the run ends Failed and carries
+    the message's name (check, which names runs after their case, never ran)."""
+    from flows.procedures import gewerbeummeldung
+
+    uuid = env.submit("notification-anmeldung")
+    state = asyncio.run(gewerbeummeldung(message_uuid=uuid, return_state=True))
+    assert state.is_failed()
+    run_id = str(state.state_details.flow_run_id)
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+    assert run.name == f"gewerbeummeldung-{uuid}" and "gewerbeummeldung" in run.tags
+    assert env.journal.get_message(uuid).case_id is None
+
+
 def test_reply_early_is_kept_and_taken_when_the_run_asks(quiet_env: Env) -> None:
     from flows.families.gewerbe.family import message_uuid_for
     from flows.procedures import gewerbeanmeldung

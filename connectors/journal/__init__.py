@@ -50,6 +50,7 @@ from .records import (
     ExpectationState,
     MessageMeta,
     MessageRecord,
+    OutboxEntry,
     StatusChange,
     xdomea_message_uuid,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "MessageFile",
     "MessageMeta",
     "MessageRecord",
+    "OutboxEntry",
     "PayloadCodec",
     "StatusChange",
     "UpgradeResult",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid as _uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -36,6 +36,7 @@ __all__ = [
     "ExpectationState",
     "MessageMeta",
     "MessageRecord",
+    "OutboxEntry",
     "StatusChange",
     "check_agency",
     "check_case_id",
@@ -172,6 +173,17 @@ def _aware(value: datetime, field_name: str) -> datetime:
 
 
 # --------------------------------------------------------------------------- message metadata
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One message for :meth:`Journal.record_outbound_many`: its payload, Kopf facts,
+    recipients (agency ids) and the actor the ``message.queued`` event names."""
+
+    payload: bytes
+    meta: MessageMeta
+    recipients: Sequence[str]
+    actor: str = "outbox"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..exceptions import CaseError, IntakeRejected
 from ..families import UnknownFamilyError, family_for_procedure
 from ..families.base import Facts
 from ..runtime import get_runtime
-from .common import CaseRef, flow_run_id, run_is_active
+from .common import CaseRef, flow_run_id, rename_run, run_is_active
 
 __all__ = ["intake"]
 
@@ -23,7 +24,20 @@ __all__ = ["intake"]
 async def intake(message_uuid: str, procedure: str) -> CaseRef:
     """Parse and validate the start message (kept in the journal by the inbox), check with the
     procedure's family that it fits the procedure, and open its case — or find the case a
-    previous run opened for it."""
+    previous run opened for it.
+
+    The run gets its name from :func:`~flows.blocks.check` (``<procedure>-<case id>``, one
+    update for name and tags); a run whose intake fails is named ``<procedure>-<message
+    uuid>`` here, so that the failed run is found by the message."""
+    try:
+        return await _intake(message_uuid, procedure)
+    except Exception:
+        with contextlib.suppress(Exception):
+            await rename_run(f"{procedure}-{message_uuid}", [procedure])
+        raise
+
+
+async def _intake(message_uuid: str, procedure: str) -> CaseRef:
     try:
         family_for_procedure(procedure)
     except UnknownFamilyError as exc:

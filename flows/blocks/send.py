@@ -20,7 +20,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from connectors.journal import DeliveryRecord, DeliveryState, Direction
+from connectors.journal import DeliveryRecord, DeliveryState, Direction, OutboxEntry
 from connectors.senders import (
     OutgoingMessage,
     PermanentSendError,
@@ -56,28 +56,28 @@ def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
     held: dict[str, list[DeliveryRecord]] = {}
     for d in rt.journal.deliveries(case_id=case.case_id, direction=Direction.OUTBOUND):
         held.setdefault(d.nachrichten_uuid, []).append(d)
-    out: list[DeliveryRecord] = []
+    out: list[list[DeliveryRecord]] = []
+    new: list[tuple[int, OutboxEntry]] = []
     for route in routes:
         msg_uuid = family.message_uuid(case, route)
         existing = held.get(msg_uuid) or rt.journal.deliveries(
             nachrichten_uuid=msg_uuid, direction=Direction.OUTBOUND
         )
+        out.append(existing)
         if existing:
-            out.extend(existing)
             continue
         built = family.build(rt, case, route, message_uuid=msg_uuid)
-        for name, digest in built.files.items():  # the files first, then the message row
+        for name, digest in built.files.items():  # the files first, then the message rows
             rt.journal.blobs.attach(msg_uuid, name, digest)
-        _, deliveries, _ = rt.journal.record_outbound(
-            built.payload,
-            built.meta,
-            recipients=[route.recipient],
-            case_id=case.case_id,
-            sender_agency=rt.home.id,
-            actor=f"rule:{route.rule}",
+        entry = OutboxEntry(built.payload, built.meta, [route.recipient], f"rule:{route.rule}")
+        new.append((len(out) - 1, entry))
+    if new:  # all of the group's new messages in one transaction
+        recorded = rt.journal.record_outbound_many(
+            [e for _, e in new], case_id=case.case_id, sender_agency=rt.home.id
         )
-        out.extend(deliveries)
-    return out
+        for (i, _), (_, deliveries, _) in zip(new, recorded, strict=True):
+            out[i] = deliveries
+    return [d for group in out for d in group]
 
 
 async def _send_one(delivery: DeliveryRecord) -> DeliveryOutcome:

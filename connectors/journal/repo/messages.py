@@ -20,6 +20,7 @@ from ...exceptions import (
     MessageConflictError,
     PayloadPurgedError,
 )
+from ..crypto import EncodedPayload
 from ..engine import WRITE_OPTION
 from ..records import (
     CorrelationState,
@@ -28,6 +29,7 @@ from ..records import (
     Direction,
     MessageMeta,
     MessageRecord,
+    OutboxEntry,
     check_agency,
     check_case_id,
     normalize_uuid,
@@ -370,7 +372,6 @@ class MessageRepository(JournalBase):
                 )
         return existing, None
 
-    @retry_on_disconnect
     def record_outbound(
         self,
         payload: bytes,
@@ -389,29 +390,45 @@ class MessageRepository(JournalBase):
         :class:`MessageConflictError`. ``sender_agency`` defaults to ``meta.author``."""
         if not isinstance(meta, MessageMeta):
             raise JournalValueError("meta", f"expected MessageMeta, got {type(meta).__name__}")
-        if isinstance(recipients, str):
-            raise JournalValueError("recipients", "expected a sequence of agency ids, not a string")
-        wanted: list[str] = []
-        for r in recipients:
-            agency = check_agency(r, "recipients")
-            if agency not in wanted:
-                wanted.append(agency)
-        if not wanted:
-            raise JournalValueError("recipients", "at least one recipient is needed")
-        sender_raw = sender_agency if sender_agency is not None else meta.author
-        sender = check_agency(sender_raw, "sender_agency") if sender_raw is not None else None
+        [result] = self.record_outbound_many(
+            [OutboxEntry(payload, meta, recipients, actor)],
+            case_id=case_id,
+            sender_agency=sender_agency if sender_agency is not None else meta.author,
+        )
+        return result
+
+    @retry_on_disconnect
+    def record_outbound_many(
+        self,
+        entries: Sequence[OutboxEntry],
+        *,
+        case_id: str | None = None,
+        sender_agency: str | None = None,
+    ) -> list[tuple[MessageRecord, list[DeliveryRecord], bool]]:
+        """:meth:`record_outbound` for several messages of one case and sender, all in one
+        transaction (one seal of the chain for all their events): either every message is in
+        the outbox afterwards or — on a conflict or an error — none of those new. Returns one
+        ``(message, deliveries, created)`` per entry, in order."""
+        sender = check_agency(sender_agency, "sender_agency") if sender_agency is not None else None
         case = check_case_id(case_id) if case_id is not None else None
-        actor = self._actor(actor)
-        encoded = self._codec.encode(payload)
-        now = utcnow()
-        row = message_row(meta, encoded, Direction.OUTBOUND, sender, case, now)
-        row["correlation_state"] = None
-        uuid = meta.nachrichten_uuid
+        prepared = [self._outbox_entry(e, sender, case) for e in entries]
+        if not prepared:
+            return []
+        results: list[tuple[MessageRecord, list[DeliveryRecord], bool]] = []
+        events: list[dict[str, Any]] = []
         with self._tx("record_outbound") as conn:
             if case is not None:
                 self._require_case(conn, case)
-            message_id = conn.execute(insert_message(self._dialect), row).scalar()
-            if message_id is not None:
+            for entry, encoded, row, wanted, actor in prepared:
+                uuid = entry.meta.nachrichten_uuid
+                message_id = conn.execute(insert_message(self._dialect), row).scalar()
+                if message_id is None:
+                    existing = message_by_uuid(conn, uuid, Direction.OUTBOUND)
+                    stored = deliveries_of(conn, existing.id)
+                    _check_repeat(uuid, existing, stored, encoded.sha512, wanted)
+                    results.append((existing, stored, False))
+                    continue
+                now = row["recorded_at"]
                 rows = [new_delivery_row(message_id, r, DeliveryState.CREATED, now) for r in wanted]
                 ids = (
                     conn.execute(
@@ -430,12 +447,12 @@ class MessageRepository(JournalBase):
                     case_id=case,
                     nachrichten_uuid=uuid,
                     detail={
-                        **message_detail(meta, encoded.size, sender),
+                        **message_detail(entry.meta, encoded.size, sender),
                         "recipients": wanted,
                     },
                 )
                 seal_message(queued, row, message_id)
-                events = [queued]
+                events.append(queued)
                 events.extend(
                     state_event(
                         actor,
@@ -450,8 +467,6 @@ class MessageRepository(JournalBase):
                     )
                     for did, r in zip(ids, wanted, strict=True)
                 )
-                insert_events(conn, events)
-                message = message_record(row, message_id, len(encoded.data))
                 deliveries = [
                     delivery_record(
                         {
@@ -464,18 +479,35 @@ class MessageRepository(JournalBase):
                     )
                     for did, r in zip(ids, rows, strict=True)
                 ]
-                return message, deliveries, True
-            existing = message_by_uuid(conn, uuid, Direction.OUTBOUND)
-            stored = deliveries_of(conn, existing.id)
-        if existing.payload_sha512 != encoded.sha512:
-            raise MessageConflictError(uuid, "outbound", "a different payload (SHA-512 differs)")
-        if {d.recipient for d in stored} != set(wanted):
-            raise MessageConflictError(
-                uuid,
-                "outbound",
-                f"other recipients ({', '.join(sorted(d.recipient for d in stored))})",
+                results.append(
+                    (message_record(row, message_id, len(encoded.data)), deliveries, True)
+                )
+            insert_events(conn, events)
+        return results
+
+    def _outbox_entry(
+        self, entry: OutboxEntry, sender: str | None, case: str | None
+    ) -> tuple[OutboxEntry, EncodedPayload, dict[str, Any], list[str], str]:
+        """An entry checked and encoded: ``(entry, encoded, row, recipients, actor)``."""
+        if not isinstance(entry, OutboxEntry):
+            raise JournalValueError("entries", f"expected OutboxEntry, got {type(entry).__name__}")
+        if not isinstance(entry.meta, MessageMeta):
+            raise JournalValueError(
+                "meta", f"expected MessageMeta, got {type(entry.meta).__name__}"
             )
-        return existing, stored, False
+        if isinstance(entry.recipients, str):
+            raise JournalValueError("recipients", "expected a sequence of agency ids, not a string")
+        wanted: list[str] = []
+        for r in entry.recipients:
+            agency = check_agency(r, "recipients")
+            if agency not in wanted:
+                wanted.append(agency)
+        if not wanted:
+            raise JournalValueError("recipients", "at least one recipient is needed")
+        encoded = self._codec.encode(entry.payload)
+        row = message_row(entry.meta, encoded, Direction.OUTBOUND, sender, case, utcnow())
+        row["correlation_state"] = None
+        return entry, encoded, row, wanted, self._actor(entry.actor)
 
     @retry_on_disconnect
     def get_message(
@@ -558,3 +590,21 @@ class MessageRepository(JournalBase):
         stmt = stmt.limit(check_limit(limit))
         with self._tx("messages", write=False) as conn:
             return [message_record(r) for r in conn.execute(stmt).mappings()]
+
+
+def _check_repeat(
+    uuid: str,
+    existing: MessageRecord,
+    stored: list[DeliveryRecord],
+    sha512: str,
+    wanted: list[str],
+) -> None:
+    """A repeated outbound message must be the stored one: same payload, same recipients."""
+    if existing.payload_sha512 != sha512:
+        raise MessageConflictError(uuid, "outbound", "a different payload (SHA-512 differs)")
+    if {d.recipient for d in stored} != set(wanted):
+        raise MessageConflictError(
+            uuid,
+            "outbound",
+            f"other recipients ({', '.join(sorted(d.recipient for d in stored))})",
+        )

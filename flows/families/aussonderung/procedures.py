@@ -133,7 +133,7 @@ async def run_aussonderung(message_uuid: str, procedure: str) -> dict[str, Any]:
     return await close(case, outcome="archived")
 
 
-@flow(name="aussonderung", flow_run_name="aussonderung-{message_uuid}", **FLOW_OPTIONS)
+@flow(name="aussonderung", **FLOW_OPTIONS)
 async def aussonderung(message_uuid: str) -> dict[str, Any]:
     """Four-stage Aussonderung: offer (0501), appraisal (0504, 0502), confirmation (0505), the
     records manager's approval, handover of what is archivwürdig (0503), receipt and import
@@ -143,7 +143,6 @@ async def aussonderung(message_uuid: str) -> dict[str, Any]:
 
 @flow(
     name="aussonderung-zweistufig",
-    flow_run_name="aussonderung-zweistufig-{message_uuid}",
     **FLOW_OPTIONS,
 )
 async def aussonderung_zweistufig(message_uuid: str) -> dict[str, Any]:

@@ -47,20 +47,20 @@ async def run_procedure(message_uuid: str, procedure: str) -> dict[str, Any]:
     return await close(case)
 
 
-@flow(name="gewerbeanmeldung", flow_run_name="gewerbeanmeldung-{message_uuid}", **FLOW_OPTIONS)
+@flow(name="gewerbeanmeldung", **FLOW_OPTIONS)
 async def gewerbeanmeldung(message_uuid: str) -> dict[str, Any]:
     """Gewerbeanmeldung (§ 14 GewO): consult the Ausländerbehörde where needed, a clerk approves
     erlaubnispflichtige Gewerbe, then every recipient of the routing gets its message."""
     return await run_procedure(message_uuid, "gewerbeanmeldung")
 
 
-@flow(name="gewerbeummeldung", flow_run_name="gewerbeummeldung-{message_uuid}", **FLOW_OPTIONS)
+@flow(name="gewerbeummeldung", **FLOW_OPTIONS)
 async def gewerbeummeldung(message_uuid: str) -> dict[str, Any]:
     """Gewerbeummeldung: change of address or activity, distributed by the routing rules."""
     return await run_procedure(message_uuid, "gewerbeummeldung")
 
 
-@flow(name="gewerbeabmeldung", flow_run_name="gewerbeabmeldung-{message_uuid}", **FLOW_OPTIONS)
+@flow(name="gewerbeabmeldung", **FLOW_OPTIONS)
 async def gewerbeabmeldung(message_uuid: str) -> dict[str, Any]:
     """Gewerbeabmeldung: the business is given up; every recipient is told."""
     return await run_procedure(message_uuid, "gewerbeabmeldung")
