@@ -12,7 +12,7 @@ Baseline, same run, same inboxes: a plain loop that parses and validates each no
 and validates the five data-minimised messages and POSTs them (httpx, sequentially) — no journal,
 no Prefect. Prints cases/s for both, the ratio and the peak RSS of this process, and
 amtsbote's cases/s against Prefect's empty flow runs/s (the orchestration ceiling) in the same
-run.
+run (the faster of two empty runs, one before and one after amtsbote's).
 """
 
 from __future__ import annotations
@@ -351,6 +351,7 @@ def main() -> int:
         t_base = baseline(payloads)
         payloads = notification_payloads(args.n)  # new UUIDs: the inboxes would deduplicate
         server_pid = server.pid
+        t_empty_before = asyncio.run(empty_flow_runs(args.n, args.concurrency))
         cpu0 = (
             cpu_seconds(),
             cpu_seconds(server_pid),
@@ -366,7 +367,10 @@ def main() -> int:
             cpu_seconds(partners.pid),
             postgres_cpu_seconds(),
         )
-        t_empty = asyncio.run(empty_flow_runs(args.n, args.concurrency))
+        t_empty_after = asyncio.run(empty_flow_runs(args.n, args.concurrency))
+        # the ceiling is the faster of the runs before and after amtsbote's (the machine is
+        # noisy; the faster one makes the ratio the more demanding)
+        t_empty = min(t_empty_before, t_empty_after)
         cpu2 = (
             cpu_seconds(),
             cpu_seconds(server_pid),
@@ -392,6 +396,10 @@ def main() -> int:
         print(
             f"{'ceiling: empty flow runs (no tasks, no work)':<44} {t_empty:8.2f} "
             f"{args.n / t_empty:8.1f} {args.n / t_empty / base_rate:6.2f}"
+        )
+        print(
+            f"empty flow runs/s before / after amtsbote's: {args.n / t_empty_before:.1f} / "
+            f"{args.n / t_empty_after:.1f} (the faster counts)"
         )
         print(
             f"amtsbote cases/s against empty flow runs/s, same run: "

@@ -47,10 +47,14 @@ __all__ = [
 async def prepare_messages(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
     """Build (by the case's family: data-minimised, validated) and record (outbox) one message
     per route; existing ones are taken as recorded."""
-    return await asyncio.to_thread(_prepare, case, routes)
+    deliveries, _ = await asyncio.to_thread(_prepare, case, routes)
+    return deliveries
 
 
-def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
+def _prepare(case: CaseRef, routes: list[Route]) -> tuple[list[DeliveryRecord], dict[str, bytes]]:
+    """The routes' deliveries (existing ones as recorded, new messages built and recorded
+    together) and the payloads of the messages built here, by nachrichtenUUID (the first
+    attempt needs not read back what it just wrote)."""
     rt = get_runtime()
     family = case.family
     held: dict[str, list[DeliveryRecord]] = {}
@@ -77,10 +81,11 @@ def _prepare(case: CaseRef, routes: list[Route]) -> list[DeliveryRecord]:
         )
         for (i, _), (_, deliveries, _) in zip(new, recorded, strict=True):
             out[i] = deliveries
-    return [d for group in out for d in group]
+    payloads = {e.meta.nachrichten_uuid: e.payload for _, e in new}
+    return [d for group in out for d in group], payloads
 
 
-async def _send_one(delivery: DeliveryRecord) -> DeliveryOutcome:
+async def _send_one(delivery: DeliveryRecord, known: bytes | None = None) -> DeliveryOutcome:
     """Send one delivery, recording the attempt; already acknowledged or dead ones are not sent
     again. The request holds a slot of the recipient's global limits
     (:func:`flows.operations.agency_slot`): no agency receives more than its ``concurrency`` and
@@ -88,7 +93,11 @@ async def _send_one(delivery: DeliveryRecord) -> DeliveryOutcome:
     from ..operations import agency_slot
 
     rt = get_runtime()
-    d, payload = await asyncio.to_thread(_payload_of, delivery)
+    payload: bytes | None
+    if known is not None and delivery.state is DeliveryState.CREATED:
+        d, payload = delivery, known
+    else:
+        d, payload = await asyncio.to_thread(_payload_of, delivery)
     if payload is None:
         return DeliveryOutcome(d.id, d.recipient, d.nachrichten_uuid, d.state.value, d.attempts)
     sender = rt.sender(d.recipient)
@@ -188,12 +197,18 @@ async def _container(key: str, payload: bytes) -> AsyncIterator[Path | None]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _attempt(deliveries: list[DeliveryRecord]) -> list[DeliveryOutcome]:
+async def _attempt(
+    deliveries: list[DeliveryRecord], payloads: dict[str, bytes] | None = None
+) -> list[DeliveryOutcome]:
     """One attempt at every pending delivery, concurrently. A permanent failure makes its
     delivery a dead letter at once (no retry can help); when transient failures remain, the
     first is raised so that the task is retried (``retry_condition``) — a retry sends only
     what is still unacknowledged."""
-    results = await asyncio.gather(*(_send_one(d) for d in deliveries), return_exceptions=True)
+    known = payloads or {}
+    results = await asyncio.gather(
+        *(_send_one(d, known.get(d.nachrichten_uuid)) for d in deliveries),
+        return_exceptions=True,
+    )
     transient: list[BaseException] = []
     outcomes: list[DeliveryOutcome] = []
     for delivery, result in zip(deliveries, results, strict=True):
@@ -328,9 +343,9 @@ async def distribute(
         return []
     routes = list(routes)
     rt = get_runtime()
-    deliveries = await asyncio.to_thread(_prepare, case, routes)
+    deliveries, payloads = await asyncio.to_thread(_prepare, case, routes)
     try:
-        outcomes = await _attempt(deliveries)
+        outcomes = await _attempt(deliveries, payloads)
     except Exception as exc:
         if not is_transient(exc):
             raise
